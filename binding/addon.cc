@@ -1,0 +1,105 @@
+// Addon entry: module-level functions and the NativeModel class.
+#include <napi.h>
+
+#include "../cpp/device.h"
+#include "../cpp/io/checkpoint.h"
+#include "../cpp/models/registry.h"
+#include "convert.h"
+#include "model_wrap.h"
+#include "workers.h"
+
+namespace tlb {
+namespace {
+
+Napi::Value CreateModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject()) throw std::invalid_argument("createModel expects an options object");
+    auto o = info[0].As<Napi::Object>();
+    tl::ModelConfig cfg;
+    cfg.arch = get_string(o, "arch", "");
+    cfg.num_classes = static_cast<int64_t>(get_number(o, "numClasses", 1000));
+    cfg.dropout = get_number(o, "dropout", tl::default_dropout(cfg.arch));
+    cfg.device = get_string(o, "device", "cpu");
+    cfg.channels_last = get_bool(o, "channelsLast", true);
+    tl::parse_device(cfg.device);  // fail fast, on the JS thread, for a missing device
+    auto out = std::make_shared<std::shared_ptr<tl::ModelRunner>>();
+    return PromiseWorker::Start(
+        env, "tl.createModel", [cfg, out] { *out = std::make_shared<tl::ModelRunner>(cfg); },
+        [out](Napi::Env e) -> Napi::Value { return ModelWrap::NewInstance(e, *out); });
+  });
+}
+
+Napi::Value ReadCheckpoint(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto sd = std::make_shared<tl::StateDict>();
+    return PromiseWorker::Start(
+        env, "tl.readCheckpoint", [path, sd] { *sd = tl::read_checkpoint(path); },
+        [sd](Napi::Env e) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          Napi::Object tensors = Napi::Object::New(e);
+          Napi::Array keys = Napi::Array::New(e, sd->tensors.size());
+          uint32_t i = 0;
+          for (const auto& kv : sd->tensors) {
+            tensors.Set(kv.key(), tensor_to_js(e, kv.value()));
+            keys.Set(i++, kv.key());
+          }
+          out.Set("keys", keys);
+          out.Set("tensors", tensors);
+          out.Set("metadata", string_map_to_js(e, sd->metadata));
+          return out;
+        });
+  });
+}
+
+Napi::Value Version(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("libtorch", tl::torch_version());
+  o.Set("cuda", tl::built_with_cuda() || tl::cuda_available());
+  o.Set("cudaAvailable", tl::cuda_available());
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("bf16", tl::cpu_has_bf16());
+  cpu.Set("avx512", tl::cpu_has_avx512());
+  o.Set("cpu", cpu);
+  o.Set("threads", tl::get_num_threads());
+  o.Set("napi", NAPI_VERSION);
+  return o;
+}
+
+Napi::Value Devices(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::available_devices()); }
+Napi::Value CudaAvailable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), tl::cuda_available()); }
+Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), tl::cuda_device_count());
+}
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    tl::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+  });
+}
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tl::get_num_threads()); }
+Napi::Value Architectures(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::architectures()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  tl::get_num_threads();  // default: all cores
+  exports.Set("NativeModel", ModelWrap::Init(env));
+  exports.Set("createModel", Napi::Function::New(env, CreateModel));
+  exports.Set("readCheckpoint", Napi::Function::New(env, ReadCheckpoint));
+  exports.Set("version", Napi::Function::New(env, Version));
+  exports.Set("devices", Napi::Function::New(env, Devices));
+  exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("architectures", Napi::Function::New(env, Architectures));
+  return exports;
+}
+
+}  // namespace
+}  // namespace tlb
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return tlb::Init(env, exports); }
+NODE_API_MODULE(torch_resnet_tl, InitAddon)

@@ -1,0 +1,130 @@
+#include "convert.h"
+
+#include <cstring>
+
+namespace tlb {
+
+std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback) {
+  auto v = o.Get(key);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : fallback;
+}
+double get_number(const Napi::Object& o, const char* key, double fallback) {
+  auto v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+}
+bool get_bool(const Napi::Object& o, const char* key, bool fallback) {
+  auto v = o.Get(key);
+  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : fallback;
+}
+
+std::vector<int64_t> to_shape(const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw std::invalid_argument(std::string(what) + " must be an array of dimensions");
+  auto a = v.As<Napi::Array>();
+  std::vector<int64_t> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value d = a.Get(i);
+    if (!d.IsNumber()) throw std::invalid_argument(std::string(what) + " must hold integers");
+    double x = d.As<Napi::Number>().DoubleValue();
+    if (x < 0 || x != static_cast<int64_t>(x)) throw std::invalid_argument(std::string(what) + " must hold non-negative integers");
+    out.push_back(static_cast<int64_t>(x));
+  }
+  return out;
+}
+
+torch::Tensor copy_float32(const Napi::Value& data, const std::vector<int64_t>& shape, const char* what) {
+  if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw std::invalid_argument(std::string(what) + " must be a Float32Array");
+  auto arr = data.As<Napi::Float32Array>();
+  int64_t numel = 1;
+  for (auto s : shape) numel *= s;
+  if (static_cast<int64_t>(arr.ElementLength()) != numel)
+    throw std::invalid_argument(std::string(what) + " has " + std::to_string(arr.ElementLength()) +
+                                " values but its shape needs " + std::to_string(numel));
+  auto t = torch::empty(shape, torch::kFloat32);
+  if (numel) std::memcpy(t.data_ptr<float>(), arr.Data(), numel * sizeof(float));
+  return t;
+}
+
+torch::Tensor copy_int64_labels(const Napi::Value& data, int64_t n, const char* what) {
+  auto t = torch::empty({n}, torch::kInt64);
+  if (data.IsTypedArray()) {
+    auto ta = data.As<Napi::TypedArray>();
+    if (static_cast<int64_t>(ta.ElementLength()) != n) throw std::invalid_argument(std::string(what) + " length does not match the batch");
+  } else if (!data.IsArray()) {
+    throw std::invalid_argument(std::string(what) + " must be an array of class indices");
+  }
+  auto o = data.As<Napi::Object>();
+  for (int64_t i = 0; i < n; ++i) {
+    Napi::Value v = o.Get(static_cast<uint32_t>(i));
+    if (!v.IsNumber()) throw std::invalid_argument(std::string(what) + " must hold integers");
+    t[i] = static_cast<int64_t>(v.As<Napi::Number>().DoubleValue());
+  }
+  return t;
+}
+
+Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& src) {
+  auto t = src.detach().to(torch::kCPU).contiguous();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array shape = Napi::Array::New(env, t.dim());
+  for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.size(i))));
+  out.Set("shape", shape);
+  const size_t n = static_cast<size_t>(t.numel());
+  switch (t.scalar_type()) {
+    case torch::kInt64: {
+      auto a = Napi::BigInt64Array::New(env, n);
+      std::memcpy(a.Data(), t.data_ptr(), n * 8);
+      out.Set("data", a);
+      out.Set("dtype", "int64");
+      break;
+    }
+    case torch::kInt32: {
+      auto a = Napi::Int32Array::New(env, n);
+      std::memcpy(a.Data(), t.data_ptr(), n * 4);
+      out.Set("data", a);
+      out.Set("dtype", "int32");
+      break;
+    }
+    case torch::kFloat64: {
+      auto a = Napi::Float64Array::New(env, n);
+      std::memcpy(a.Data(), t.data_ptr(), n * 8);
+      out.Set("data", a);
+      out.Set("dtype", "float64");
+      break;
+    }
+    default: {
+      auto f = t.to(torch::kFloat32);
+      auto a = Napi::Float32Array::New(env, n);
+      if (n) std::memcpy(a.Data(), f.data_ptr<float>(), n * 4);
+      out.Set("data", a);
+      out.Set("dtype", t.scalar_type() == torch::kFloat32 ? "float32" : std::string(c10::toString(t.scalar_type())));
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> to_string_map(const Napi::Value& v) {
+  std::map<std::string, std::string> m;
+  if (!v.IsObject()) return m;
+  auto o = v.As<Napi::Object>();
+  auto keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    Napi::Value x = o.Get(k);
+    if (x.IsString()) m[k] = x.As<Napi::String>().Utf8Value();
+  }
+  return m;
+}
+
+Napi::Object string_map_to_js(Napi::Env env, const std::map<std::string, std::string>& m) {
+  Napi::Object o = Napi::Object::New(env);
+  for (auto& kv : m) o.Set(kv.first, kv.second);
+  return o;
+}
+
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), v[i]);
+  return a;
+}
+
+}  // namespace tlb

@@ -1,0 +1,26 @@
+// Conversions between JS values and C++ structs/tensors. Copies JS memory before any async work.
+#pragma once
+#include <napi.h>
+#include <torch/torch.h>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../cpp/io/state_dict.h"
+
+namespace tlb {
+
+std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback);
+double get_number(const Napi::Object& o, const char* key, double fallback);
+bool get_bool(const Napi::Object& o, const char* key, bool fallback);
+std::vector<int64_t> to_shape(const Napi::Value& v, const char* what);
+// Copies a Float32Array with the given shape into a new CPU tensor (numel checked).
+torch::Tensor copy_float32(const Napi::Value& data, const std::vector<int64_t>& shape, const char* what);
+torch::Tensor copy_int64_labels(const Napi::Value& data, int64_t n, const char* what);
+// {data: Float32Array, shape: number[]}; other dtypes as their typed array, plus `dtype`.
+Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& t);
+std::map<std::string, std::string> to_string_map(const Napi::Value& v);
+Napi::Object string_map_to_js(Napi::Env env, const std::map<std::string, std::string>& m);
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v);
+
+}  // namespace tlb

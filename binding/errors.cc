@@ -1,0 +1,36 @@
+#include "errors.h"
+
+#include <c10/util/Exception.h>
+
+#include "errors.h"
+#include "../cpp/errors.h"
+
+namespace tlb {
+
+ErrorInfo classify_current_exception() {
+  try {
+    throw;
+  } catch (const tl::CheckpointError& e) {
+    return {"ERR_CHECKPOINT", e.what()};
+  } catch (const tl::DeviceError& e) {
+    return {"ERR_DEVICE", e.what()};
+  } catch (const std::invalid_argument& e) {
+    return {"ERR_INVALID_OPTION", e.what()};
+  } catch (const c10::Error& e) {
+    return {"ERR_NATIVE", e.what_without_backtrace()};
+  } catch (const std::bad_alloc&) {
+    return {"ERR_NATIVE", "out of memory"};
+  } catch (const std::exception& e) {
+    return {"ERR_NATIVE", e.what()};
+  } catch (...) {
+    return {"ERR_NATIVE", "unknown native error"};
+  }
+}
+
+Napi::Error make_error(Napi::Env env, const ErrorInfo& info) {
+  Napi::Error err = Napi::Error::New(env, info.message);
+  err.Set("code", Napi::String::New(env, info.code));
+  return err;
+}
+
+}  // namespace tlb

@@ -1,0 +1,194 @@
+#include "model_wrap.h"
+
+#include "convert.h"
+#include "workers.h"
+
+namespace tlb {
+
+namespace {
+Napi::FunctionReference* g_ctor = nullptr;
+
+Napi::Object report_to_js(Napi::Env env, const tl::LoadReport& r, const std::map<std::string, std::string>& meta) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("missing", strings_to_js(env, r.missing));
+  o.Set("unexpected", strings_to_js(env, r.unexpected));
+  o.Set("mismatched", strings_to_js(env, r.mismatched));
+  o.Set("skippedHead", strings_to_js(env, r.skipped_head));
+  o.Set("metadata", string_map_to_js(env, meta));
+  return o;
+}
+}  // namespace
+
+Napi::Function ModelWrap::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "NativeModel",
+                                 {
+                                     InstanceMethod("forward", &ModelWrap::Forward),
+                                     InstanceMethod("loadWeights", &ModelWrap::LoadWeights),
+                                     InstanceMethod("save", &ModelWrap::Save),
+                                     InstanceMethod("to", &ModelWrap::To),
+                                     InstanceMethod("sgdStep", &ModelWrap::SgdStep),
+                                     InstanceMethod("stateDict", &ModelWrap::StateDict),
+                                     InstanceMethod("parameterCount", &ModelWrap::ParameterCount),
+                                     InstanceMethod("dispose", &ModelWrap::Dispose),
+                                     InstanceMethod("info", &ModelWrap::Info),
+                                 });
+  g_ctor = new Napi::FunctionReference(Napi::Persistent(f));
+  return f;
+}
+
+Napi::Object ModelWrap::NewInstance(Napi::Env env, std::shared_ptr<tl::ModelRunner> runner) {
+  auto* holder = new std::shared_ptr<tl::ModelRunner>(std::move(runner));
+  auto ext = Napi::External<std::shared_ptr<tl::ModelRunner>>::New(
+      env, holder, [](Napi::Env, std::shared_ptr<tl::ModelRunner>* p) { delete p; });
+  return g_ctor->New({ext});
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  if (info.Length() < 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(info.Env(), "NativeModel is created by createModel()");
+  runner_ = *info[0].As<Napi::External<std::shared_ptr<tl::ModelRunner>>>().Data();
+  total_params_ = runner_->parameter_count(false);
+}
+
+std::shared_ptr<tl::ModelRunner> ModelWrap::runner(Napi::Env env) {
+  if (!runner_) {
+    auto e = Napi::Error::New(env, "model has been disposed");
+    e.Set("code", "ERR_DISPOSED");
+    throw e;
+  }
+  return runner_;
+}
+
+Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto r = runner(env);
+    auto input = copy_float32(info[0], to_shape(info[1], "shape"), "input");
+    Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+    auto precision = tl::parse_precision(get_string(opts, "precision", "fp32"));
+    bool embed = get_bool(opts, "embed", false);
+    auto out = std::make_shared<torch::Tensor>();
+    return PromiseWorker::Start(
+        env, "tl.forward",
+        [r, input, precision, embed, out] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *out = r->forward(input, precision, embed);
+        },
+        [out](Napi::Env e) -> Napi::Value { return tensor_to_js(e, *out); }, {Value()});
+  });
+}
+
+Napi::Value ModelWrap::LoadWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto r = runner(env);
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    bool allow_head = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+    auto report = std::make_shared<tl::LoadReport>();
+    auto meta = std::make_shared<std::map<std::string, std::string>>();
+    return PromiseWorker::Start(
+        env, "tl.loadWeights",
+        [r, path, allow_head, report, meta] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *report = r->load_weights(path, allow_head, meta.get());
+        },
+        [report, meta](Napi::Env e) -> Napi::Value { return report_to_js(e, *report, *meta); }, {Value()});
+  });
+}
+
+Napi::Value ModelWrap::Save(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto r = runner(env);
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto meta = to_string_map(info[1]);
+    return PromiseWorker::Start(
+        env, "tl.save",
+        [r, path, meta] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          r->save(path, meta);
+        },
+        nullptr, {Value()});
+  });
+}
+
+Napi::Value ModelWrap::To(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto r = runner(env);
+    std::string device = info[0].As<Napi::String>().Utf8Value();
+    return PromiseWorker::Start(
+        env, "tl.to",
+        [r, device] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          r->to(device);
+        },
+        [r](Napi::Env e) -> Napi::Value { return Napi::String::New(e, r->device_string()); }, {Value()});
+  });
+}
+
+Napi::Value ModelWrap::SgdStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto r = runner(env);
+    auto shape = to_shape(info[1], "shape");
+    auto input = copy_float32(info[0], shape, "input");
+    auto labels = copy_int64_labels(info[2], shape.empty() ? 0 : shape[0], "labels");
+    double lr = info[3].As<Napi::Number>().DoubleValue();
+    auto loss = std::make_shared<double>(0);
+    return PromiseWorker::Start(
+        env, "tl.sgdStep",
+        [r, input, labels, lr, loss] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *loss = r->sgd_step(input, labels, lr);
+        },
+        [loss](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *loss); }, {Value()});
+  });
+}
+
+Napi::Value ModelWrap::StateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto r = runner(env);
+    auto sd = std::make_shared<tl::StateDict>();
+    return PromiseWorker::Start(
+        env, "tl.stateDict",
+        [r, sd] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          for (const auto& kv : r->state_dict().tensors)
+            sd->tensors.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous().clone());
+        },
+        [sd](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          for (const auto& kv : sd->tensors) o.Set(kv.key(), tensor_to_js(e, kv.value()));
+          return o;
+        },
+        {Value()});
+  });
+}
+
+Napi::Value ModelWrap::ParameterCount(const Napi::CallbackInfo& info) {
+  runner(info.Env());
+  return Napi::Number::New(info.Env(), static_cast<double>(total_params_));
+}
+
+Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto r = runner(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("arch", r->config().arch);
+  o.Set("numClasses", Napi::Number::New(env, static_cast<double>(r->config().num_classes)));
+  o.Set("device", r->device_string());
+  o.Set("channelsLast", r->config().channels_last);
+  o.Set("featureDim", Napi::Number::New(env, static_cast<double>(r->module()->feature_dim())));
+  o.Set("headPrefix", r->module()->head_prefix());
+  o.Set("stages", strings_to_js(env, r->module()->stages()));
+  return o;
+}
+
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  runner_.reset();  // running workers hold their own reference and finish safely
+  return info.Env().Undefined();
+}
+
+}  // namespace tlb

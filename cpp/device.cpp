@@ -1,0 +1,100 @@
+#include "device.h"
+#include "errors.h"
+
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace tl {
+namespace {
+
+std::atomic<int> g_threads{0};
+
+std::string cpu_flags() {
+  static const std::string flags = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) == 0) return " " + line + " ";
+    }
+    return std::string();
+  }();
+  return flags;
+}
+
+}  // namespace
+
+bool cuda_available() { return torch::cuda::is_available(); }
+int cuda_device_count() { return cuda_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
+std::vector<std::string> available_devices() {
+  std::vector<std::string> out{"cpu"};
+  for (int i = 0; i < cuda_device_count(); ++i) out.push_back("cuda:" + std::to_string(i));
+  return out;
+}
+
+torch::Device parse_device(const std::string& spec) {
+  auto list = [] {
+    std::string s;
+    for (auto& d : available_devices()) s += (s.empty() ? "" : ", ") + d;
+    return s;
+  };
+  if (spec == "cpu") return torch::Device(torch::kCPU);
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    int index = 0;
+    if (spec.size() > 5) {
+      std::string num = spec.substr(5);
+      if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 3)
+        throw DeviceError("invalid device '" + spec + "'; available devices: " + list());
+      index = std::stoi(num);
+    }
+    if (index >= cuda_device_count())
+      throw DeviceError("device '" + spec + "' is not available; available devices: " + list());
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw DeviceError("invalid device '" + spec + "'; available devices: " + list());
+}
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("threads must be >= 1");
+  g_threads = n;
+  at::set_num_threads(n);
+}
+
+int get_num_threads() {
+  int n = g_threads.load();
+  if (n <= 0) {
+    unsigned hc = std::thread::hardware_concurrency();
+    n = hc == 0 ? 1 : static_cast<int>(hc);
+    g_threads = n;
+  }
+  return n;
+}
+
+void apply_threads() {
+  int n = get_num_threads();
+  if (at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+bool cpu_has_bf16() {
+  auto f = cpu_flags();
+  return f.find(" avx512_bf16 ") != std::string::npos || f.find(" amx_bf16 ") != std::string::npos;
+}
+bool cpu_has_avx512() { return cpu_flags().find(" avx512f ") != std::string::npos; }
+
+std::string torch_version() { return TORCH_VERSION; }
+
+bool built_with_cuda() {
+#ifdef TL_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace tl

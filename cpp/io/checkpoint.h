@@ -1,0 +1,17 @@
+// Reading and writing state-dict files: PyTorch's zip format (.pth/.pt) and safetensors.
+#pragma once
+#include "io/state_dict.h"
+
+namespace tl {
+
+// By extension: .safetensors, otherwise PyTorch's zip format. Wrappers ({"state_dict": ...}, {"model": ...})
+// and a "module." prefix are removed.
+StateDict read_checkpoint(const std::string& path);
+void write_checkpoint(const std::string& path, const StateDict& sd);
+
+StateDict read_pth(const std::string& path);
+void write_pth(const std::string& path, const StateDict& sd);
+StateDict read_safetensors(const std::string& path);
+void write_safetensors(const std::string& path, const StateDict& sd);
+
+}  // namespace tl

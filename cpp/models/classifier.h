@@ -1,0 +1,31 @@
+// Common base for every image classifier in the zoo: a backbone producing pooled features and a head.
+#pragma once
+#include <torch/torch.h>
+#include <string>
+#include <vector>
+
+namespace tl {
+
+class ClassifierImpl : public torch::nn::Module {
+ public:
+  // Raw logits [N, numClasses].
+  virtual torch::Tensor forward(torch::Tensor x) = 0;
+  // Pooled features before the head [N, featureDim].
+  virtual torch::Tensor embed(torch::Tensor x) = 0;
+  // Logits from pooled features (the head alone, including dropout in train mode).
+  virtual torch::Tensor head(torch::Tensor features) = 0;
+  // State-dict prefix of the head's parameters ("fc", "classifier.1").
+  virtual std::string head_prefix() const = 0;
+  // Ordered freezing boundaries ("conv1", "layer1"... or "features.3"...), earliest first.
+  virtual std::vector<std::string> stages() const = 0;
+  virtual int64_t feature_dim() const = 0;
+  int64_t num_classes() const { return num_classes_; }
+
+ protected:
+  int64_t num_classes_ = 1000;
+  double dropout_ = 0.0;
+};
+
+using Classifier = std::shared_ptr<ClassifierImpl>;
+
+}  // namespace tl

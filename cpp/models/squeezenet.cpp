@@ -1,0 +1,76 @@
+#include "models/squeezenet.h"
+
+namespace tl {
+namespace {
+
+class FireImpl : public torch::nn::Module {
+ public:
+  FireImpl(int64_t inplanes, int64_t squeeze, int64_t e1, int64_t e3) {
+    squeeze_ = register_module("squeeze", torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, squeeze, 1)));
+    register_module("squeeze_activation", torch::nn::ReLU(true));
+    expand1x1_ = register_module("expand1x1", torch::nn::Conv2d(torch::nn::Conv2dOptions(squeeze, e1, 1)));
+    register_module("expand1x1_activation", torch::nn::ReLU(true));
+    expand3x3_ =
+        register_module("expand3x3", torch::nn::Conv2d(torch::nn::Conv2dOptions(squeeze, e3, 3).padding(1)));
+    register_module("expand3x3_activation", torch::nn::ReLU(true));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = torch::relu(squeeze_->forward(x));
+    return torch::cat({torch::relu(expand1x1_->forward(x)), torch::relu(expand3x3_->forward(x))}, 1);
+  }
+
+ private:
+  torch::nn::Conv2d squeeze_{nullptr}, expand1x1_{nullptr}, expand3x3_{nullptr};
+};
+TORCH_MODULE(Fire);
+
+torch::nn::MaxPool2d pool() { return torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).ceil_mode(true)); }
+
+}  // namespace
+
+SqueezeNetImpl::SqueezeNetImpl(int64_t num_classes, double dropout) {
+  num_classes_ = num_classes;
+  dropout_ = dropout;
+  features_ = register_module(
+      "features",
+      torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 64, 3).stride(2)), torch::nn::ReLU(true),
+                            pool(), Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), pool(), Fire(128, 32, 128, 128),
+                            Fire(256, 32, 128, 128), pool(), Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),
+                            Fire(384, 64, 256, 256), Fire(512, 64, 256, 256)));
+  final_conv_ = torch::nn::Conv2d(torch::nn::Conv2dOptions(512, num_classes, 1));
+  classifier_ = register_module(
+      "classifier", torch::nn::Sequential(torch::nn::Dropout(dropout), final_conv_, torch::nn::ReLU(true),
+                                          torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({1, 1}))));
+  torch::NoGradGuard guard;
+  for (auto& m : modules(false)) {
+    if (auto* c = m->as<torch::nn::Conv2d>()) {
+      if (c == final_conv_.get()) {
+        torch::nn::init::normal_(c->weight, 0.0, 0.01);
+      } else {
+        torch::nn::init::kaiming_uniform_(c->weight);
+      }
+      torch::nn::init::zeros_(c->bias);
+    }
+  }
+}
+
+torch::Tensor SqueezeNetImpl::embed(torch::Tensor x) {
+  return torch::flatten(torch::adaptive_avg_pool2d(features_->forward(x), {1, 1}), 1);
+}
+
+torch::Tensor SqueezeNetImpl::forward(torch::Tensor x) { return torch::flatten(classifier_->forward(features_->forward(x)), 1); }
+
+// The head is a 1x1 conv followed by ReLU and global average pooling. On pooled features
+// (which are what embed returns), conv1x1 commutes with the average, but ReLU does not:
+// head(embed(x)) is the trainable linear head over pooled features used by feature caching.
+torch::Tensor SqueezeNetImpl::head(torch::Tensor features) {
+  if (dropout_ > 0) features = torch::dropout(features, dropout_, is_training());
+  auto w = final_conv_->weight.flatten(1);
+  return torch::relu(torch::addmm(final_conv_->bias, features, w.t()));
+}
+
+std::vector<std::string> SqueezeNetImpl::stages() const {
+  return {"features.0", "features.3", "features.6", "features.9", "features.11", "classifier.1"};
+}
+
+}  // namespace tl

@@ -1,0 +1,23 @@
+// SqueezeNet 1.1 with torchvision's module names (features.N, classifier.1) and initialisation.
+#pragma once
+#include "models/classifier.h"
+
+namespace tl {
+
+class SqueezeNetImpl : public ClassifierImpl {
+ public:
+  SqueezeNetImpl(int64_t num_classes, double dropout);
+  torch::Tensor forward(torch::Tensor x) override;
+  torch::Tensor embed(torch::Tensor x) override;
+  torch::Tensor head(torch::Tensor features) override;
+  std::string head_prefix() const override { return "classifier.1"; }
+  std::vector<std::string> stages() const override;
+  int64_t feature_dim() const override { return 512; }
+
+ private:
+  torch::nn::Sequential features_{nullptr};
+  torch::nn::Sequential classifier_{nullptr};
+  torch::nn::Conv2d final_conv_{nullptr};
+};
+
+}  // namespace tl

@@ -1,0 +1,130 @@
+#include "runtime/model_runner.h"
+
+#include <ATen/autocast_mode.h>
+
+#include "device.h"
+#include "io/checkpoint.h"
+#include "models/registry.h"
+
+namespace tl {
+namespace {
+
+// Autocast scoped to the calling thread (libtorch keeps it thread-local).
+class AutocastScope {
+ public:
+  AutocastScope(const torch::Device& device, Precision p) {
+    if (p == Precision::FP32) return;
+    auto dtype = p == Precision::BF16 ? at::kBFloat16 : at::kHalf;
+    cuda_ = device.is_cuda();
+    if (cuda_) {
+      at::autocast::set_enabled(true);
+      at::autocast::set_autocast_gpu_dtype(dtype);
+    } else {
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(dtype);
+    }
+    active_ = true;
+  }
+  ~AutocastScope() {
+    if (!active_) return;
+    if (cuda_)
+      at::autocast::set_enabled(false);
+    else
+      at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool active_ = false, cuda_ = false;
+};
+
+void to_channels_last(torch::nn::Module& m) {
+  torch::NoGradGuard g;
+  for (auto& p : m.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+}
+
+}  // namespace
+
+Precision parse_precision(const std::string& s) {
+  if (s == "fp32") return Precision::FP32;
+  if (s == "bf16") return Precision::BF16;
+  if (s == "fp16") return Precision::FP16;
+  throw std::invalid_argument("precision must be fp32, bf16 or fp16, got '" + s + "'");
+}
+
+ModelRunner::ModelRunner(const ModelConfig& config)
+    : config_(config), device_(parse_device(config.device)) {
+  apply_threads();
+  model_ = create_model(config.arch, config.num_classes, config.dropout);
+  model_->eval();
+  model_->to(device_);
+  if (config_.channels_last) to_channels_last(*model_);
+}
+
+std::string ModelRunner::device_string() const { return device_.str(); }
+
+LoadReport ModelRunner::load_weights(const std::string& path, bool allow_head_mismatch,
+                                     std::map<std::string, std::string>* metadata) {
+  apply_threads();
+  StateDict sd = read_checkpoint(path);
+  if (metadata) *metadata = sd.metadata;
+  return load_into_module(*model_, sd, model_->head_prefix(), allow_head_mismatch, path);
+}
+
+StateDict ModelRunner::state_dict() const { return module_state_dict(*model_); }
+
+void ModelRunner::save(const std::string& path, const std::map<std::string, std::string>& metadata) {
+  StateDict sd = state_dict();
+  sd.metadata = metadata;
+  write_checkpoint(path, sd);
+}
+
+void ModelRunner::to(const std::string& device) {
+  torch::Device d = parse_device(device);
+  model_->to(d);
+  if (config_.channels_last) to_channels_last(*model_);
+  device_ = d;
+  config_.device = d.str();
+}
+
+torch::Tensor ModelRunner::prepare(const torch::Tensor& input) const {
+  auto x = input.to(device_, /*non_blocking=*/false);
+  if (config_.channels_last && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  return x;
+}
+
+torch::Tensor ModelRunner::forward(const torch::Tensor& input, Precision precision, bool embed) {
+  apply_threads();
+  c10::InferenceMode guard;
+  model_->eval();
+  AutocastScope autocast(device_, precision);
+  auto x = prepare(input);
+  auto out = embed ? model_->embed(x) : model_->forward(x);
+  return out.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+double ModelRunner::sgd_step(const torch::Tensor& input, const torch::Tensor& labels, double lr) {
+  apply_threads();
+  model_->train();
+  model_->zero_grad();
+  auto logits = model_->forward(prepare(input));
+  auto loss = torch::nn::functional::cross_entropy(logits, labels.to(device_));
+  loss.backward();
+  {
+    torch::NoGradGuard g;
+    for (auto& p : model_->parameters())
+      if (p.grad().defined()) p.add_(p.grad(), -lr);
+  }
+  model_->eval();
+  return loss.item<double>();
+}
+
+int64_t ModelRunner::parameter_count(bool trainable_only) const {
+  int64_t n = 0;
+  for (const auto& p : model_->parameters())
+    if (!trainable_only || p.requires_grad()) n += p.numel();
+  return n;
+}
+
+}  // namespace tl

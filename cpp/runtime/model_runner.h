@@ -1,0 +1,51 @@
+// A model instance with its device, layout and precision settings: what the binding drives.
+#pragma once
+#include <mutex>
+
+#include "io/state_dict.h"
+#include "models/classifier.h"
+
+namespace tl {
+
+enum class Precision { FP32, BF16, FP16 };
+Precision parse_precision(const std::string& s);  // "fp32" | "bf16" | "fp16"
+
+struct ModelConfig {
+  std::string arch;
+  int64_t num_classes = 1000;
+  double dropout = 0.0;
+  std::string device = "cpu";
+  bool channels_last = true;
+};
+
+class ModelRunner {
+ public:
+  explicit ModelRunner(const ModelConfig& config);
+
+  // Loads a checkpoint; with allow_head_mismatch a head of another numClasses keeps its fresh init.
+  LoadReport load_weights(const std::string& path, bool allow_head_mismatch, std::map<std::string, std::string>* metadata);
+  void save(const std::string& path, const std::map<std::string, std::string>& metadata);
+  void to(const std::string& device);
+
+  // Inference (InferenceMode, eval mode). Input is a CPU float tensor [N, 3, H, W]; returns a CPU float tensor.
+  torch::Tensor forward(const torch::Tensor& input, Precision precision, bool embed);
+  // One plain SGD step with cross-entropy (train mode): the parity reference step. Returns the loss.
+  double sgd_step(const torch::Tensor& input, const torch::Tensor& labels, double lr);
+
+  int64_t parameter_count(bool trainable_only) const;
+  StateDict state_dict() const;
+
+  const ModelConfig& config() const { return config_; }
+  std::string device_string() const;
+  Classifier module() const { return model_; }
+  std::mutex& mutex() { return mu_; }
+
+ private:
+  torch::Tensor prepare(const torch::Tensor& input) const;
+  ModelConfig config_;
+  torch::Device device_;
+  Classifier model_;
+  std::mutex mu_;
+};
+
+}  // namespace tl

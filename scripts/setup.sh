@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One-step set-up for a fresh Debian 12 machine, idempotent and quick when everything is present:
+# system packages (libtorch, decoders, the Python parity peer), npm ci, the native build, the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+pkgs=(build-essential cmake libtorch-dev libturbojpeg0-dev libpng-dev nlohmann-json3-dev python3-torch python3-torchvision python3-pil)
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "[setup] installing system packages: ${need_pkgs[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+# npm ci only when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "[setup] npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+# Native build when any native source is newer than the addon.
+addon=build/Release/torch_resnet_tl.node
+if [ ! -f "$addon" ] || [ -n "$(find cpp binding CMakeLists.txt -newer "$addon" -print -quit)" ]; then
+  echo "[setup] building the native addon (cmake-js)"
+  npx cmake-js compile --CDCMAKE_BUILD_TYPE=Release ${CMAKE_JS_FLAGS:-} -- -j"$(nproc)"
+fi
+
+# TypeScript build (CommonJS + ESM) when sources changed.
+if [ ! -f dist/cjs/index.js ] || [ -n "$(find lib tsconfig*.json scripts/build-ts.mjs -newer dist/cjs/index.js -print -quit)" ]; then
+  echo "[setup] compiling TypeScript"
+  node scripts/build-ts.mjs
+fi
