@@ -54,6 +54,17 @@ Napi::Value ReadCheckpoint(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value ReadCheckpointMetadata(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto meta = std::make_shared<std::map<std::string, std::string>>();
+    return PromiseWorker::Start(
+        env, "tl.readCheckpointMetadata", [path, meta] { *meta = tl::read_checkpoint_metadata(path); },
+        [meta](Napi::Env e) -> Napi::Value { return string_map_to_js(e, *meta); });
+  });
+}
+
 Napi::Value Version(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -88,6 +99,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", ModelWrap::Init(env));
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
   exports.Set("readCheckpoint", Napi::Function::New(env, ReadCheckpoint));
+  exports.Set("readCheckpointMetadata", Napi::Function::New(env, ReadCheckpointMetadata));
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("devices", Napi::Function::New(env, Devices));
   exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable));

@@ -34,3 +34,13 @@ if [ ! -f dist/cjs/index.js ] || [ -n "$(find lib tsconfig*.json scripts/build-t
   echo "[setup] compiling TypeScript"
   node scripts/build-ts.mjs
 fi
+
+# Reference fixtures from Debian's torchvision (the parity peer); regenerated when the generator changes.
+fx=.fixtures/parity
+stamp="$(sha256sum scripts/fixtures/make_parity.py | cut -c1-16)"
+if [ "$(cat "$fx/stamp" 2>/dev/null)" != "$stamp" ]; then rm -rf "$fx"; fi
+if [ ! -f "$fx/stamp" ]; then
+  echo "[setup] generating parity fixtures with /usr/bin/python3 + torchvision"
+  /usr/bin/python3 scripts/fixtures/make_parity.py "$fx"
+  echo "$stamp" > "$fx/stamp"
+fi

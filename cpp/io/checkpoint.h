@@ -12,6 +12,12 @@ void write_checkpoint(const std::string& path, const StateDict& sd);
 StateDict read_pth(const std::string& path);
 void write_pth(const std::string& path, const StateDict& sd);
 StateDict read_safetensors(const std::string& path);
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 void write_safetensors(const std::string& path, const StateDict& sd);
 
+}  // namespace tl
+
+namespace tl {
+// Only the string metadata of a checkpoint (safetensors header / our JSON record), without reading tensors.
+std::map<std::string, std::string> read_checkpoint_metadata(const std::string& path);
 }  // namespace tl

@@ -132,6 +132,25 @@ void write_pth(const std::string& path, const StateDict& sd) {
   });
 }
 
+std::map<std::string, std::string> read_checkpoint_metadata(const std::string& path) {
+  if (ends_with(path, ".safetensors")) return read_safetensors_metadata(path);
+  std::map<std::string, std::string> out;
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    if (!reader.hasRecord(kMetadataRecord)) return out;
+    auto rec = reader.getRecord(kMetadataRecord);
+    auto j = nlohmann::json::parse(static_cast<const char*>(std::get<0>(rec).get()),
+                                   static_cast<const char*>(std::get<0>(rec).get()) + std::get<1>(rec));
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (it->is_string()) out[it.key()] = it->get<std::string>();
+  } catch (const c10::Error& e) {
+    throw CheckpointError(path + ": not a readable PyTorch zip checkpoint: " + e.what_without_backtrace());
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(path + ": corrupt metadata record: " + e.what());
+  }
+  return out;
+}
+
 StateDict read_checkpoint(const std::string& path) {
   return ends_with(path, ".safetensors") ? read_safetensors(path) : read_pth(path);
 }

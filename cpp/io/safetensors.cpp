@@ -28,8 +28,9 @@ std::string dtype_name(torch::ScalarType t) {
 
 }  // namespace
 
-StateDict read_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
+namespace {
+// Reads and parses the JSON header; leaves `in` positioned after it.
+nlohmann::json read_header(std::ifstream& in, const std::string& path, uint64_t* data_start, uint64_t* data_size) {
   if (!in) throw CheckpointError(path + ": cannot open file");
   const uint64_t file_size = static_cast<uint64_t>(in.tellg());
   in.seekg(0);
@@ -42,9 +43,8 @@ StateDict read_safetensors(const std::string& path) {
   std::string header(header_len, '\0');
   in.read(&header[0], header_len);
   if (static_cast<uint64_t>(in.gcount()) != header_len) throw CheckpointError(path + ": truncated safetensors header");
-  const uint64_t data_start = 8 + header_len;
-  const uint64_t data_size = file_size - data_start;
-
+  *data_start = 8 + header_len;
+  *data_size = file_size - *data_start;
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(header);
@@ -52,6 +52,31 @@ StateDict read_safetensors(const std::string& path) {
     throw CheckpointError(path + ": safetensors header is not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw CheckpointError(path + ": safetensors header is not a JSON object");
+  return j;
+}
+
+void read_metadata_field(const nlohmann::json& m, const std::string& path, std::map<std::string, std::string>* out) {
+  if (!m.is_object()) throw CheckpointError(path + ": __metadata__ is not an object");
+  for (auto it = m.begin(); it != m.end(); ++it)
+    if (it->is_string()) (*out)[it.key()] = it->get<std::string>();
+}
+}  // namespace
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw CheckpointError(path + ": cannot open file");
+  uint64_t data_start = 0, data_size = 0;
+  auto j = read_header(in, path, &data_start, &data_size);
+  std::map<std::string, std::string> out;
+  if (j.contains("__metadata__")) read_metadata_field(j["__metadata__"], path, &out);
+  return out;
+}
+
+StateDict read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw CheckpointError(path + ": cannot open file");
+  uint64_t data_start = 0, data_size = 0;
+  auto j = read_header(in, path, &data_start, &data_size);
 
   struct Entry {
     std::string name;
@@ -63,9 +88,7 @@ StateDict read_safetensors(const std::string& path) {
   StateDict sd;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it.key() == "__metadata__") {
-      if (!it->is_object()) throw CheckpointError(path + ": __metadata__ is not an object");
-      for (auto m = it->begin(); m != it->end(); ++m)
-        if (m->is_string()) sd.metadata[m.key()] = m->get<std::string>();
+      read_metadata_field(*it, path, &sd.metadata);
       continue;
     }
     const auto& v = *it;

@@ -1,0 +1,94 @@
+/** Base class of every error thrown by torch-resnet-tl. `code` is stable across versions. */
+export class TorchResNetError extends Error {
+  readonly code: string;
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** An option or argument is invalid: the message names it, what was expected and what was received. */
+export class InvalidOptionError extends TorchResNetError {
+  readonly option: string;
+  constructor(option: string, message: string) {
+    super(message, 'ERR_INVALID_OPTION');
+    this.option = option;
+  }
+}
+
+/** A checkpoint file is unreadable, malformed, unsafe or does not match the model. */
+export class CheckpointError extends TorchResNetError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_CHECKPOINT', options);
+  }
+}
+
+/** A device is unknown or not available (e.g. `cuda:0` on a machine without CUDA). */
+export class DeviceError extends TorchResNetError {
+  constructor(message: string) {
+    super(message, 'ERR_DEVICE');
+  }
+}
+
+/** The native addon (or libtorch under it) could not be loaded. */
+export class NativeLoadError extends TorchResNetError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_NATIVE_LOAD', options);
+  }
+}
+
+/** Downloading pretrained weights failed, or the file is not available offline. */
+export class WeightsError extends TorchResNetError {
+  readonly url?: string;
+  readonly path?: string;
+  constructor(message: string, details: { url?: string; path?: string; cause?: unknown } = {}) {
+    super(message, 'ERR_WEIGHTS', { cause: details.cause });
+    this.url = details.url;
+    this.path = details.path;
+  }
+}
+
+/** The object was disposed and can no longer be used. */
+export class DisposedError extends TorchResNetError {
+  constructor(what: string) {
+    super(`${what} has been disposed`, 'ERR_DISPOSED');
+  }
+}
+
+/** Any other failure inside libtorch. */
+export class NativeError extends TorchResNetError {
+  constructor(message: string) {
+    super(message, 'ERR_NATIVE');
+  }
+}
+
+/** Turns an error from the addon (a plain Error with `code`) into the matching class. */
+export function fromNative(err: unknown): Error {
+  // Duck-typed: errors made by the addon may come from another realm (e.g. under a test sandbox).
+  if (err instanceof TorchResNetError || typeof err !== 'object' || err === null || !('message' in err)) return err as Error;
+  const code = (err as { code?: string }).code;
+  switch (code) {
+    case 'ERR_CHECKPOINT':
+      return new CheckpointError((err as Error).message);
+    case 'ERR_DEVICE':
+      return new DeviceError((err as Error).message);
+    case 'ERR_INVALID_OPTION':
+      return new InvalidOptionError("", (err as Error).message);
+    case 'ERR_DISPOSED':
+      return new TorchResNetError((err as Error).message, 'ERR_DISPOSED');
+    case 'ERR_NATIVE':
+      return new NativeError((err as Error).message);
+    default:
+      return err as Error;
+  }
+}
+
+/** Awaits a native promise, mapping its rejection to a typed error. */
+export async function native<T>(p: () => Promise<T>): Promise<T> {
+  try {
+    return await p();
+  } catch (e) {
+    throw fromNative(e);
+  }
+}

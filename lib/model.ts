@@ -1,0 +1,293 @@
+import { existsSync } from 'node:fs';
+import { extname, resolve as resolvePath } from 'node:path';
+import { resolveDevice, version } from './device';
+import { CheckpointError, DisposedError, InvalidOptionError, native } from './errors';
+import { getNative, NativeModel, TensorData } from './native';
+import * as v from './validate';
+import { fetchWeights, HubOptions, WeightsName } from './weights';
+
+/** Every architecture of the zoo (torchvision names). */
+export const ARCHS = [
+  'resnet18',
+  'resnet34',
+  'resnet50',
+  'resnet101',
+  'resnet152',
+  'wide_resnet50_2',
+  'wide_resnet101_2',
+  'resnext50_32x4d',
+  'resnext101_32x8d',
+  'resnext101_64x4d',
+  'squeezenet1_1',
+] as const;
+export type Arch = (typeof ARCHS)[number];
+export type ResNetArch = Exclude<Arch, 'squeezenet1_1'>;
+
+/** Numeric precision of a forward pass. `auto`: bf16 on CPUs with native BF16 and on CUDA, else fp32. */
+export type Precision = 'fp32' | 'bf16' | 'auto';
+const PRECISIONS = ['fp32', 'bf16', 'auto'] as const;
+
+export interface ModelOptions extends HubOptions {
+  /** Architecture name as in torchvision. */
+  arch: Arch;
+  /** Outputs of the new head. Default: `classes.length` when given, else 1000. */
+  numClasses?: number;
+  /** Class names, stored with saved weights. Default: none. */
+  classes?: string[];
+  /**
+   * Initial weights: `'IMAGENET1K_V1'`, `'IMAGENET1K_V2'`, `'DEFAULT'` (best published), a `.pth`/`.safetensors` path,
+   * or `null` for random initialisation (torchvision's default). Default: `null`.
+   */
+  weights?: WeightsName | string | null;
+  /** `'cpu'`, `'cuda'` or `'cuda:N'`. Default `'cpu'`. */
+  device?: string;
+  /** Dropout before the head. Default: 0 for ResNets, 0.5 for squeezenet1_1 (torchvision's). */
+  dropout?: number;
+  /** Keep convolution weights and inputs in channels_last layout (faster on CPU with oneDNN). Default true. */
+  channelsLast?: boolean;
+}
+
+export type ResNetOptions = Omit<ModelOptions, 'arch'> & { arch: ResNetArch };
+
+/** What loading initial weights found. */
+export interface LoadReport {
+  /** File the weights came from, or null for random initialisation. */
+  source: string | null;
+  /** Head parameters left at their fresh initialisation because numClasses differs from the file (transfer case). */
+  headReinitialized: string[];
+  /** Human-readable summary, e.g. "kept new head fc.weight, fc.bias (file has 1000 classes)". */
+  message: string;
+}
+
+export interface ForwardOptions {
+  /** Default `'fp32'`. */
+  precision?: Precision;
+}
+
+const MODEL_KEYS = ['arch', 'numClasses', 'classes', 'weights', 'device', 'dropout', 'channelsLast', 'offline', 'hubBaseUrl', 'cacheDir', 'onProgress'] as const;
+const META_FORMAT = 'torch-resnet-tl/1';
+
+function validateModelOptions(opts: unknown): Required<Pick<ModelOptions, 'arch' | 'numClasses' | 'device' | 'channelsLast'>> & ModelOptions {
+  const o = v.plainObject('options', opts) as ModelOptions & Record<string, unknown>;
+  v.knownKeys('options', o, MODEL_KEYS);
+  const arch = v.oneOf('arch', o.arch, ARCHS);
+  let classes: string[] | undefined;
+  if (o.classes !== undefined) {
+    if (!Array.isArray(o.classes) || o.classes.length === 0 || o.classes.some((c) => typeof c !== 'string'))
+      throw v.invalid('classes', 'non-empty array of strings', o.classes);
+    classes = [...o.classes];
+  }
+  const numClasses = o.numClasses === undefined ? (classes?.length ?? 1000) : v.positiveInt('numClasses', o.numClasses);
+  if (classes && classes.length !== numClasses)
+    throw new InvalidOptionError('classes', `Expected ${numClasses} class names (numClasses) but received ${classes.length}`);
+  if (o.dropout !== undefined) v.numberInRange('dropout', o.dropout, 0, 1, false);
+  if (o.channelsLast !== undefined) v.bool('channelsLast', o.channelsLast);
+  if (o.weights !== undefined && o.weights !== null) v.nonEmptyString('weights', o.weights);
+  if (o.offline !== undefined) v.bool('offline', o.offline);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw v.invalid('onProgress', 'function', o.onProgress);
+  const device = resolveDevice(o.device);
+  return { ...o, arch, numClasses, classes, device, channelsLast: o.channelsLast ?? true };
+}
+
+/** Resolves the `weights` option to a local file (downloading named weights when needed). */
+async function resolveWeightsPath(arch: Arch, weights: string, hub: HubOptions): Promise<string> {
+  if (weights === 'IMAGENET1K_V1' || weights === 'IMAGENET1K_V2' || weights === 'DEFAULT') return fetchWeights(arch, weights, hub);
+  const path = resolvePath(weights);
+  if (!existsSync(path))
+    throw new InvalidOptionError('weights', `Expected 'IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT', null or an existing file for weights but received ${JSON.stringify(weights)} (no such file)`);
+  return path;
+}
+
+/**
+ * An image classifier (any arch of the zoo) living in native memory. Methods that touch tensors run off the
+ * JS thread and return Promises; calls on one model run one at a time, in call order.
+ */
+export class Model {
+  protected handle: NativeModel | null;
+  private queue: Promise<unknown> = Promise.resolve();
+  readonly arch: Arch;
+  readonly numClasses: number;
+  /** Class names (from options or a saved file), or undefined. */
+  classes: string[] | undefined;
+  /** What loading the initial weights found. */
+  readonly loadReport: LoadReport;
+  private device_: string;
+
+  protected constructor(handle: NativeModel, arch: Arch, numClasses: number, classes: string[] | undefined, report: LoadReport) {
+    this.handle = handle;
+    this.arch = arch;
+    this.numClasses = numClasses;
+    this.classes = classes;
+    this.loadReport = report;
+    this.device_ = handle.info().device;
+  }
+
+  /** Creates a model of any arch (`{ arch: 'squeezenet1_1' }` included), optionally with pretrained weights. */
+  static async create(options: ModelOptions): Promise<Model> {
+    return this.build(options);
+  }
+
+  protected static async build(options: ModelOptions): Promise<Model> {
+    const o = validateModelOptions(options);
+    const n = getNative();
+    const handle = await native(() =>
+      n.createModel({ arch: o.arch, numClasses: o.numClasses, dropout: o.dropout ?? (o.arch === 'squeezenet1_1' ? 0.5 : 0), device: o.device, channelsLast: o.channelsLast }),
+    );
+    let report: LoadReport = { source: null, headReinitialized: [], message: 'random initialisation' };
+    let classes = o.classes;
+    if (o.weights !== undefined && o.weights !== null) {
+      try {
+        const path = await resolveWeightsPath(o.arch, o.weights, o);
+        const r = await native(() => handle.loadWeights(path, true));
+        report = {
+          source: path,
+          headReinitialized: r.skippedHead,
+          message: r.skippedHead.length
+            ? `loaded ${path}; kept the new ${o.numClasses}-class head (${r.skippedHead.join('; ')})`
+            : `loaded ${path}`,
+        };
+        if (!classes && r.metadata.classes && !r.skippedHead.length) classes = JSON.parse(r.metadata.classes) as string[];
+      } catch (e) {
+        handle.dispose();
+        throw e;
+      }
+    }
+    const Ctor = this as unknown as new (h: NativeModel, a: Arch, n: number, c: string[] | undefined, r: LoadReport) => Model;
+    return new Ctor(handle, o.arch, o.numClasses, classes, report);
+  }
+
+  /** Restores a model saved by `save()` (arch, class names and weights), strictly. */
+  static async load(path: string, options: { device?: string; channelsLast?: boolean } = {}): Promise<Model> {
+    v.nonEmptyString('path', path);
+    const abs = resolvePath(path);
+    if (!existsSync(abs)) throw new CheckpointError(`${abs}: no such file`);
+    const meta = await native(() => getNative().readCheckpointMetadata(abs));
+    if (meta.format !== META_FORMAT || !meta.arch)
+      throw new CheckpointError(`${abs}: not saved by torch-resnet-tl (no arch metadata); use Model.create({ arch, weights: path }) instead`);
+    const classes = meta.classes ? (JSON.parse(meta.classes) as string[]) : undefined;
+    const Target = ARCHS.includes(meta.arch as Arch) && meta.arch !== 'squeezenet1_1' ? ResNetCtor() : Model;
+    return Target.build({
+      arch: meta.arch as Arch,
+      numClasses: Number(meta.num_classes),
+      classes,
+      weights: abs,
+      device: options.device,
+      channelsLast: options.channelsLast,
+    });
+  }
+
+  /** Current device (`'cpu'`, `'cuda:0'`). */
+  get device(): string {
+    return this.device_;
+  }
+
+  protected native(): NativeModel {
+    if (!this.handle) throw new DisposedError('Model');
+    return this.handle;
+  }
+
+  /** Runs `fn` after every earlier call on this model has settled. */
+  protected enqueue<T>(fn: (h: NativeModel) => Promise<T>): Promise<T> {
+    const h = this.native();
+    const run = this.queue.then(
+      () => native(() => fn(h)),
+      () => native(() => fn(h)),
+    );
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private precision(p: unknown): 'fp32' | 'bf16' {
+    const precision = p === undefined ? 'fp32' : v.oneOf('precision', p, PRECISIONS);
+    if (precision !== 'auto') return precision;
+    return this.device_.startsWith('cuda') || version().cpu.bf16 ? 'bf16' : 'fp32';
+  }
+
+  /** Raw logits `[N, numClasses]` for a float batch `[N, 3, H, W]` (eval mode, no gradients). */
+  forward(input: Float32Array, shape: number[], options: ForwardOptions = {}): Promise<TensorData> {
+    const t = v.tensorInput(input, shape, 4);
+    const precision = this.precision(options.precision);
+    return this.enqueue((h) => h.forward(t.data, t.shape, { precision, embed: false }));
+  }
+
+  /** Pooled features before the head `[N, featureDim]` (eval mode, no gradients). */
+  embed(input: Float32Array, shape: number[], options: ForwardOptions = {}): Promise<TensorData> {
+    const t = v.tensorInput(input, shape, 4);
+    const precision = this.precision(options.precision);
+    return this.enqueue((h) => h.forward(t.data, t.shape, { precision, embed: true }));
+  }
+
+  /** Size of the pooled feature vector that `embed` returns. */
+  get featureDim(): number {
+    return this.native().info().featureDim;
+  }
+
+  /**
+   * Saves weights with metadata (arch, numClasses, class names), atomically. `.safetensors` by extension,
+   * otherwise PyTorch's zip format, which `torch.load` + `load_state_dict(strict=True)` accept.
+   */
+  save(path: string): Promise<void> {
+    v.nonEmptyString('path', path);
+    const ext = extname(path).toLowerCase();
+    if (!['.pth', '.pt', '.safetensors', '.bin', '.ckpt'].includes(ext))
+      throw v.invalid('path', 'a .pth, .pt or .safetensors file name', path);
+    const meta: Record<string, string> = { format: META_FORMAT, arch: this.arch, num_classes: String(this.numClasses) };
+    if (this.classes) meta.classes = JSON.stringify(this.classes);
+    const abs = resolvePath(path);
+    return this.enqueue((h) => h.save(abs, meta));
+  }
+
+  /** Moves the model to another device; throws DeviceError listing the available ones. */
+  async to(device: string): Promise<this> {
+    const d = resolveDevice(device);
+    this.device_ = await this.enqueue((h) => h.to(d));
+    return this;
+  }
+
+  /** Number of parameters (weights and biases, not buffers). */
+  parameterCount(): number {
+    return this.native().parameterCount();
+  }
+
+  /** A copy of every parameter and buffer, by torchvision name. */
+  stateDict(): Promise<Record<string, TensorData>> {
+    return this.enqueue((h) => h.stateDict());
+  }
+
+  /**
+   * One plain SGD step (train mode, cross-entropy, `p -= lr * grad`): the reference step used by parity checks.
+   * Returns the loss. Training proper goes through `Trainer`.
+   */
+  sgdStep(input: Float32Array, shape: number[], labels: ArrayLike<number>, lr: number): Promise<number> {
+    const t = v.tensorInput(input, shape, 4);
+    v.positiveNumber('lr', lr);
+    if (labels.length !== shape[0]) throw v.invalid('labels', `${shape[0]} labels`, labels);
+    for (let i = 0; i < labels.length; i++)
+      if (!Number.isInteger(labels[i]) || labels[i] < 0 || labels[i] >= this.numClasses)
+        throw v.invalid(`labels[${i}]`, `integer in [0, ${this.numClasses - 1}]`, labels[i]);
+    return this.enqueue((h) => h.sgdStep(t.data, t.shape, labels, lr));
+  }
+
+  /** Frees native memory now (otherwise the garbage collector does it). Further calls throw DisposedError. */
+  dispose(): void {
+    const h = this.handle;
+    this.handle = null;
+    if (h) void this.queue.then(() => h.dispose());
+  }
+}
+
+let resnetCtor: typeof Model | undefined;
+function ResNetCtor(): typeof Model {
+  return resnetCtor ?? Model;
+}
+
+/** A ResNet / ResNeXt / Wide ResNet with torchvision's layout; see `Model` for every method. */
+export class ResNet extends Model {
+  /** Creates a ResNet, optionally with ImageNet weights, its head replaced by `numClasses` outputs. */
+  static async create(options: ResNetOptions): Promise<ResNet> {
+    if (options && (options as ModelOptions).arch === 'squeezenet1_1')
+      throw v.invalid('arch', 'a ResNet arch (use Model.create for squeezenet1_1)', 'squeezenet1_1');
+    return (await this.build(options as ModelOptions)) as ResNet;
+  }
+}
+resnetCtor = ResNet;

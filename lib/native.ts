@@ -1,0 +1,98 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { NativeLoadError } from './errors';
+
+/** A tensor crossing the native boundary: flat data plus shape. */
+export interface TensorData {
+  data: Float32Array;
+  shape: number[];
+  dtype?: string;
+}
+
+export interface NativeLoadReport {
+  missing: string[];
+  unexpected: string[];
+  mismatched: string[];
+  skippedHead: string[];
+  metadata: Record<string, string>;
+}
+
+export interface NativeModelInfo {
+  arch: string;
+  numClasses: number;
+  device: string;
+  channelsLast: boolean;
+  featureDim: number;
+  headPrefix: string;
+  stages: string[];
+}
+
+export interface NativeModel {
+  forward(data: Float32Array, shape: number[], opts: { precision: string; embed: boolean }): Promise<TensorData>;
+  loadWeights(path: string, allowHeadMismatch: boolean): Promise<NativeLoadReport>;
+  save(path: string, metadata: Record<string, string>): Promise<void>;
+  to(device: string): Promise<string>;
+  sgdStep(data: Float32Array, shape: number[], labels: ArrayLike<number>, lr: number): Promise<number>;
+  stateDict(): Promise<Record<string, TensorData>>;
+  parameterCount(): number;
+  info(): NativeModelInfo;
+  dispose(): void;
+}
+
+export interface NativeVersion {
+  libtorch: string;
+  cuda: boolean;
+  cudaAvailable: boolean;
+  cpu: { bf16: boolean; avx512: boolean };
+  threads: number;
+  napi: number;
+}
+
+export interface NativeAddon {
+  createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean }): Promise<NativeModel>;
+  readCheckpoint(path: string): Promise<{ keys: string[]; tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
+  readCheckpointMetadata(path: string): Promise<Record<string, string>>;
+  version(): NativeVersion;
+  devices(): string[];
+  cudaAvailable(): boolean;
+  cudaDeviceCount(): number;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  architectures(): string[];
+}
+
+let addon: NativeAddon | undefined;
+
+/** The package folder (holding package.json), from lib/ under ts-jest or dist/cjs/ when built. */
+function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'torch-resnet-tl') return dir;
+    const up = dirname(dir);
+    if (up === dir) return join(__dirname, '..', '..');
+    dir = up;
+  }
+}
+
+/** Loads the addon once: a prebuilt binary (prebuilds/) or the local build (build/Release). */
+export function getNative(): NativeAddon {
+  if (addon) return addon;
+  const root = packageRoot();
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    addon = load(root);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new NativeLoadError(
+      `Could not load the torch-resnet-tl native addon: ${msg}\n` +
+        'Possible fixes:\n' +
+        '  - Debian/Ubuntu: sudo apt-get install libtorch-dev libturbojpeg0-dev libpng-dev, then `npm rebuild torch-resnet-tl`\n' +
+        '  - or download libtorch from pytorch.org, set LIBTORCH=/path/to/libtorch and rebuild (`npx cmake-js compile`)\n' +
+        '  - from a source checkout: `bash scripts/setup.sh` installs everything and builds',
+      { cause: err },
+    );
+  }
+  return addon;
+}

@@ -1,0 +1,46 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+
+export const ROOT = resolve(__dirname, '..');
+/** Shared read-only data: $TORCH_RESNET_TL_SHARED, default ../shared next to the project. */
+export const SHARED = resolve(process.env.TORCH_RESNET_TL_SHARED ?? join(ROOT, '..', 'shared'));
+export const FIXTURES = join(ROOT, '.fixtures');
+export const PYTHON = process.env.TORCH_RESNET_TL_PYTHON ?? '/usr/bin/python3';
+
+/** Path inside ../shared; throws when missing (tests never skip silently, and CI=true demands the data). */
+export function sharedPath(...parts: string[]): string {
+  const p = join(SHARED, ...parts);
+  if (!existsSync(p))
+    throw new Error(`required shared data is missing: ${p} (set TORCH_RESNET_TL_SHARED)${process.env.CI === 'true' ? ' [CI]' : ''}`);
+  return p;
+}
+
+export function fixture(...parts: string[]): string {
+  const p = join(FIXTURES, ...parts);
+  if (!existsSync(p)) throw new Error(`fixture missing: ${p}; run \`bash scripts/setup.sh\``);
+  return p;
+}
+
+export function readF32(path: string): Float32Array {
+  const b = readFileSync(path);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(Number(a[i])));
+  return m;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(Number(a[i]) - Number(b[i])));
+  return m;
+}
+
+/** Runs Python (Debian's torch + torchvision) and returns stdout. */
+export function python(code: string, args: string[] = []): string {
+  return execFileSync(PYTHON, ['-c', code, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+}

@@ -1,0 +1,183 @@
+// Checkpoint I/O: round trips with PyTorch, the shared real weights, and hostile or broken files.
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Model, ResNet, readStateDict, CheckpointError } from '../../lib';
+import { fixture, maxAbsDiff, python, sharedPath } from '../helpers';
+
+const tmp = mkdtempSync(join(tmpdir(), 'tl-ckpt-'));
+
+describe('round trips', () => {
+  test('our .pth loads in PyTorch with strict keys and equal tensors; metadata travels', async () => {
+    const model = await ResNet.create({ arch: 'resnet18', numClasses: 3, classes: ['a', 'b', 'c'] });
+    const path = join(tmp, 'r18.pth');
+    await model.save(path);
+    const out = python(
+      `
+import sys, torch, torchvision, json, zipfile
+sd = torch.load(sys.argv[1])
+m = torchvision.models.resnet18(num_classes=3)
+m.load_state_dict(sd, strict=True)
+print(json.dumps({k: float(v.double().sum()) for k, v in sd.items()}))
+`,
+      [path],
+    );
+    const sums = JSON.parse(out) as Record<string, number>;
+    const ours = await model.stateDict();
+    for (const [k, t] of Object.entries(ours)) {
+      let s = 0;
+      for (let i = 0; i < t.data.length; i++) s += Number(t.data[i]);
+      expect(Math.abs(s - sums[k])).toBeLessThan(1e-3 * Math.max(1, Math.abs(s)));
+    }
+    expect(Object.keys(sums).length).toBe(Object.keys(ours).length);
+    const loaded = await Model.load(path);
+    expect(loaded).toBeInstanceOf(ResNet);
+    expect(loaded.arch).toBe('resnet18');
+    expect(loaded.classes).toEqual(['a', 'b', 'c']);
+    expect(loaded.numClasses).toBe(3);
+    const again = await loaded.stateDict();
+    for (const k of Object.keys(ours)) expect(maxAbsDiff(again[k].data, ours[k].data)).toBe(0);
+    model.dispose();
+    loaded.dispose();
+    // atomic write: no temporary files left next to the target
+    expect(readdirSync(tmp).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  test('.safetensors round-trips bit-exactly and readable by PyTorch users', async () => {
+    const model = await Model.create({ arch: 'squeezenet1_1', weights: sharedPath('weights', 'squeezenet1_1-imagenet.pth') });
+    const a = join(tmp, 'sq.safetensors');
+    const b = join(tmp, 'sq2.safetensors');
+    await model.save(a);
+    const reloaded = await Model.load(a);
+    await reloaded.save(b);
+    const ta = await readStateDict(a);
+    const tb = await readStateDict(b);
+    expect(ta.keys).toEqual(tb.keys);
+    for (const k of ta.keys) expect(Buffer.from(ta.tensors[k].data.buffer).equals(Buffer.from(tb.tensors[k].data.buffer))).toBe(true);
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    expect(ta.metadata.arch).toBe('squeezenet1_1');
+    model.dispose();
+    reloaded.dispose();
+  });
+
+  test('the shared squeezenet1_1 .pth and .safetensors load to identical tensors', async () => {
+    const p = await readStateDict(sharedPath('weights', 'squeezenet1_1-imagenet.pth'));
+    const s = await readStateDict(sharedPath('weights', 'squeezenet1_1-imagenet.safetensors'));
+    expect([...p.keys].sort()).toEqual([...s.keys].sort());
+    expect(p.keys.length).toBe(52);
+    for (const k of p.keys) {
+      expect(p.tensors[k].shape).toEqual(s.tensors[k].shape);
+      expect(maxAbsDiff(p.tensors[k].data, s.tensors[k].data)).toBe(0);
+    }
+  });
+
+  test('ImageNet weights into another numClasses keep the new head and say so', async () => {
+    const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 5, weights: sharedPath('weights', 'squeezenet1_1-imagenet.pth') });
+    expect(model.loadReport.headReinitialized.map((s) => s.split(':')[0])).toEqual(['classifier.1.weight', 'classifier.1.bias']);
+    expect(model.loadReport.message).toMatch(/kept the new 5-class head/);
+    const sd = await model.stateDict();
+    const ref = await readStateDict(sharedPath('weights', 'squeezenet1_1-imagenet.pth'));
+    expect(maxAbsDiff(sd['features.0.weight'].data, ref.tensors['features.0.weight'].data)).toBe(0);
+    expect(sd['classifier.1.weight'].shape).toEqual([5, 512, 1, 1]);
+    model.dispose();
+  });
+
+  test('wrappers and DataParallel prefixes are unwrapped; mismatches are named', async () => {
+    const path = join(tmp, 'wrapped.pth');
+    python(
+      `
+import sys, torch, torchvision
+m = torchvision.models.resnet18(num_classes=4)
+torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in m.state_dict().items()}}, sys.argv[1])
+sd = m.state_dict(); sd["conv1.weight"] = torch.zeros(64, 3, 5, 5); del sd["bn1.bias"]; sd["extra.w"] = torch.zeros(1)
+torch.save(sd, sys.argv[2])
+`,
+      [path, join(tmp, 'bad.pth')],
+    );
+    const ok = await ResNet.create({ arch: 'resnet18', numClasses: 4, weights: path });
+    expect(ok.loadReport.source).toBe(path);
+    ok.dispose();
+    const err = await ResNet.create({ arch: 'resnet34', numClasses: 4, weights: join(tmp, 'bad.pth') }).catch((e) => e);
+    expect(err).toBeInstanceOf(CheckpointError);
+    const err2 = await ResNet.create({ arch: 'resnet18', numClasses: 4, weights: join(tmp, 'bad.pth') }).catch((e) => e);
+    expect(err2.message).toMatch(/missing keys: bn1.bias/);
+    expect(err2.message).toMatch(/unexpected keys: extra.w/);
+    expect(err2.message).toMatch(/conv1.weight: file \[64, 3, 5, 5\] vs model \[64, 3, 7, 7\]/);
+  });
+});
+
+describe('hostile and broken files give typed errors and run nothing', () => {
+  const expectCheckpointError = async (path: string, pattern: RegExp) => {
+    const err = await readStateDict(path).catch((e) => e);
+    expect(err).toBeInstanceOf(CheckpointError);
+    expect(err.code).toBe('ERR_CHECKPOINT');
+    expect(err.message).toMatch(pattern);
+    expect(err.message).toContain(path);
+  };
+
+  test('a pickle calling os.system is refused and nothing runs', async () => {
+    const evil = fixture('parity', 'hostile', 'evil.pth');
+    const marker = join(fixture('parity', 'hostile'), 'PWNED');
+    await expectCheckpointError(evil, /refused to load global '(posix|os)\.system'/);
+    await expect(Model.create({ arch: 'squeezenet1_1', weights: evil })).rejects.toBeInstanceOf(CheckpointError);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  test('storage offsets out of bounds and short storages', async () => {
+    await expectCheckpointError(fixture('parity', 'hostile', 'offset.pth'), /out of bounds/);
+    await expectCheckpointError(fixture('parity', 'hostile', 'short_storage.pth'), /fewer than 10 elements/);
+  });
+
+  test('truncated zip and wrong magic', async () => {
+    const src = sharedPath('weights', 'squeezenet1_1-imagenet.pth');
+    const full = readFileSync(src);
+    const trunc = join(tmp, 'trunc.pth');
+    writeFileSync(trunc, full.subarray(0, Math.floor(full.length / 2)));
+    await expectCheckpointError(trunc, /corrupt zip checkpoint/);
+    const magic = join(tmp, 'magic.pth');
+    writeFileSync(magic, Buffer.concat([Buffer.from('NOTAZIP!'), full.subarray(8)]));
+    await expectCheckpointError(magic, /wrong magic/);
+    const flipped = join(tmp, 'flipped.pth');
+    const f = Buffer.from(full);
+    for (let i = 200; i < f.length; i += 4099) f[i] ^= 0xff;
+    writeFileSync(flipped, f);
+    const err = await readStateDict(flipped).catch((e) => e);
+    // either a detected corruption or (when only tensor bytes changed) a successful read; never a crash
+    if (err instanceof Error) expect(err).toBeInstanceOf(CheckpointError);
+  });
+
+  test('safetensors: huge header length, offsets outside the file, wrong dtype', async () => {
+    const good = readFileSync(sharedPath('weights', 'squeezenet1_1-imagenet.safetensors'));
+    const huge = Buffer.from(good);
+    huge.writeBigUInt64LE(1n << 60n, 0);
+    const p1 = join(tmp, 'huge.safetensors');
+    writeFileSync(p1, huge);
+    await expectCheckpointError(p1, /header length/);
+
+    const mk = (header: object, data = Buffer.alloc(16)) => {
+      let h = JSON.stringify(header);
+      while (h.length % 8) h += ' ';
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(h.length));
+      return Buffer.concat([len, Buffer.from(h), data]);
+    };
+    const p2 = join(tmp, 'offsets.safetensors');
+    writeFileSync(p2, mk({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 1 << 20] } }));
+    await expectCheckpointError(p2, /outside the 16-byte data section/);
+    const p3 = join(tmp, 'dtype.safetensors');
+    writeFileSync(p3, mk({ w: { dtype: 'F128', shape: [1], data_offsets: [0, 16] } }));
+    await expectCheckpointError(p3, /unsupported dtype "F128"/);
+    const p4 = join(tmp, 'shape.safetensors');
+    writeFileSync(p4, mk({ w: { dtype: 'F32', shape: [5], data_offsets: [0, 16] } }));
+    await expectCheckpointError(p4, /does not match its shape/);
+    const p5 = join(tmp, 'json.safetensors');
+    writeFileSync(p5, mk({}).fill(0x7b, 8, 16));
+    await expectCheckpointError(p5, /not valid JSON|no tensors/);
+  });
+
+  test('Model.load refuses files without our metadata, naming the alternative', async () => {
+    const src = join(tmp, 'plain.pth');
+    copyFileSync(sharedPath('weights', 'squeezenet1_1-imagenet.pth'), src);
+    await expect(Model.load(src)).rejects.toThrow(/not saved by torch-resnet-tl/);
+  });
+});

@@ -1,0 +1,38 @@
+// Parity with Debian's torchvision for every arch: strict state-dict loading, eval logits, one SGD step.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Model, ARCHS, readStateDict } from '../../lib';
+import { fixture, maxAbs, maxAbsDiff, readF32 } from '../helpers';
+
+describe.each(ARCHS.map((a) => [a]))('%s matches torchvision', (arch) => {
+  const dir = () => fixture('parity', arch);
+
+  test('strict load, eval logits (1e-4 scaled) and one SGD step (1e-5)', async () => {
+    const meta = JSON.parse(readFileSync(join(dir(), 'meta.json'), 'utf8'));
+    const model = await Model.create({ arch, numClasses: meta.numClasses, weights: join(dir(), 'before.pth'), dropout: 0 });
+    try {
+      expect(model.loadReport.headReinitialized).toEqual([]);
+      const input = readF32(join(dir(), 'input.bin'));
+      const ref = readF32(join(dir(), 'logits.bin'));
+      const out = await model.forward(input, meta.shape);
+      expect(out.shape).toEqual(meta.logitsShape);
+      const scale = Math.max(1, maxAbs(ref));
+      expect(maxAbsDiff(out.data, ref) / scale).toBeLessThanOrEqual(1e-4);
+
+      const loss = await model.sgdStep(input, meta.shape, meta.labels, meta.lr);
+      expect(Math.abs(loss - meta.loss)).toBeLessThan(1e-4 * Math.max(1, meta.loss));
+      const ours = await model.stateDict();
+      const theirs = await readStateDict(join(dir(), 'after.pth'));
+      expect(Object.keys(ours).sort()).toEqual([...theirs.keys].sort());
+      let worst = 0;
+      let worstKey = '';
+      for (const k of theirs.keys) {
+        const d = maxAbsDiff(ours[k].data as ArrayLike<number>, theirs.tensors[k].data as ArrayLike<number>);
+        if (d > worst) [worst, worstKey] = [d, k];
+      }
+      expect({ worstKey, worst: worst <= 1e-5 }).toEqual({ worstKey, worst: true });
+    } finally {
+      model.dispose();
+    }
+  });
+});

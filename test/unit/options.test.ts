@@ -1,0 +1,61 @@
+import { ResNet, Model, InvalidOptionError, DeviceError, devices, cuda, setNumThreads, getNumThreads, version, TorchResNetError } from '../../lib';
+
+describe('option validation (before any native work)', () => {
+  test('numClasses must be a positive integer', async () => {
+    await expect(ResNet.create({ arch: 'resnet18', numClasses: -1 })).rejects.toThrow(
+      'Expected positive integer for numClasses but received -1',
+    );
+    await expect(ResNet.create({ arch: 'resnet18', numClasses: 2.5 })).rejects.toBeInstanceOf(InvalidOptionError);
+  });
+
+  test('unknown arch names the option and the choices', async () => {
+    const err = await Model.create({ arch: 'resnet19' as never }).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidOptionError);
+    expect(err.code).toBe('ERR_INVALID_OPTION');
+    expect(err.message).toMatch(/for arch but received "resnet19"/);
+    expect(err.message).toMatch(/'resnet18'/);
+  });
+
+  test('typos in option names are rejected', async () => {
+    await expect(Model.create({ arch: 'resnet18', numclasses: 3 } as never)).rejects.toThrow(/Unknown option options.numclasses/);
+  });
+
+  test('ResNet.create refuses squeezenet', async () => {
+    await expect(ResNet.create({ arch: 'squeezenet1_1' as never })).rejects.toBeInstanceOf(InvalidOptionError);
+  });
+
+  test('dropout range, classes length', async () => {
+    await expect(ResNet.create({ arch: 'resnet18', dropout: 1 })).rejects.toThrow(/dropout/);
+    await expect(ResNet.create({ arch: 'resnet18', numClasses: 3, classes: ['a', 'b'] })).rejects.toThrow(/3 class names/);
+  });
+
+  test('weights must be a known name or an existing file', async () => {
+    await expect(ResNet.create({ arch: 'resnet18', weights: '/nope/missing.pth' })).rejects.toThrow(/no such file/);
+  });
+
+  test('a missing CUDA device fails saying which devices exist', async () => {
+    if (cuda.isAvailable()) return expect(devices().some((d) => d.startsWith('cuda'))).toBe(true);
+    const err = await ResNet.create({ arch: 'resnet18', device: 'cuda:0' }).catch((e) => e);
+    expect(err).toBeInstanceOf(DeviceError);
+    expect(err).toBeInstanceOf(TorchResNetError);
+    expect(err.code).toBe('ERR_DEVICE');
+    expect(err.message).toContain('available devices: cpu');
+  });
+
+  test('threads default to all cores and can be set', () => {
+    const os = require('node:os');
+    expect(getNumThreads()).toBe(os.cpus().length);
+    setNumThreads(1);
+    expect(getNumThreads()).toBe(1);
+    setNumThreads(os.cpus().length);
+    expect(() => setNumThreads(0)).toThrow(InvalidOptionError);
+  });
+
+  test('version reports libtorch, build and CPU features', () => {
+    const v = version();
+    expect(v.libtorch).toMatch(/^\d+\.\d+/);
+    expect(typeof v.cuda).toBe('boolean');
+    expect(typeof v.cpu.bf16).toBe('boolean');
+    expect(devices()[0]).toBe('cpu');
+  });
+});
