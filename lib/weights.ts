@@ -71,13 +71,22 @@ function expectedHashPrefix(file: string): string | undefined {
 export async function fetchWeights(arch: string, name: WeightsName, opts: HubOptions = {}): Promise<string> {
   const file = weightsFileName(arch, name);
   if (!file) throw new WeightsError(`No ${name} weights are published for ${arch}`);
+  return downloadWeightsFile(file, opts, `Weights ${name} for ${arch}`);
+}
+
+/**
+ * Returns the cached path of a hub file (`<name>-<sha256 prefix>.<ext>`), downloading `<hubBaseUrl>/<file>` when it
+ * is missing and checking the sha256 prefix of its name, as torch.hub does.
+ */
+export async function downloadWeightsFile(file: string, opts: HubOptions = {}, what = file): Promise<string> {
+  if (!/^[\w.-]+$/.test(file)) throw new WeightsError(`Invalid hub file name ${JSON.stringify(file)}`);
   const dir = opts.cacheDir ?? hubCacheDir();
   const path = join(dir, file);
   if (existsSync(path)) return path;
   const base = (opts.hubBaseUrl ?? process.env.TORCH_RESNET_TL_HUB ?? DEFAULT_HUB_BASE_URL).replace(/\/+$/, '');
   const url = `${base}/${file}`;
   if (opts.offline)
-    throw new WeightsError(`Weights ${name} for ${arch} are not cached and offline is set: expected ${path} (download: ${url})`, { url, path });
+    throw new WeightsError(`${what} are not cached and offline is set: expected ${path} (download: ${url})`, { url, path });
   mkdirSync(dir, { recursive: true });
   const tmp = `${path}.partial-${process.pid}-${Date.now()}`;
   try {

@@ -44,3 +44,14 @@ if [ ! -f "$fx/stamp" ]; then
   /usr/bin/python3 scripts/fixtures/make_parity.py "$fx"
   echo "$stamp" > "$fx/stamp"
 fi
+
+# torchvision-preprocessed imagenet-samples for the real-weights check (needs the shared data).
+SHARED="${TORCH_RESNET_TL_SHARED:-../shared}"
+if [ ! -f .fixtures/imagenet/labels.json ]; then
+  if [ -d "$SHARED/data/imagenet-samples" ]; then
+    echo "[setup] preprocessing imagenet-samples with torchvision"
+    /usr/bin/python3 scripts/fixtures/make_imagenet.py "$SHARED/data/imagenet-samples" .fixtures/imagenet
+  elif [ "${CI:-}" = "true" ]; then
+    echo "[setup] shared data missing at $SHARED/data (set TORCH_RESNET_TL_SHARED)" >&2; exit 1
+  fi
+fi

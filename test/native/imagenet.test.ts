@@ -1,0 +1,35 @@
+// Real ImageNet weights: squeezenet1_1 on imagenet-samples, tensors preprocessed by torchvision in Python.
+import { openSync, readFileSync, readSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { Model } from '../../lib';
+import { fixture, sharedPath } from '../helpers';
+
+test('squeezenet1_1 ImageNet weights reach top-1 >= 0.60 on imagenet-samples (reference 0.612)', async () => {
+  const dir = fixture('imagenet');
+  const { labels } = JSON.parse(readFileSync(join(dir, 'labels.json'), 'utf8')) as { labels: number[] };
+  expect(labels.length).toBe(1000);
+  const model = await Model.create({ arch: 'squeezenet1_1', weights: sharedPath('weights', 'squeezenet1_1-imagenet.pth') });
+  const per = 3 * 224 * 224;
+  const batch = 50;
+  const fd = openSync(join(dir, 'inputs.bin'), 'r');
+  let correct = 0;
+  try {
+    for (let start = 0; start < labels.length; start += batch) {
+      const n = Math.min(batch, labels.length - start);
+      const buf = Buffer.alloc(n * per * 4);
+      readSync(fd, buf, 0, buf.length, start * per * 4);
+      const out = await model.forward(new Float32Array(buf.buffer, buf.byteOffset, n * per), [n, 3, 224, 224]);
+      for (let i = 0; i < n; i++) {
+        let best = 0;
+        for (let c = 1; c < 1000; c++) if (out.data[i * 1000 + c] > out.data[i * 1000 + best]) best = c;
+        if (best === labels[start + i]) correct++;
+      }
+    }
+  } finally {
+    closeSync(fd);
+    model.dispose();
+  }
+  const top1 = correct / labels.length;
+  console.log(`squeezenet1_1 imagenet-samples top-1 (torchvision preprocessing): ${top1.toFixed(3)}`);
+  expect(top1).toBeGreaterThanOrEqual(0.6);
+});
