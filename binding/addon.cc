@@ -5,6 +5,7 @@
 #include "../cpp/io/checkpoint.h"
 #include "../cpp/models/registry.h"
 #include "convert.h"
+#include "data_wrap.h"
 #include "model_wrap.h"
 #include "workers.h"
 
@@ -97,6 +98,7 @@ Napi::Value Architectures(const Napi::CallbackInfo& info) { return strings_to_js
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tl::get_num_threads();  // default: all cores
   exports.Set("NativeModel", ModelWrap::Init(env));
+  InitData(env, exports);
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
   exports.Set("readCheckpoint", Napi::Function::New(env, ReadCheckpoint));
   exports.Set("readCheckpointMetadata", Napi::Function::New(env, ReadCheckpointMetadata));

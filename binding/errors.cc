@@ -4,6 +4,7 @@
 
 #include "errors.h"
 #include "../cpp/errors.h"
+#include "../cpp/data/dataset.h"
 
 namespace tlb {
 
@@ -12,6 +13,10 @@ ErrorInfo classify_current_exception() {
     throw;
   } catch (const tl::CheckpointError& e) {
     return {"ERR_CHECKPOINT", e.what()};
+  } catch (const tl::ImageError& e) {
+    return {"ERR_DATASET", e.what()};
+  } catch (const tl::DatasetError& e) {
+    return {"ERR_DATASET", e.what()};
   } catch (const tl::DeviceError& e) {
     return {"ERR_DEVICE", e.what()};
   } catch (const std::invalid_argument& e) {

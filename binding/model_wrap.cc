@@ -1,6 +1,8 @@
 #include "model_wrap.h"
 
+#include "../cpp/runtime/predict.h"
 #include "convert.h"
+#include "data_wrap.h"
 #include "workers.h"
 
 namespace tlb {
@@ -31,6 +33,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                                      InstanceMethod("parameterCount", &ModelWrap::ParameterCount),
                                      InstanceMethod("dispose", &ModelWrap::Dispose),
                                      InstanceMethod("info", &ModelWrap::Info),
+                                     InstanceMethod("predict", &ModelWrap::Predict),
                                  });
   g_ctor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -162,6 +165,47 @@ Napi::Value ModelWrap::StateDict(const Napi::CallbackInfo& info) {
           Napi::Object o = Napi::Object::New(e);
           for (const auto& kv : sd->tensors) o.Set(kv.key(), tensor_to_js(e, kv.value()));
           return o;
+        },
+        {Value()});
+  });
+}
+
+// predict(samples{paths, buffers}, specJson, decode, {topk, precision, batchSize, workers})
+Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto r = runner(env);
+    auto samples = to_samples(info[0]);
+    auto spec = tl::parse_transform_spec(info[1].As<Napi::String>().Utf8Value());
+    auto decode = to_decode_options(info[2]);
+    auto o = info[3].As<Napi::Object>();
+    int64_t topk = static_cast<int64_t>(get_number(o, "topk", 5));
+    auto precision = tl::parse_precision(get_string(o, "precision", "fp32"));
+    int64_t batch = static_cast<int64_t>(get_number(o, "batchSize", 16));
+    int workers = static_cast<int>(get_number(o, "workers", 2));
+    auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
+    auto out = std::make_shared<std::vector<tl::Prediction>>();
+    return PromiseWorker::Start(
+        env, "tl.predict",
+        [r, ds, topk, precision, batch, workers, out] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *out = tl::predict(*r, ds, topk, precision, batch, workers);
+        },
+        [out](Napi::Env e) -> Napi::Value {
+          Napi::Array a = Napi::Array::New(e, out->size());
+          for (size_t i = 0; i < out->size(); ++i) {
+            Napi::Object p = Napi::Object::New(e);
+            auto idx = Napi::Int32Array::New(e, (*out)[i].index.size());
+            auto prob = Napi::Float32Array::New(e, (*out)[i].probability.size());
+            for (size_t j = 0; j < idx.ElementLength(); ++j) {
+              idx[j] = static_cast<int32_t>((*out)[i].index[j]);
+              prob[j] = (*out)[i].probability[j];
+            }
+            p.Set("index", idx);
+            p.Set("probability", prob);
+            a.Set(static_cast<uint32_t>(i), p);
+          }
+          return a;
         },
         {Value()});
   });

@@ -49,6 +49,13 @@ export class WeightsError extends TorchResNetError {
   }
 }
 
+/** A dataset file is missing, corrupt, truncated or over the pixel limit; or the folder layout is wrong. */
+export class DatasetError extends TorchResNetError {
+  constructor(message: string) {
+    super(message, 'ERR_DATASET');
+  }
+}
+
 /** The object was disposed and can no longer be used. */
 export class DisposedError extends TorchResNetError {
   constructor(what: string) {
@@ -71,6 +78,8 @@ export function fromNative(err: unknown): Error {
   switch (code) {
     case 'ERR_CHECKPOINT':
       return new CheckpointError((err as Error).message);
+    case 'ERR_DATASET':
+      return new DatasetError((err as Error).message);
     case 'ERR_DEVICE':
       return new DeviceError((err as Error).message);
     case 'ERR_INVALID_OPTION':

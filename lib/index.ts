@@ -1,5 +1,9 @@
 export { Model, ResNet, ARCHS } from './model';
-export type { Arch, ResNetArch, ModelOptions, ResNetOptions, LoadReport, ForwardOptions, Precision } from './model';
+export type { Arch, ResNetArch, ModelOptions, ResNetOptions, LoadReport, ForwardOptions, Precision, Prediction, PredictOptions } from './model';
+export { Transform, IMAGENET_MEAN, IMAGENET_STD } from './transform';
+export type { TransformOp, Interpolation } from './transform';
+export { ImageDataset, ImageFolder, ImageList, DataLoader, Batch } from './data';
+export type { DatasetOptions, DataLoaderOptions, SkippedSample } from './data';
 export { devices, cuda, setNumThreads, getNumThreads, version } from './device';
 export { fetchWeights, downloadWeightsFile, hubCacheDir, weightsFileName, KNOWN_WEIGHTS, DEFAULT_HUB_BASE_URL } from './weights';
 export type { WeightsName, HubOptions, DownloadProgress } from './weights';
@@ -12,6 +16,7 @@ export {
   DeviceError,
   NativeLoadError,
   WeightsError,
+  DatasetError,
   DisposedError,
   NativeError,
 } from './errors';

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { extname, resolve as resolvePath } from 'node:path';
-import { resolveDevice, version } from './device';
+import { getNumThreads, resolveDevice, version } from './device';
+import { Transform } from './transform';
 import { CheckpointError, DisposedError, InvalidOptionError, native } from './errors';
 import { getNative, NativeModel, TensorData } from './native';
 import * as v from './validate';
@@ -57,6 +58,26 @@ export interface LoadReport {
   headReinitialized: string[];
   /** Human-readable summary, e.g. "kept new head fc.weight, fc.bias (file has 1000 classes)". */
   message: string;
+}
+
+export interface Prediction {
+  /** Class name (or the index as a string when the model has no class names). */
+  label: string;
+  index: number;
+  probability: number;
+}
+
+export interface PredictOptions {
+  /** Number of classes returned per image, most probable first. Default min(5, numClasses). */
+  topk?: number;
+  /** Default `Transform.imagenetEval()` (Resize 256, CenterCrop 224, normalize). */
+  transform?: Transform;
+  /** Default `'fp32'`. */
+  precision?: Precision;
+  /** Images per forward pass. Default 16. */
+  batchSize?: number;
+  /** Decompression-bomb guard in pixels. Default PIL's limit. */
+  maxPixels?: number;
 }
 
 export interface ForwardOptions {
@@ -266,6 +287,44 @@ export class Model {
       if (!Number.isInteger(labels[i]) || labels[i] < 0 || labels[i] >= this.numClasses)
         throw v.invalid(`labels[${i}]`, `integer in [0, ${this.numClasses - 1}]`, labels[i]);
     return this.enqueue((h) => h.sgdStep(t.data, t.shape, labels, lr));
+  }
+
+  /**
+   * Classifies images (file paths or encoded Buffers): decoded and transformed on native threads (default
+   * transform: `Transform.imagenetEval()`), batched, softmax, top-k. One image gives one list; an array gives a
+   * list per image. `label` is the class name when the model has them, else the index as a string.
+   */
+  predict(input: string | Buffer, options?: PredictOptions): Promise<Prediction[]>;
+  predict(inputs: (string | Buffer)[], options?: PredictOptions): Promise<Prediction[][]>;
+  async predict(input: string | Buffer | (string | Buffer)[], options: PredictOptions = {}): Promise<Prediction[] | Prediction[][]> {
+    const single = !Array.isArray(input);
+    const items = single ? [input] : input;
+    if (items.length === 0) return [];
+    const o = v.plainObject('options', options);
+    v.knownKeys('options', o, ['topk', 'transform', 'precision', 'batchSize', 'maxPixels']);
+    const topk = options.topk === undefined ? Math.min(5, this.numClasses) : v.positiveInt('topk', options.topk);
+    const transform = options.transform ?? Transform.imagenetEval();
+    if (!(transform instanceof Transform)) throw v.invalid('transform', 'Transform', transform);
+    const precision = this.precision(options.precision);
+    const batchSize = options.batchSize === undefined ? 16 : v.positiveInt('batchSize', options.batchSize);
+    const paths: string[] = [];
+    const buffers: (Buffer | null)[] = [];
+    items.forEach((it, i) => {
+      if (typeof it === 'string') {
+        paths.push(resolvePath(it));
+        buffers.push(null);
+      } else if (Buffer.isBuffer(it)) {
+        paths.push(`<buffer ${i}>`);
+        buffers.push(it);
+      } else throw v.invalid(single ? 'input' : `inputs[${i}]`, 'file path or Buffer', it);
+    });
+    const decode = { maxPixels: options.maxPixels === undefined ? undefined : v.positiveInt('maxPixels', options.maxPixels) };
+    const json = JSON.stringify(transform.ops);
+    const raw = await this.enqueue((h) => h.predict({ paths, buffers }, json, decode, { topk, precision, batchSize, workers: getNumThreads() }));
+    const out = raw.map((r) =>
+      Array.from(r.index, (index, j) => ({ index, label: this.classes?.[index] ?? String(index), probability: r.probability[j] })),
+    );
+    return single ? out[0] : out;
   }
 
   /** Frees native memory now (otherwise the garbage collector does it). Further calls throw DisposedError. */

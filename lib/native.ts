@@ -36,6 +36,7 @@ export interface NativeModel {
   stateDict(): Promise<Record<string, TensorData>>;
   parameterCount(): number;
   info(): NativeModelInfo;
+  predict(samples: NativeSamples, transform: string, decode: NativeDecodeOptions, opts: { topk: number; precision: string; batchSize: number; workers: number }): Promise<{ index: Int32Array; probability: Float32Array }[]>;
   dispose(): void;
 }
 
@@ -48,7 +49,50 @@ export interface NativeVersion {
   napi: number;
 }
 
+export interface NativeSamples {
+  paths: string[];
+  labels?: ArrayLike<number>;
+  buffers?: (Buffer | null)[];
+}
+
+export interface NativeDecodeOptions {
+  maxPixels?: number;
+  fastDecodeMinSide?: number;
+}
+
+export interface NativeBatch {
+  images(): TensorData;
+  labels(): { data: Float32Array | BigInt64Array; shape: number[]; dtype: string };
+  info(): { size: number; indices: number[]; skipped: { path: string; reason: string }[]; softLabels: boolean };
+}
+
+export interface NativeLoader {
+  start(epoch: number): void;
+  next(): Promise<NativeBatch | null>;
+  stop(): void;
+  length(): number;
+  cacheBytes(): number;
+}
+
+export interface NativeLoaderConfig {
+  batchSize: number;
+  shuffle: boolean;
+  seed: number;
+  dropLast: boolean;
+  workers: number;
+  prefetch: number;
+  skipErrors: boolean;
+  cacheBytes: number;
+  mixupAlpha: number;
+  cutmixAlpha: number;
+  mixP: number;
+  numClasses: number;
+}
+
 export interface NativeAddon {
+  NativeLoader: new (samples: NativeSamples, transform: string, decode: NativeDecodeOptions, config: NativeLoaderConfig) => NativeLoader;
+  scanImageFolder(root: string, extensions?: string[]): Promise<{ classes: string[]; paths: string[]; labels: Int32Array; skipped: { path: string; reason: string }[] }>;
+  transformImage(samples: NativeSamples, transform: string, seed: number, decode: NativeDecodeOptions): Promise<TensorData & { dtype: string }>;
   createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean }): Promise<NativeModel>;
   readCheckpoint(path: string): Promise<{ keys: string[]; tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   readCheckpointMetadata(path: string): Promise<Record<string, string>>;

@@ -19,8 +19,8 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64
 class BlockBase : public torch::nn::Module {
  protected:
   torch::Tensor finish(const torch::Tensor& out, const torch::Tensor& identity_in) {
-    torch::Tensor identity = downsample_ ? downsample_->forward(identity_in) : identity_in;
-    return torch::relu(out + identity);
+    // In place, as torchvision: out += identity; relu_(out)
+    return out.add_(downsample_ ? downsample_->forward(identity_in) : identity_in).relu_();
   }
   void register_tail(torch::nn::Sequential downsample) {
     relu_ = register_module("relu", torch::nn::ReLU(torch::nn::ReLUOptions(true)));
@@ -41,7 +41,7 @@ class BasicBlockImpl : public BlockBase {
     register_tail(downsample);
   }
   torch::Tensor forward(torch::Tensor x) {
-    auto out = torch::relu(bn1_->forward(conv1_->forward(x)));
+    auto out = bn1_->forward(conv1_->forward(x)).relu_();
     out = bn2_->forward(conv2_->forward(out));
     return finish(out, x);
   }
@@ -67,8 +67,8 @@ class BottleneckImpl : public BlockBase {
     register_tail(downsample);
   }
   torch::Tensor forward(torch::Tensor x) {
-    auto out = torch::relu(bn1_->forward(conv1_->forward(x)));
-    out = torch::relu(bn2_->forward(conv2_->forward(out)));
+    auto out = bn1_->forward(conv1_->forward(x)).relu_();
+    out = bn2_->forward(conv2_->forward(out)).relu_();
     out = bn3_->forward(conv3_->forward(out));
     return finish(out, x);
   }
@@ -149,7 +149,7 @@ torch::nn::Sequential ResNetImpl::make_layer(int64_t planes, int64_t blocks, int
 }
 
 torch::Tensor ResNetImpl::embed(torch::Tensor x) {
-  x = maxpool_->forward(relu_->forward(bn1_->forward(conv1_->forward(x))));
+  x = maxpool_->forward(bn1_->forward(conv1_->forward(x)).relu_());
   x = layer4_->forward(layer3_->forward(layer2_->forward(layer1_->forward(x))));
   return torch::flatten(avgpool_->forward(x), 1);
 }

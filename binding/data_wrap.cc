@@ -1,0 +1,235 @@
+#include "data_wrap.h"
+
+#include "../cpp/runtime/predict.h"
+#include "convert.h"
+#include "workers.h"
+
+namespace tlb {
+
+namespace {
+Napi::FunctionReference* g_batch_ctor = nullptr;
+
+Napi::Array skipped_to_js(Napi::Env env, const std::vector<tl::Skipped>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("path", v[i].path);
+    o.Set("reason", v[i].reason);
+    a.Set(static_cast<uint32_t>(i), o);
+  }
+  return a;
+}
+}  // namespace
+
+std::vector<tl::Sample> to_samples(const Napi::Value& v) {
+  if (!v.IsObject()) throw std::invalid_argument("samples must be an object");
+  auto o = v.As<Napi::Object>();
+  Napi::Value pv = o.Get("paths");
+  if (!pv.IsArray()) throw std::invalid_argument("samples.paths must be an array");
+  auto paths = pv.As<Napi::Array>();
+  Napi::Value lv = o.Get("labels");
+  Napi::Value bv = o.Get("buffers");
+  std::vector<tl::Sample> out(paths.Length());
+  for (uint32_t i = 0; i < paths.Length(); ++i) {
+    out[i].path = paths.Get(i).As<Napi::String>().Utf8Value();
+    if (lv.IsObject()) out[i].label = static_cast<int64_t>(lv.As<Napi::Object>().Get(i).As<Napi::Number>().Int64Value());
+    if (bv.IsArray()) {
+      Napi::Value b = bv.As<Napi::Array>().Get(i);
+      if (b.IsBuffer()) {
+        auto buf = b.As<Napi::Buffer<uint8_t>>();
+        out[i].bytes = std::make_shared<std::vector<uint8_t>>(buf.Data(), buf.Data() + buf.Length());  // copied now
+      }
+    }
+  }
+  return out;
+}
+
+tl::DecodeOptions to_decode_options(const Napi::Value& v) {
+  tl::DecodeOptions d;
+  if (!v.IsObject()) return d;
+  auto o = v.As<Napi::Object>();
+  d.max_pixels = static_cast<int64_t>(get_number(o, "maxPixels", static_cast<double>(d.max_pixels)));
+  d.min_short_side = static_cast<int64_t>(get_number(o, "fastDecodeMinSide", 0));
+  return d;
+}
+
+// ---- Batch -------------------------------------------------------------------------------------------------------
+
+Napi::Function BatchWrap::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "NativeBatch",
+                                 {InstanceMethod("images", &BatchWrap::Images), InstanceMethod("labels", &BatchWrap::Labels),
+                                  InstanceMethod("info", &BatchWrap::Info)});
+  g_batch_ctor = new Napi::FunctionReference(Napi::Persistent(f));
+  return f;
+}
+
+Napi::Object BatchWrap::NewInstance(Napi::Env env, std::shared_ptr<tl::Batch> batch) {
+  auto* holder = new std::shared_ptr<tl::Batch>(std::move(batch));
+  auto ext = Napi::External<std::shared_ptr<tl::Batch>>::New(env, holder, [](Napi::Env, std::shared_ptr<tl::Batch>* p) { delete p; });
+  return g_batch_ctor->New({ext});
+}
+
+std::shared_ptr<tl::Batch> BatchWrap::FromValue(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(g_batch_ctor->Value())) return nullptr;
+  return Napi::ObjectWrap<BatchWrap>::Unwrap(v.As<Napi::Object>())->batch_;
+}
+
+BatchWrap::BatchWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchWrap>(info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "NativeBatch is created by a loader");
+  batch_ = *info[0].As<Napi::External<std::shared_ptr<tl::Batch>>>().Data();
+}
+
+Napi::Value BatchWrap::Images(const Napi::CallbackInfo& info) { return tensor_to_js(info.Env(), batch_->images); }
+Napi::Value BatchWrap::Labels(const Napi::CallbackInfo& info) { return tensor_to_js(info.Env(), batch_->labels); }
+Napi::Value BatchWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("size", Napi::Number::New(env, static_cast<double>(batch_->images.size(0))));
+  Napi::Array idx = Napi::Array::New(env, batch_->indices.size());
+  for (size_t i = 0; i < batch_->indices.size(); ++i) idx.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(batch_->indices[i])));
+  o.Set("indices", idx);
+  o.Set("skipped", skipped_to_js(env, batch_->skipped));
+  o.Set("softLabels", batch_->labels.dim() == 2);
+  return o;
+}
+
+// ---- Loader ------------------------------------------------------------------------------------------------------
+
+Napi::Function LoaderWrap::Init(Napi::Env env) {
+  return DefineClass(env, "NativeLoader",
+                     {InstanceMethod("start", &LoaderWrap::Start), InstanceMethod("next", &LoaderWrap::Next),
+                      InstanceMethod("stop", &LoaderWrap::Stop), InstanceMethod("length", &LoaderWrap::Length),
+                      InstanceMethod("cacheBytes", &LoaderWrap::CacheBytes)});
+}
+
+// new NativeLoader(samples, transformJson, decode, config)
+LoaderWrap::LoaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LoaderWrap>(info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    auto samples = to_samples(info[0]);
+    auto spec = tl::parse_transform_spec(info[1].As<Napi::String>().Utf8Value());
+    auto decode = to_decode_options(info[2]);
+    auto c = info[3].As<Napi::Object>();
+    tl::LoaderConfig cfg;
+    cfg.batch_size = static_cast<int64_t>(get_number(c, "batchSize", 32));
+    cfg.shuffle = get_bool(c, "shuffle", false);
+    cfg.seed = static_cast<uint64_t>(get_number(c, "seed", 0));
+    cfg.drop_last = get_bool(c, "dropLast", false);
+    cfg.workers = static_cast<int>(get_number(c, "workers", 2));
+    cfg.prefetch = static_cast<int>(get_number(c, "prefetch", 2));
+    cfg.skip_errors = get_bool(c, "skipErrors", false);
+    cfg.mix.mixup_alpha = get_number(c, "mixupAlpha", 0);
+    cfg.mix.cutmix_alpha = get_number(c, "cutmixAlpha", 0);
+    cfg.mix.p = get_number(c, "mixP", 1.0);
+    cfg.mix.num_classes = static_cast<int64_t>(get_number(c, "numClasses", 0));
+    int64_t cache_bytes = static_cast<int64_t>(get_number(c, "cacheBytes", 0));
+    if (cache_bytes > 0) cache_ = std::make_shared<tl::DecodedCache>(cache_bytes);
+    auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
+    loader_ = std::make_shared<tl::Loader>(ds, cfg, cache_);
+    return 0;
+  });
+}
+
+Napi::Value LoaderWrap::Start(const Napi::CallbackInfo& info) {
+  loader_->start(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  return info.Env().Undefined();
+}
+
+Napi::Value LoaderWrap::Next(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto loader = loader_;
+  auto batch = std::make_shared<tl::Batch>();
+  auto got = std::make_shared<bool>(false);
+  return PromiseWorker::Start(
+      env, "tl.loader.next", [loader, batch, got] { *got = loader->next(batch.get()); },
+      [batch, got](Napi::Env e) -> Napi::Value { return *got ? Napi::Value(BatchWrap::NewInstance(e, batch)) : e.Null(); },
+      {Value()});
+}
+
+Napi::Value LoaderWrap::Stop(const Napi::CallbackInfo& info) {
+  loader_->stop();
+  return info.Env().Undefined();
+}
+Napi::Value LoaderWrap::Length(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(loader_->num_batches()));
+}
+Napi::Value LoaderWrap::CacheBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), cache_ ? static_cast<double>(cache_->bytes()) : 0.0);
+}
+
+// ---- functions ---------------------------------------------------------------------------------------------------
+
+namespace {
+
+Napi::Value ScanImageFolder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    std::string root = info[0].As<Napi::String>().Utf8Value();
+    std::vector<std::string> exts;
+    if (info[1].IsArray()) {
+      auto a = info[1].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) exts.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    } else {
+      exts = tl::default_extensions();
+    }
+    auto scan = std::make_shared<tl::FolderScan>();
+    return PromiseWorker::Start(
+        env, "tl.scanImageFolder", [root, exts, scan] { *scan = tl::scan_image_folder(root, exts); },
+        [scan](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("classes", strings_to_js(e, scan->classes));
+          Napi::Array paths = Napi::Array::New(e, scan->samples.size());
+          auto labels = Napi::Int32Array::New(e, scan->samples.size());
+          for (size_t i = 0; i < scan->samples.size(); ++i) {
+            paths.Set(static_cast<uint32_t>(i), scan->samples[i].path);
+            labels[i] = static_cast<int32_t>(scan->samples[i].label);
+          }
+          o.Set("paths", paths);
+          o.Set("labels", labels);
+          o.Set("skipped", skipped_to_js(e, scan->skipped));
+          return o;
+        });
+  });
+}
+
+// transformImage(samples{paths, buffers}, specJson, seed, decode) -> {data, shape, dtype}
+Napi::Value TransformImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto samples = to_samples(info[0]);
+    if (samples.size() != 1) throw std::invalid_argument("transformImage takes one image");
+    auto spec = tl::parse_transform_spec(info[1].As<Napi::String>().Utf8Value());
+    uint64_t seed = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
+    auto decode = to_decode_options(info[3]);
+    auto out = std::make_shared<torch::Tensor>();
+    auto sample = samples[0];
+    return PromiseWorker::Start(
+        env, "tl.transformImage", [sample, spec, seed, decode, out] { *out = tl::transform_sample(sample, spec, seed, decode); },
+        [out](Napi::Env e) -> Napi::Value {
+          if (out->scalar_type() == torch::kUInt8) {
+            Napi::Object o = Napi::Object::New(e);
+            auto t = out->contiguous();
+            auto a = Napi::Uint8Array::New(e, t.numel());
+            std::memcpy(a.Data(), t.data_ptr<uint8_t>(), t.numel());
+            Napi::Array shape = Napi::Array::New(e, t.dim());
+            for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(e, static_cast<double>(t.size(i))));
+            o.Set("data", a);
+            o.Set("shape", shape);
+            o.Set("dtype", "uint8");
+            return o;
+          }
+          return tensor_to_js(e, *out);
+        });
+  });
+}
+
+}  // namespace
+
+void InitData(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeBatch", BatchWrap::Init(env));
+  exports.Set("NativeLoader", LoaderWrap::Init(env));
+  exports.Set("scanImageFolder", Napi::Function::New(env, ScanImageFolder));
+  exports.Set("transformImage", Napi::Function::New(env, TransformImage));
+}
+
+}  // namespace tlb

@@ -1,0 +1,27 @@
+// Image decoding to 8-bit RGB, as PIL's convert('RGB') does: JPEG (libjpeg-turbo), PNG (libpng).
+#pragma once
+#include <torch/torch.h>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace tl {
+
+// A file that is not a decodable image (corrupt, truncated, unsupported, over the pixel limit).
+class ImageError : public std::runtime_error {
+ public:
+  explicit ImageError(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+struct DecodeOptions {
+  int64_t max_pixels = 178956970;  // PIL's decompression-bomb limit (2 x 89,478,485)
+  // JPEG DCT-domain downscaling: decode at the smallest scale 1/8..1 whose shorter side stays >= this.
+  // 0 disables it (exact decode).
+  int64_t min_short_side = 0;
+};
+
+// Returns a uint8 tensor [3, H, W]. `what` names the source (file path) in error messages.
+torch::Tensor decode_image(const uint8_t* data, size_t size, const DecodeOptions& opts, const std::string& what);
+torch::Tensor decode_file(const std::string& path, const DecodeOptions& opts);
+
+}  // namespace tl

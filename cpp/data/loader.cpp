@@ -1,0 +1,180 @@
+#include "data/loader.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+
+namespace tl {
+namespace {
+
+double sample_beta(SampleRng& rng, double alpha) {
+  std::mt19937_64 g(rng.next());
+  std::gamma_distribution<double> ga(alpha, 1.0);
+  double x = ga(g), y = ga(g);
+  return x + y > 0 ? x / (x + y) : 0.5;
+}
+
+std::string shape_of(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+}  // namespace
+
+torch::Tensor mix_batch(torch::Tensor& images, const torch::Tensor& labels, const MixConfig& cfg, SampleRng& rng, bool cutmix) {
+  auto onehot = torch::one_hot(labels, cfg.num_classes).to(torch::kFloat32);
+  if (!rng.bernoulli(cfg.p)) return onehot;
+  auto rolled = images.roll(1, 0);
+  auto rolled_t = onehot.roll(1, 0);
+  double lam;
+  if (!cutmix) {
+    lam = sample_beta(rng, cfg.mixup_alpha);
+    images.mul_(lam).add_(rolled, 1.0 - lam);
+  } else {
+    lam = sample_beta(rng, cfg.cutmix_alpha);
+    const int64_t H = images.size(2), W = images.size(3);
+    int64_t rx = rng.randint(0, W), ry = rng.randint(0, H);
+    double r = 0.5 * std::sqrt(1.0 - lam);
+    int64_t rw = static_cast<int64_t>(r * W), rh = static_cast<int64_t>(r * H);
+    int64_t x1 = std::max<int64_t>(rx - rw, 0), y1 = std::max<int64_t>(ry - rh, 0);
+    int64_t x2 = std::min<int64_t>(rx + rw, W), y2 = std::min<int64_t>(ry + rh, H);
+    images.narrow(2, y1, y2 - y1).narrow(3, x1, x2 - x1).copy_(rolled.narrow(2, y1, y2 - y1).narrow(3, x1, x2 - x1));
+    lam = 1.0 - static_cast<double>((x2 - x1) * (y2 - y1)) / static_cast<double>(W * H);
+  }
+  return onehot.mul_(lam).add_(rolled_t, 1.0 - lam);
+}
+
+Loader::Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, std::shared_ptr<DecodedCache> cache)
+    : dataset_(std::move(dataset)), cfg_(cfg), cache_(std::move(cache)) {
+  if (cfg_.batch_size < 1) throw std::invalid_argument("batchSize must be >= 1");
+  if (cfg_.workers < 1) cfg_.workers = 1;
+  if (cfg_.prefetch < 1) cfg_.prefetch = 1;
+}
+
+Loader::~Loader() { stop(); }
+
+int64_t Loader::num_batches() const {
+  int64_t n = static_cast<int64_t>(dataset_->size());
+  return cfg_.drop_last ? n / cfg_.batch_size : (n + cfg_.batch_size - 1) / cfg_.batch_size;
+}
+
+void Loader::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+void Loader::start(uint64_t epoch) {
+  stop();
+  epoch_ = epoch;
+  const int64_t n = static_cast<int64_t>(dataset_->size());
+  order_.resize(n);
+  for (int64_t i = 0; i < n; ++i) order_[i] = i;
+  if (cfg_.shuffle) {
+    SampleRng rng(cfg_.seed, epoch, ~uint64_t(0));
+    for (int64_t i = n - 1; i > 0; --i) std::swap(order_[i], order_[rng.randint(0, i + 1)]);
+  }
+  total_ = num_batches();
+  ready_.clear();
+  errors_.clear();
+  next_build_ = next_take_ = 0;
+  stopping_ = false;
+  for (int i = 0; i < cfg_.workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+}
+
+Batch Loader::build(int64_t b) {
+  Batch batch;
+  const int64_t begin = b * cfg_.batch_size;
+  const int64_t end = std::min<int64_t>(begin + cfg_.batch_size, static_cast<int64_t>(order_.size()));
+  std::vector<torch::Tensor> imgs;
+  std::vector<int64_t> labels;
+  for (int64_t k = begin; k < end; ++k) {
+    const int64_t idx = order_[k];
+    SampleRng rng(cfg_.seed, epoch_, static_cast<uint64_t>(idx));
+    try {
+      auto img = dataset_->load(static_cast<size_t>(idx), rng, cache_.get());
+      if (!imgs.empty() && img.sizes() != imgs.front().sizes())
+        throw DatasetError(dataset_->sample(idx).path + ": transformed to size " + shape_of(img) + " but the batch holds " +
+                           shape_of(imgs.front()) + "; add a resize/crop so that every sample has one size");
+      imgs.push_back(img.to(torch::kFloat32));
+      labels.push_back(dataset_->sample(idx).label);
+      batch.indices.push_back(idx);
+    } catch (const ImageError& e) {
+      if (!cfg_.skip_errors) throw DatasetError(e.what());
+      batch.skipped.push_back(Skipped{dataset_->sample(idx).path, e.what()});
+    }
+  }
+  if (imgs.empty()) {
+    batch.images = torch::empty({0, 3, 0, 0});
+    batch.labels = torch::empty({0}, torch::kInt64);
+    return batch;
+  }
+  batch.images = torch::stack(imgs);
+  batch.labels = torch::tensor(labels, torch::kInt64);
+  const auto& mix = cfg_.mix;
+  if (mix.num_classes > 0 && (mix.mixup_alpha > 0 || mix.cutmix_alpha > 0)) {
+    SampleRng rng(cfg_.seed ^ 0x9e3779b97f4a7c15ull, epoch_, static_cast<uint64_t>(b));
+    bool cutmix = mix.cutmix_alpha > 0 && (mix.mixup_alpha <= 0 || rng.bernoulli(0.5));
+    batch.labels = mix_batch(batch.images, batch.labels, mix, rng, cutmix);
+  }
+  return batch;
+}
+
+void Loader::worker_loop() {
+  at::set_num_threads(1);  // parallelism comes from the loader threads themselves
+  for (;;) {
+    int64_t b;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stopping_ || next_build_ >= total_ ||
+               next_build_ < next_take_ + static_cast<int64_t>(cfg_.prefetch) * cfg_.workers;
+      });
+      if (stopping_ || next_build_ >= total_) return;
+      b = next_build_++;
+    }
+    Batch batch;
+    std::string error;
+    try {
+      batch = build(b);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (error.empty())
+        ready_[b] = std::move(batch);
+      else
+        errors_[b] = error;
+    }
+    cv_.notify_all();
+  }
+}
+
+bool Loader::next(Batch* out) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (next_take_ >= total_) return false;
+  const int64_t b = next_take_;
+  cv_.wait(lock, [&] { return ready_.count(b) || errors_.count(b) || threads_.empty(); });
+  if (errors_.count(b)) {
+    std::string e = errors_[b];
+    lock.unlock();
+    stop();
+    next_take_ = total_;
+    throw DatasetError(e);
+  }
+  if (!ready_.count(b)) return false;
+  *out = std::move(ready_[b]);
+  ready_.erase(b);
+  ++next_take_;
+  lock.unlock();
+  cv_.notify_all();
+  return true;
+}
+
+}  // namespace tl

@@ -1,0 +1,74 @@
+// Multi-threaded batch loader: native worker threads decode and transform samples into batches, ahead of use.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "data/dataset.h"
+
+namespace tl {
+
+struct MixConfig {
+  double mixup_alpha = 0;   // 0: off
+  double cutmix_alpha = 0;  // 0: off
+  double p = 1.0;           // probability of mixing a batch
+  int64_t num_classes = 0;
+};
+
+struct LoaderConfig {
+  int64_t batch_size = 32;
+  bool shuffle = false;
+  uint64_t seed = 0;
+  bool drop_last = false;
+  int workers = 2;
+  int prefetch = 2;           // batches ready ahead, per worker
+  bool skip_errors = false;   // drop undecodable samples (reported) instead of failing
+  MixConfig mix;
+};
+
+struct Batch {
+  torch::Tensor images;   // float [B, 3, H, W]
+  torch::Tensor labels;   // int64 [B], or float [B, C] soft labels when mixed
+  std::vector<int64_t> indices;
+  std::vector<Skipped> skipped;
+};
+
+// Mixes a batch in place (torchvision references' RandomMixup / RandomCutmix); returns soft labels [B, C].
+torch::Tensor mix_batch(torch::Tensor& images, const torch::Tensor& labels, const MixConfig& cfg, SampleRng& rng, bool cutmix);
+
+class Loader {
+ public:
+  Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, std::shared_ptr<DecodedCache> cache);
+  ~Loader();
+  int64_t num_batches() const;
+  // Starts an epoch (stops any running one). Order: a permutation seeded by (seed, epoch) when shuffling.
+  void start(uint64_t epoch);
+  // Blocks until the next batch is ready. Returns false at the end of the epoch. Throws DatasetError.
+  bool next(Batch* out);
+  void stop();
+
+ private:
+  void worker_loop();
+  Batch build(int64_t batch_index);
+
+  std::shared_ptr<const ImageDataset> dataset_;
+  LoaderConfig cfg_;
+  std::shared_ptr<DecodedCache> cache_;
+  std::vector<int64_t> order_;
+  uint64_t epoch_ = 0;
+  int64_t total_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<int64_t, Batch> ready_;
+  std::map<int64_t, std::string> errors_;
+  int64_t next_build_ = 0;
+  int64_t next_take_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace tl

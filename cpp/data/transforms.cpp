@@ -1,0 +1,372 @@
+#include "data/transforms.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace tl {
+
+SampleRng::SampleRng(uint64_t seed, uint64_t epoch, uint64_t index) {
+  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(epoch),
+                    static_cast<uint32_t>(epoch >> 32), static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32)};
+  gen_.seed(seq);
+}
+
+double SampleRng::uniform(double lo, double hi) {
+  double u = static_cast<double>(gen_() >> 11) * (1.0 / 9007199254740992.0);
+  return lo + (hi - lo) * u;
+}
+
+int64_t SampleRng::randint(int64_t lo, int64_t hi_excl) {
+  if (hi_excl <= lo) return lo;
+  uint64_t span = static_cast<uint64_t>(hi_excl - lo);
+  return lo + static_cast<int64_t>(gen_() % span);
+}
+
+std::vector<int> SampleRng::permutation(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  for (int i = n - 1; i > 0; --i) std::swap(v[i], v[randint(0, i + 1)]);
+  return v;
+}
+
+namespace {
+
+bool is_uint8(const torch::Tensor& t) { return t.scalar_type() == torch::kUInt8; }
+
+// torchvision's _cast_squeeze_out: round back to uint8.
+torch::Tensor back_to(const torch::Tensor& f, bool was_uint8) {
+  return was_uint8 ? f.round().clamp(0, 255).to(torch::kUInt8) : f;
+}
+
+torch::Tensor blend(const torch::Tensor& a, const torch::Tensor& b, double ratio) {
+  double bound = is_uint8(a) ? 255.0 : 1.0;
+  auto out = (ratio * a.to(torch::kFloat32) + (1.0 - ratio) * b.to(torch::kFloat32)).clamp(0, bound);
+  return out.to(a.scalar_type());
+}
+
+torch::Tensor grayscale(const torch::Tensor& img, int channels) {
+  auto f = img.to(torch::kFloat32);
+  auto l = (0.2989 * f[0] + 0.587 * f[1] + 0.114 * f[2]).to(img.scalar_type()).unsqueeze(0);
+  return channels == 3 ? l.expand({3, l.size(1), l.size(2)}).contiguous() : l;
+}
+
+// torchvision _rgb2hsv / _hsv2rgb on float images in [0, 1].
+torch::Tensor rgb2hsv(const torch::Tensor& img) {
+  auto r = img[0], g = img[1], b = img[2];
+  auto maxc = std::get<0>(img.max(0));
+  auto minc = std::get<0>(img.min(0));
+  auto eqc = maxc == minc;
+  auto cr = maxc - minc;
+  auto ones = torch::ones_like(maxc);
+  auto s = cr / torch::where(eqc, ones, maxc);
+  auto cr_divisor = torch::where(eqc, ones, cr);
+  auto rc = (maxc - r) / cr_divisor, gc = (maxc - g) / cr_divisor, bc = (maxc - b) / cr_divisor;
+  auto hr = (maxc == r) * (bc - gc);
+  auto hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc);
+  auto hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc);
+  auto h = hr + hg + hb;
+  h = torch::fmod(h / 6.0 + 1.0, 1.0);
+  return torch::stack({h, s, maxc});
+}
+
+torch::Tensor hsv2rgb(const torch::Tensor& img) {
+  auto h = img[0], s = img[1], v = img[2];
+  auto i = torch::floor(h * 6.0);
+  auto f = h * 6.0 - i;
+  i = i.to(torch::kInt32);
+  auto p = torch::clamp(v * (1.0 - s), 0.0, 1.0);
+  auto q = torch::clamp(v * (1.0 - s * f), 0.0, 1.0);
+  auto t = torch::clamp(v * (1.0 - s * (1.0 - f)), 0.0, 1.0);
+  i = torch::remainder(i, 6);
+  auto mask = i.unsqueeze(0) == torch::arange(6, torch::kInt32).view({-1, 1, 1});
+  auto a1 = torch::stack({v, q, p, p, t, v});
+  auto a2 = torch::stack({t, v, v, q, p, p});
+  auto a3 = torch::stack({p, p, t, v, v, q});
+  auto a4 = torch::stack({a1, a2, a3});  // [3, 6, H, W]
+  return torch::einsum("ijk, xijk -> xjk", {mask.to(img.scalar_type()), a4});
+}
+
+torch::Tensor adjust_hue(const torch::Tensor& img, double factor) {
+  bool u8 = is_uint8(img);
+  auto f = u8 ? img.to(torch::kFloat32) / 255.0 : img;
+  auto hsv = rgb2hsv(f);
+  auto h = torch::fmod(hsv[0] + factor, 1.0);
+  auto out = hsv2rgb(torch::stack({h, hsv[1], hsv[2]}));
+  return u8 ? (out * 255.0).to(torch::kUInt8) : out;
+}
+
+Interp parse_interp(const std::string& s, const std::string& where) {
+  if (s == "bilinear") return Interp::Bilinear;
+  if (s == "bicubic") return Interp::Bicubic;
+  if (s == "nearest") return Interp::Nearest;
+  throw std::invalid_argument(where + ".interpolation must be bilinear, bicubic or nearest");
+}
+
+torch::Tensor pad_const(const torch::Tensor& img, int64_t l, int64_t t, int64_t r, int64_t b, double fill) {
+  if (l == 0 && t == 0 && r == 0 && b == 0) return img;
+  auto out = torch::full({img.size(0), img.size(1) + t + b, img.size(2) + l + r}, fill, img.options());
+  out.narrow(1, t, img.size(1)).narrow(2, l, img.size(2)).copy_(img);
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor resize(const torch::Tensor& img, std::vector<int64_t> size, Interp interp, bool antialias) {
+  const int64_t h = img.size(-2), w = img.size(-1);
+  int64_t oh, ow;
+  if (size.size() == 1) {
+    // torchvision: the shorter side becomes size; the longer keeps the aspect ratio (truncated).
+    if (w <= h) {
+      ow = size[0];
+      oh = static_cast<int64_t>(static_cast<double>(size[0]) * h / w);
+    } else {
+      oh = size[0];
+      ow = static_cast<int64_t>(static_cast<double>(size[0]) * w / h);
+    }
+  } else {
+    oh = size[0];
+    ow = size[1];
+  }
+  if (oh == h && ow == w) return img;
+  bool u8 = is_uint8(img);
+  auto x = img.to(torch::kFloat32).unsqueeze(0);
+  torch::Tensor y;
+  switch (interp) {
+    case Interp::Bilinear:
+      y = antialias ? at::_upsample_bilinear2d_aa(x, {oh, ow}, false) : at::upsample_bilinear2d(x, {oh, ow}, false);
+      break;
+    case Interp::Bicubic:
+      y = antialias ? at::_upsample_bicubic2d_aa(x, {oh, ow}, false) : at::upsample_bicubic2d(x, {oh, ow}, false);
+      if (u8) y = y.clamp(0, 255);
+      break;
+    case Interp::Nearest:
+      y = at::upsample_nearest2d(x, {oh, ow});
+      break;
+  }
+  return back_to(y.squeeze(0), u8);
+}
+
+torch::Tensor crop(const torch::Tensor& img, int64_t top, int64_t left, int64_t h, int64_t w) {
+  const int64_t ih = img.size(-2), iw = img.size(-1);
+  if (top >= 0 && left >= 0 && top + h <= ih && left + w <= iw) return img.narrow(-2, top, h).narrow(-1, left, w);
+  // torchvision pads with zeros where the box leaves the image
+  auto out = torch::zeros({img.size(0), h, w}, img.options());
+  int64_t y0 = std::max<int64_t>(top, 0), x0 = std::max<int64_t>(left, 0);
+  int64_t y1 = std::min(top + h, ih), x1 = std::min(left + w, iw);
+  if (y1 > y0 && x1 > x0)
+    out.narrow(1, y0 - top, y1 - y0).narrow(2, x0 - left, x1 - x0).copy_(img.narrow(1, y0, y1 - y0).narrow(2, x0, x1 - x0));
+  return out;
+}
+
+torch::Tensor center_crop(const torch::Tensor& img, int64_t ch, int64_t cw) {
+  auto x = img;
+  int64_t ih = x.size(-2), iw = x.size(-1);
+  if (ch > ih || cw > iw) {
+    int64_t l = cw > iw ? (cw - iw) / 2 : 0, t = ch > ih ? (ch - ih) / 2 : 0;
+    int64_t r = cw > iw ? (cw - iw + 1) / 2 : 0, b = ch > ih ? (ch - ih + 1) / 2 : 0;
+    x = pad_const(x, l, t, r, b, 0);
+    ih = x.size(-2);
+    iw = x.size(-1);
+    if (ch == ih && cw == iw) return x;
+  }
+  // Python's round(): half to even, as std::nearbyint in the default rounding mode.
+  int64_t top = static_cast<int64_t>(std::nearbyint((ih - ch) / 2.0));
+  int64_t left = static_cast<int64_t>(std::nearbyint((iw - cw) / 2.0));
+  return crop(x, top, left, ch, cw);
+}
+
+torch::Tensor rotate(const torch::Tensor& img, double angle, Interp interp, double fill) {
+  const int64_t h = img.size(-2), w = img.size(-1);
+  // Inverse affine matrix of torchvision's F.rotate (center of the image, no translation/scale/shear).
+  const double rot = -angle * M_PI / 180.0;
+  const double a = std::cos(rot), b = -std::sin(rot), c = std::sin(rot), d = std::cos(rot);
+  const float m[6] = {static_cast<float>(d), static_cast<float>(-b), 0.f, static_cast<float>(-c), static_cast<float>(a), 0.f};
+  auto theta = torch::from_blob(const_cast<float*>(m), {1, 2, 3}, torch::kFloat32).clone();
+  auto base = torch::empty({1, h, w, 3}, torch::kFloat32);
+  base.select(3, 0).copy_(torch::linspace(-w * 0.5 + 0.5, w * 0.5 + 0.5 - 1, w, torch::kFloat32));
+  base.select(3, 1).copy_(torch::linspace(-h * 0.5 + 0.5, h * 0.5 + 0.5 - 1, h, torch::kFloat32).unsqueeze(-1));
+  base.select(3, 2).fill_(1);
+  auto scale = torch::tensor({0.5f * w, 0.5f * h}, torch::kFloat32);
+  auto grid = base.view({1, h * w, 3}).bmm(theta.transpose(1, 2) / scale).view({1, h, w, 2});
+
+  bool u8 = is_uint8(img);
+  auto x = img.to(torch::kFloat32).unsqueeze(0);
+  x = torch::cat({x, torch::ones({1, 1, h, w}, torch::kFloat32)}, 1);  // mask channel for the fill
+  int64_t mode = interp == Interp::Nearest ? 1 : 0;  // grid_sampler: 0 bilinear, 1 nearest
+  auto y = at::grid_sampler(x, grid, mode, /*padding zeros*/ 0, /*align_corners*/ false);
+  auto mask = y.narrow(1, 3, 1).expand({1, 3, h, w});
+  auto out = y.narrow(1, 0, 3).clone();
+  if (interp == Interp::Nearest) {
+    out.masked_fill_(mask < 0.5, fill);
+  } else {
+    out = out * mask + (1.0 - mask) * fill;
+  }
+  return back_to(out.squeeze(0), u8);
+}
+
+bool TransformSpec::deterministic() const {
+  for (const auto& op : ops)
+    if (op.kind.rfind("random", 0) == 0 || op.kind == "colorJitter") return false;
+  return true;
+}
+
+TransformSpec parse_transform_spec(const std::string& text) {
+  TransformSpec spec;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(std::string("transform spec is not valid JSON: ") + e.what());
+  }
+  if (!j.is_array()) throw std::invalid_argument("transform spec must be an array of operations");
+  size_t idx = 0;
+  for (const auto& o : j) {
+    const std::string where = "transform[" + std::to_string(idx++) + "]";
+    TransformOp op;
+    try {
+      op.kind = o.at("op").get<std::string>();
+      auto num = [&](const char* k, double def) { return o.contains(k) ? o.at(k).get<double>() : def; };
+      auto vec = [&](const char* k) { return o.contains(k) ? o.at(k).get<std::vector<double>>() : std::vector<double>{}; };
+      auto ivec = [&](const char* k) { return o.contains(k) ? o.at(k).get<std::vector<int64_t>>() : std::vector<int64_t>{}; };
+      op.size = ivec("size");
+      if (o.contains("interpolation")) op.interp = parse_interp(o.at("interpolation").get<std::string>(), where);
+      if (o.contains("antialias")) op.antialias = o.at("antialias").get<bool>();
+      op.padding = ivec("padding");
+      if (o.contains("padIfNeeded")) op.pad_if_needed = o.at("padIfNeeded").get<bool>();
+      op.fill = num("fill", 0);
+      if (o.contains("scale")) op.scale = vec("scale");
+      if (o.contains("ratio")) op.ratio = vec("ratio");
+      auto deg = vec("degrees");
+      if (deg.size() == 2) {
+        op.deg_min = deg[0];
+        op.deg_max = deg[1];
+      }
+      op.p = num("p", 0.5);
+      op.brightness = vec("brightness");
+      op.contrast = vec("contrast");
+      op.saturation = vec("saturation");
+      op.hue = vec("hue");
+      op.mean = vec("mean");
+      op.std = vec("std");
+      op.erase_value = num("value", 0);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::invalid_argument(where + ": " + e.what());
+    }
+    static const std::vector<std::string> kKinds = {
+        "resize", "centerCrop", "randomCrop", "randomResizedCrop", "randomRotation", "randomHorizontalFlip",
+        "randomVerticalFlip", "colorJitter", "randomGrayscale", "randomErasing", "toTensor", "normalize"};
+    if (std::find(kKinds.begin(), kKinds.end(), op.kind) == kKinds.end())
+      throw std::invalid_argument(where + ": unknown op '" + op.kind + "'");
+    spec.ops.push_back(std::move(op));
+  }
+  return spec;
+}
+
+torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, SampleRng& rng) {
+  for (const auto& op : spec.ops) {
+    const std::string& k = op.kind;
+    if (k == "resize") {
+      img = resize(img, op.size, op.interp, op.antialias);
+    } else if (k == "centerCrop") {
+      img = center_crop(img, op.size[0], op.size.size() > 1 ? op.size[1] : op.size[0]);
+    } else if (k == "randomCrop") {
+      const int64_t th = op.size[0], tw = op.size.size() > 1 ? op.size[1] : op.size[0];
+      if (op.padding.size() == 4) img = pad_const(img, op.padding[0], op.padding[1], op.padding[2], op.padding[3], op.fill);
+      if (op.pad_if_needed) {
+        if (img.size(2) < tw) img = pad_const(img, tw - img.size(2), 0, tw - img.size(2), 0, op.fill);
+        if (img.size(1) < th) img = pad_const(img, 0, th - img.size(1), 0, th - img.size(1), op.fill);
+      }
+      const int64_t h = img.size(1), w = img.size(2);
+      if (h < th || w < tw)
+        throw std::invalid_argument("randomCrop: crop " + std::to_string(th) + "x" + std::to_string(tw) + " is larger than the image " +
+                                    std::to_string(h) + "x" + std::to_string(w));
+      int64_t i = rng.randint(0, h - th + 1), j = rng.randint(0, w - tw + 1);
+      img = crop(img, i, j, th, tw);
+    } else if (k == "randomResizedCrop") {
+      const int64_t height = img.size(1), width = img.size(2);
+      const double area = static_cast<double>(height) * width;
+      const double lr0 = std::log(op.ratio[0]), lr1 = std::log(op.ratio[1]);
+      int64_t top = -1, left = 0, ch = height, cw = width;
+      for (int attempt = 0; attempt < 10; ++attempt) {
+        double target = area * rng.uniform(op.scale[0], op.scale[1]);
+        double aspect = std::exp(rng.uniform(lr0, lr1));
+        int64_t w = static_cast<int64_t>(std::nearbyint(std::sqrt(target * aspect)));
+        int64_t h = static_cast<int64_t>(std::nearbyint(std::sqrt(target / aspect)));
+        if (0 < w && w <= width && 0 < h && h <= height) {
+          top = rng.randint(0, height - h + 1);
+          left = rng.randint(0, width - w + 1);
+          ch = h;
+          cw = w;
+          break;
+        }
+      }
+      if (top < 0) {  // fallback: central crop
+        double in_ratio = static_cast<double>(width) / height;
+        if (in_ratio < std::min(op.ratio[0], op.ratio[1])) {
+          cw = width;
+          ch = static_cast<int64_t>(std::nearbyint(cw / std::min(op.ratio[0], op.ratio[1])));
+        } else if (in_ratio > std::max(op.ratio[0], op.ratio[1])) {
+          ch = height;
+          cw = static_cast<int64_t>(std::nearbyint(ch * std::max(op.ratio[0], op.ratio[1])));
+        } else {
+          cw = width;
+          ch = height;
+        }
+        top = (height - ch) / 2;
+        left = (width - cw) / 2;
+      }
+      std::vector<int64_t> out = op.size.size() == 1 ? std::vector<int64_t>{op.size[0], op.size[0]} : op.size;
+      img = resize(crop(img, top, left, ch, cw), out, op.interp, op.antialias);
+    } else if (k == "randomRotation") {
+      double angle = op.deg_min == op.deg_max ? op.deg_min : rng.uniform(op.deg_min, op.deg_max);
+      img = rotate(img, angle, op.interp, op.fill);
+    } else if (k == "randomHorizontalFlip") {
+      if (rng.bernoulli(op.p)) img = img.flip({-1});
+    } else if (k == "randomVerticalFlip") {
+      if (rng.bernoulli(op.p)) img = img.flip({-2});
+    } else if (k == "colorJitter") {
+      auto order = rng.permutation(4);
+      auto draw = [&](const std::vector<double>& r) { return r.size() == 2 ? rng.uniform(r[0], r[1]) : NAN; };
+      double bf = draw(op.brightness), cf = draw(op.contrast), sf = draw(op.saturation), hf = draw(op.hue);
+      for (int fn : order) {
+        if (fn == 0 && !std::isnan(bf)) img = blend(img, torch::zeros_like(img), bf);
+        if (fn == 1 && !std::isnan(cf)) {
+          auto mean = grayscale(img, 1).to(torch::kFloat32).mean();
+          img = blend(img, mean.expand(img.sizes()), cf);
+        }
+        if (fn == 2 && !std::isnan(sf)) img = blend(img, grayscale(img, 1).expand(img.sizes()), sf);
+        if (fn == 3 && !std::isnan(hf)) img = adjust_hue(img, hf);
+      }
+    } else if (k == "randomGrayscale") {
+      if (rng.bernoulli(op.p)) img = grayscale(img, 3);
+    } else if (k == "randomErasing") {
+      if (rng.bernoulli(op.p)) {
+        const int64_t ih = img.size(1), iw = img.size(2);
+        const double area = static_cast<double>(ih) * iw;
+        const double lr0 = std::log(op.ratio[0]), lr1 = std::log(op.ratio[1]);
+        for (int attempt = 0; attempt < 10; ++attempt) {
+          double erase = area * rng.uniform(op.scale[0], op.scale[1]);
+          double aspect = std::exp(rng.uniform(lr0, lr1));
+          int64_t h = static_cast<int64_t>(std::nearbyint(std::sqrt(erase * aspect)));
+          int64_t w = static_cast<int64_t>(std::nearbyint(std::sqrt(erase / aspect)));
+          if (!(h < ih && w < iw)) continue;
+          int64_t i = rng.randint(0, ih - h + 1), j = rng.randint(0, iw - w + 1);
+          img = img.clone();
+          img.narrow(1, i, h).narrow(2, j, w).fill_(op.erase_value);
+          break;
+        }
+      }
+    } else if (k == "toTensor") {
+      img = is_uint8(img) ? img.to(torch::kFloat32).div_(255.0) : img;
+    } else if (k == "normalize") {
+      if (is_uint8(img)) throw std::invalid_argument("normalize needs a float image: put toTensor before it");
+      auto mean = torch::tensor(op.mean, torch::kFloat32).view({-1, 1, 1});
+      auto std = torch::tensor(op.std, torch::kFloat32).view({-1, 1, 1});
+      img = img.sub(mean).div_(std);
+    }
+  }
+  return img.contiguous();
+}
+
+}  // namespace tl

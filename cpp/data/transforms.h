@@ -1,0 +1,65 @@
+// Per-sample image transforms with torchvision's semantics (tensor backend), driven by a JSON spec.
+#pragma once
+#include <torch/torch.h>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace tl {
+
+// Deterministic per-sample randomness: the same (seed, epoch, index) gives the same draws on any thread.
+class SampleRng {
+ public:
+  SampleRng(uint64_t seed, uint64_t epoch, uint64_t index);
+  double uniform(double lo, double hi);            // [lo, hi)
+  int64_t randint(int64_t lo, int64_t hi_excl);    // [lo, hi)
+  bool bernoulli(double p) { return uniform(0, 1) < p; }
+  std::vector<int> permutation(int n);
+  uint64_t next() { return gen_(); }
+
+ private:
+  std::mt19937_64 gen_;
+};
+
+enum class Interp { Nearest, Bilinear, Bicubic };
+
+struct TransformOp {
+  std::string kind;
+  // resize / crops
+  std::vector<int64_t> size;  // [s] shorter side, or [h, w]
+  Interp interp = Interp::Bilinear;
+  bool antialias = true;
+  std::vector<int64_t> padding;  // randomCrop: [l, t, r, b]
+  bool pad_if_needed = false;
+  double fill = 0;
+  std::vector<double> scale{0.08, 1.0}, ratio{3.0 / 4.0, 4.0 / 3.0};
+  // rotation
+  double deg_min = 0, deg_max = 0;
+  // flips, grayscale, erasing, mixing probability
+  double p = 0.5;
+  // color jitter: [min, max] factors; hue [min, max]
+  std::vector<double> brightness, contrast, saturation, hue;
+  // normalize
+  std::vector<double> mean, std;
+  double erase_value = 0;
+};
+
+struct TransformSpec {
+  std::vector<TransformOp> ops;
+  bool deterministic() const;
+};
+
+// Parses the JSON spec made by the TS Transform builders; throws std::invalid_argument naming the bad field.
+TransformSpec parse_transform_spec(const std::string& json);
+
+// Applies the spec to a uint8 [3, H, W] image. Returns what the last op produced (float after toTensor).
+torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, SampleRng& rng);
+
+// Building blocks (exposed for tests and other pipelines).
+torch::Tensor resize(const torch::Tensor& img, std::vector<int64_t> size, Interp interp, bool antialias);
+torch::Tensor crop(const torch::Tensor& img, int64_t top, int64_t left, int64_t h, int64_t w);
+torch::Tensor center_crop(const torch::Tensor& img, int64_t h, int64_t w);
+torch::Tensor rotate(const torch::Tensor& img, double angle, Interp interp, double fill);
+
+}  // namespace tl

@@ -1,0 +1,312 @@
+import { EventEmitter } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { DatasetError, InvalidOptionError, TorchResNetError, fromNative, native } from './errors';
+import { getNative, NativeBatch, NativeDecodeOptions, NativeLoader, NativeSamples, TensorData } from './native';
+import { Transform } from './transform';
+import * as v from './validate';
+
+/** A sample that could not be used: the file and why. */
+export interface SkippedSample {
+  path: string;
+  reason: string;
+}
+
+
+export interface DatasetOptions {
+  /** Per-sample pipeline. Default: `Transform.imagenetEval()`. */
+  transform?: Transform;
+  /** `'throw'` (default): a corrupt image fails the batch naming the file; `'skip'`: drop it and report it. */
+  onError?: 'throw' | 'skip';
+  /** Decompression-bomb guard: images with more pixels are errors. Default 178,956,970 (PIL's limit). */
+  maxPixels?: number;
+  /**
+   * JPEG DCT-domain downscaling: decode at the smallest libjpeg scale (1/8…1) whose shorter side stays at least
+   * this many pixels. Default 0 (off: exact decoding, pixel-identical to PIL).
+   */
+  fastDecodeMinSide?: number;
+}
+
+const DATASET_KEYS = ['transform', 'onError', 'maxPixels', 'fastDecodeMinSide', 'extensions'] as const;
+
+/** Common base of the datasets: samples (file or buffer + label), class names, a transform. */
+export class ImageDataset {
+  readonly classes: string[];
+  readonly classToIndex: Record<string, number>;
+  /** Samples that were left out (unsupported extension at scan time, or undecodable with onError 'skip'). */
+  readonly skipped: SkippedSample[];
+  transform: Transform;
+  readonly onError: 'throw' | 'skip';
+  /** @internal */
+  readonly decode: NativeDecodeOptions;
+  /** @internal */
+  readonly native: NativeSamples;
+
+  protected constructor(samples: NativeSamples, classes: string[], skipped: SkippedSample[], opts: DatasetOptions) {
+    this.native = samples;
+    this.classes = classes;
+    this.classToIndex = Object.fromEntries(classes.map((c, i) => [c, i]));
+    this.skipped = skipped;
+    if (opts.transform !== undefined && !(opts.transform instanceof Transform)) throw v.invalid('transform', 'Transform', opts.transform);
+    this.transform = opts.transform ?? Transform.imagenetEval();
+    this.onError = opts.onError === undefined ? 'throw' : v.oneOf('onError', opts.onError, ['throw', 'skip'] as const);
+    this.decode = {
+      maxPixels: opts.maxPixels === undefined ? undefined : v.positiveInt('maxPixels', opts.maxPixels),
+      fastDecodeMinSide: opts.fastDecodeMinSide === undefined ? 0 : v.nonNegativeInt('fastDecodeMinSide', opts.fastDecodeMinSide),
+    };
+  }
+
+  get length(): number {
+    return this.native.paths.length;
+  }
+
+  /** `{ path, label }` per sample (path is `<buffer N>` for in-memory images). */
+  get samples(): { path: string; label: number }[] {
+    const labels = this.native.labels ?? [];
+    return this.native.paths.map((path, i) => ({ path, label: labels[i] ?? -1 }));
+  }
+
+  /** Labels of every sample, in order. */
+  get targets(): number[] {
+    return Array.from(this.native.labels ?? []);
+  }
+
+  /** The same samples with another transform (e.g. a validation pipeline over the same files). */
+  withTransform(transform: Transform): this {
+    const copy = Object.create(Object.getPrototypeOf(this)) as this;
+    Object.assign(copy, this, { transform });
+    return copy;
+  }
+}
+
+function datasetOptions(opts: unknown): DatasetOptions & { extensions?: string[] } {
+  if (opts === undefined) return {};
+  const o = v.plainObject('options', opts);
+  v.knownKeys('options', o, DATASET_KEYS);
+  return o as DatasetOptions & { extensions?: string[] };
+}
+
+/** torchvision's ImageFolder: `root/<class>/**\/<image>`, classes in sorted folder order. */
+export class ImageFolder extends ImageDataset {
+  readonly root: string;
+
+  private constructor(root: string, samples: NativeSamples, classes: string[], skipped: SkippedSample[], opts: DatasetOptions) {
+    super(samples, classes, skipped, opts);
+    this.root = root;
+  }
+
+  /**
+   * Scans `root` (off the JS thread). Files whose extension is not an image extension (default: torchvision's
+   * .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp, case-insensitive) are listed in `skipped`.
+   */
+  static async open(root: string, options?: DatasetOptions & { extensions?: string[] }): Promise<ImageFolder> {
+    v.nonEmptyString('root', root);
+    const opts = datasetOptions(options);
+    if (opts.extensions !== undefined && (!Array.isArray(opts.extensions) || opts.extensions.some((e) => typeof e !== 'string' || !e.startsWith('.'))))
+      throw v.invalid('extensions', "array of extensions such as '.jpg'", opts.extensions);
+    const abs = resolve(root);
+    const scan = await native(() => getNative().scanImageFolder(abs, opts.extensions));
+    return new ImageFolder(abs, { paths: scan.paths, labels: scan.labels }, scan.classes, scan.skipped, opts);
+  }
+}
+
+/** Samples from an explicit list, a CSV file, or in-memory encoded images. */
+export class ImageList extends ImageDataset {
+  /**
+   * From `{ path, label }` items. Labels are class indices, or class names (then `classes` is derived, sorted,
+   * unless given).
+   */
+  static from(items: { path: string; label: number | string }[], options: DatasetOptions & { classes?: string[] } = {}): ImageList {
+    if (!Array.isArray(items) || items.length === 0) throw v.invalid('items', 'non-empty array of { path, label }', items);
+    const { classes: given, ...rest } = options;
+    const named = items.some((it) => typeof it.label === 'string');
+    const classes = given ?? (named ? [...new Set(items.map((it) => String(it.label)))].sort() : [...new Set(items.map((it) => Number(it.label)))].sort((a, b) => a - b).map(String));
+    const index = new Map(classes.map((c, i) => [c, i]));
+    const labels = new Int32Array(items.length);
+    const paths = items.map((it, i) => {
+      if (typeof it?.path !== 'string' || it.path.length === 0) throw v.invalid(`items[${i}].path`, 'non-empty string', it?.path);
+      if (named || given) {
+        const l = index.get(String(it.label));
+        if (l === undefined) throw new InvalidOptionError(`items[${i}].label`, `Unknown class ${JSON.stringify(it.label)} for items[${i}].label; classes: ${classes.join(', ')}`);
+        labels[i] = l;
+      } else {
+        labels[i] = v.nonNegativeInt(`items[${i}].label`, it.label);
+      }
+      return resolve(it.path);
+    });
+    return new ImageList({ paths, labels }, classes, [], datasetOptions(rest));
+  }
+
+  /** From a CSV file with a header holding `path` and `label` columns; relative paths are relative to the CSV. */
+  static fromCsv(file: string, options: DatasetOptions & { classes?: string[] } = {}): ImageList {
+    v.nonEmptyString('file', file);
+    if (!existsSync(file)) throw new DatasetError(`${file}: CSV file does not exist`);
+    const rows = parseCsv(readFileSync(file, 'utf8'), { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
+    if (rows.length === 0 || !('path' in rows[0]) || !('label' in rows[0])) throw new DatasetError(`${file}: CSV needs a header with 'path' and 'label' columns`);
+    const dir = resolve(file, '..');
+    return ImageList.from(
+      rows.map((r) => ({ path: resolve(dir, r.path), label: /^\d+$/.test(r.label) && !options.classes ? Number(r.label) : r.label })),
+      options,
+    );
+  }
+
+  /** From encoded images in memory (JPEG/PNG Buffers); the Buffers are copied when a loader starts. */
+  static fromBuffers(images: { data: Buffer; label?: number }[], options: DatasetOptions & { classes?: string[] } = {}): ImageList {
+    if (!Array.isArray(images) || images.length === 0) throw v.invalid('images', 'non-empty array of { data: Buffer }', images);
+    const buffers = images.map((im, i) => {
+      if (!Buffer.isBuffer(im?.data)) throw v.invalid(`images[${i}].data`, 'Buffer', im?.data);
+      return im.data;
+    });
+    const labels = Int32Array.from(images.map((im) => im.label ?? -1));
+    const { classes, ...rest } = options;
+    return new ImageList({ paths: images.map((_, i) => `<buffer ${i}>`), labels, buffers }, classes ?? [], [], datasetOptions(rest));
+  }
+}
+
+/** A batch produced by a DataLoader. Tensors stay native; `images()` / `labels()` copy them out. */
+export class Batch {
+  /** @internal */
+  readonly native: NativeBatch;
+  readonly size: number;
+  /** Dataset indices of the samples, in batch order. */
+  readonly indices: number[];
+  /** Samples dropped from this batch (onError 'skip'). */
+  readonly skipped: SkippedSample[];
+  /** True when labels are soft (MixUp/CutMix): `[B, numClasses]` floats. */
+  readonly softLabels: boolean;
+
+  /** @internal */
+  constructor(n: NativeBatch) {
+    this.native = n;
+    const info = n.info();
+    this.size = info.size;
+    this.indices = info.indices;
+    this.skipped = info.skipped;
+    this.softLabels = info.softLabels;
+  }
+
+  /** Images `[B, 3, H, W]` float32. */
+  images(): TensorData {
+    return this.native.images();
+  }
+
+  /** Labels: class indices (Int32Array) or soft labels `[B, C]` (Float32Array). */
+  labels(): { data: Int32Array | Float32Array; shape: number[] } {
+    const l = this.native.labels();
+    if (l.data instanceof BigInt64Array) return { data: Int32Array.from(l.data, (x) => Number(x)), shape: l.shape };
+    return { data: l.data as Float32Array, shape: l.shape };
+  }
+}
+
+export interface DataLoaderOptions {
+  /** Default 32. */
+  batchSize?: number;
+  /** Reshuffle every epoch. Default false. */
+  shuffle?: boolean;
+  /** Seed of shuffling and random transforms; the same seed gives the same batches for any `workers`. Default: random. */
+  seed?: number;
+  /** Drop the last incomplete batch. Default false. */
+  dropLast?: boolean;
+  /** Native decode/augment threads. Default: all cores. */
+  workers?: number;
+  /** Batches prepared ahead per worker. Default 2. */
+  prefetch?: number;
+  /** Keep decoded images in memory for later epochs: `true` (1 GiB), a byte budget, or false (default). */
+  cache?: boolean | number;
+  /** MixUp with Beta(alpha, alpha); soft labels. Default off. */
+  mixup?: { alpha: number; p?: number };
+  /** CutMix with Beta(alpha, alpha); soft labels. With both, each batch picks one at random. Default off. */
+  cutmix?: { alpha: number; p?: number };
+}
+
+const LOADER_KEYS = ['batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'cache', 'mixup', 'cutmix'] as const;
+
+/**
+ * Batches from a dataset, prepared by native threads. `for await (const batch of loader)` runs one epoch; each new
+ * iteration is the next epoch (new shuffle). Emits `'skip'` ({ path, reason }) for samples dropped with onError 'skip'.
+ */
+export class DataLoader extends EventEmitter {
+  readonly dataset: ImageDataset;
+  readonly batchSize: number;
+  readonly seed: number;
+  private readonly loader: NativeLoader;
+  private epoch = 0;
+  private running = false;
+
+  constructor(dataset: ImageDataset, options: DataLoaderOptions = {}) {
+    super();
+    if (!(dataset instanceof ImageDataset)) throw v.invalid('dataset', 'ImageFolder or ImageList', dataset);
+    const o = v.plainObject('options', options);
+    v.knownKeys('options', o, LOADER_KEYS);
+    this.dataset = dataset;
+    this.batchSize = options.batchSize === undefined ? 32 : v.positiveInt('batchSize', options.batchSize);
+    this.seed = options.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : v.nonNegativeInt('seed', options.seed);
+    const workers = options.workers === undefined ? cpus().length : v.positiveInt('workers', options.workers);
+    const prefetch = options.prefetch === undefined ? 2 : v.positiveInt('prefetch', options.prefetch);
+    const cache = options.cache === undefined || options.cache === false ? 0 : options.cache === true ? 1 << 30 : v.positiveInt('cache', options.cache);
+    const mix = (name: 'mixup' | 'cutmix') => {
+      const m = options[name];
+      if (m === undefined) return { alpha: 0, p: 1 };
+      v.plainObject(name, m);
+      return { alpha: v.positiveNumber(`${name}.alpha`, m.alpha), p: m.p === undefined ? 1 : v.numberInRange(`${name}.p`, m.p, 0, 1) };
+    };
+    const mixup = mix('mixup');
+    const cutmix = mix('cutmix');
+    if ((mixup.alpha > 0 || cutmix.alpha > 0) && dataset.classes.length < 2)
+      throw new InvalidOptionError('mixup', 'MixUp/CutMix need a dataset with class names (numClasses)');
+    this.loader = new (getNative().NativeLoader)(dataset.native, JSON.stringify(dataset.transform.ops), dataset.decode, {
+      batchSize: this.batchSize,
+      shuffle: options.shuffle ?? false,
+      seed: this.seed,
+      dropLast: options.dropLast ?? false,
+      workers,
+      prefetch,
+      skipErrors: dataset.onError === 'skip',
+      cacheBytes: cache,
+      mixupAlpha: mixup.alpha,
+      cutmixAlpha: cutmix.alpha,
+      mixP: mixup.alpha > 0 ? mixup.p : cutmix.p,
+      numClasses: dataset.classes.length,
+    });
+  }
+
+  /** Batches per epoch. */
+  get length(): number {
+    return this.loader.length();
+  }
+
+  /** Bytes held by the decoded-image cache. */
+  get cacheBytes(): number {
+    return this.loader.cacheBytes();
+  }
+
+  /** One epoch of batches. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Batch> {
+    if (this.running) throw new TorchResNetError('this DataLoader is already being iterated', 'ERR_BUSY');
+    this.running = true;
+    this.loader.start(this.epoch++);
+    try {
+      for (;;) {
+        let nb: NativeBatch | null;
+        try {
+          nb = await this.loader.next();
+        } catch (e) {
+          throw fromNative(e);
+        }
+        if (!nb) return;
+        const batch = new Batch(nb);
+        for (const s of batch.skipped) {
+          if (!this.dataset.skipped.some((k) => k.path === s.path)) this.dataset.skipped.push(s);
+          this.emit('skip', s);
+        }
+        yield batch;
+      }
+    } finally {
+      this.loader.stop();
+      this.running = false;
+    }
+  }
+}
+
