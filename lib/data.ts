@@ -104,6 +104,7 @@ export class ImageFolder extends ImageDataset {
   static async open(root: string, options?: DatasetOptions & { extensions?: string[] }): Promise<ImageFolder> {
     v.nonEmptyString('root', root);
     const opts = datasetOptions(options);
+    if (opts.onError !== undefined) v.oneOf('onError', opts.onError, ['throw', 'skip'] as const);
     if (opts.extensions !== undefined && (!Array.isArray(opts.extensions) || opts.extensions.some((e) => typeof e !== 'string' || !e.startsWith('.'))))
       throw v.invalid('extensions', "array of extensions such as '.jpg'", opts.extensions);
     const abs = resolve(root);
@@ -195,7 +196,7 @@ export class Batch {
   /** Labels: class indices (Int32Array) or soft labels `[B, C]` (Float32Array). */
   labels(): { data: Int32Array | Float32Array; shape: number[] } {
     const l = this.native.labels();
-    if (l.data instanceof BigInt64Array) return { data: Int32Array.from(l.data, (x) => Number(x)), shape: l.shape };
+    if (l.dtype === 'int64') return { data: Int32Array.from(l.data as BigInt64Array, (x) => Number(x)), shape: l.shape };
     return { data: l.data as Float32Array, shape: l.shape };
   }
 }

@@ -55,3 +55,12 @@ if [ ! -f .fixtures/imagenet/labels.json ]; then
     echo "[setup] shared data missing at $SHARED/data (set TORCH_RESNET_TL_SHARED)" >&2; exit 1
   fi
 fi
+
+# PIL/torchvision reference pixels for the transform and decoder parity tests.
+stamp_t="$(sha256sum scripts/fixtures/make_transforms.py | cut -c1-16)"
+if [ "$(cat .fixtures/transforms/stamp 2>/dev/null)" != "$stamp_t" ] && [ -d "$SHARED/data/hymenoptera" ]; then
+  echo "[setup] generating transform reference pixels with torchvision"
+  rm -rf .fixtures/transforms
+  /usr/bin/python3 scripts/fixtures/make_transforms.py "$SHARED/data/hymenoptera" .fixtures/transforms
+  echo "$stamp_t" > .fixtures/transforms/stamp
+fi

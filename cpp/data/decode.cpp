@@ -120,7 +120,21 @@ torch::Tensor decode_png(const uint8_t* data, size_t size, const DecodeOptions& 
     png_destroy_read_struct(&png, &info, nullptr);
     check_pixels(w, h, o, what);
   }
-  // PIL's convert('RGB'): palette -> RGB, grey -> replicated, alpha and tRNS dropped, 16-bit -> high byte.
+  // PIL's convert('RGB'): palette -> RGB, grey -> replicated, alpha and tRNS dropped, 16-bit colour -> high byte.
+  // 16-bit greyscale opens in PIL as mode "I" and converts by clipping to 255: read it raw and do the same.
+  if (ct == PNG_COLOR_TYPE_GRAY && depth == 16) {
+    png_set_swap(png);  // native little-endian uint16
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    auto raw = torch::empty({static_cast<int64_t>(h), static_cast<int64_t>(w)}, torch::kInt16);
+    rows.resize(h);
+    for (png_uint_32 y = 0; y < h; ++y) rows[y] = reinterpret_cast<png_bytep>(raw.data_ptr<int16_t>() + static_cast<size_t>(y) * w);
+    png_read_image(png, rows.data());
+    png_read_end(png, nullptr);
+    png_destroy_read_struct(&png, &info, nullptr);
+    auto v = raw.to(torch::kInt32).bitwise_and(0xFFFF).clamp(0, 255).to(torch::kUInt8);
+    return v.unsqueeze(0).expand({3, v.size(0), v.size(1)}).contiguous();
+  }
   if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (ct == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (depth == 16) png_set_strip_16(png);

@@ -33,3 +33,25 @@ test('squeezenet1_1 ImageNet weights reach top-1 >= 0.60 on imagenet-samples (re
   console.log(`squeezenet1_1 imagenet-samples top-1 (torchvision preprocessing): ${top1.toFixed(3)}`);
   expect(top1).toBeGreaterThanOrEqual(0.6);
 });
+
+test('model.predict with the eval preset on the photos (Node only) reaches top-1 >= 0.60', async () => {
+  const dir = sharedPath('data', 'imagenet-samples');
+  const rows = readFileSync(join(dir, 'labels.tsv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t'));
+  expect(rows.length).toBe(1000);
+  const model = await Model.create({ arch: 'squeezenet1_1', weights: sharedPath('weights', 'squeezenet1_1-imagenet.pth') });
+  try {
+    const preds = await model.predict(rows.map((r) => join(dir, r[0])), { topk: 5 });
+    expect(preds.length).toBe(1000);
+    expect(preds[0].length).toBe(5);
+    expect(preds[0][0].probability).toBeGreaterThanOrEqual(preds[0][1].probability);
+    const top1 = preds.filter((p, i) => p[0].index === Number(rows[i][1])).length / rows.length;
+    const top5 = preds.filter((p, i) => p.some((q) => q.index === Number(rows[i][1]))).length / rows.length;
+    console.log(`squeezenet1_1 imagenet-samples via model.predict: top-1 ${top1.toFixed(3)}, top-5 ${top5.toFixed(3)}`);
+    expect(top1).toBeGreaterThanOrEqual(0.6);
+    // a Buffer input gives the same answer as its file
+    const one = await model.predict(readFileSync(join(dir, rows[1][0])), { topk: 3 });
+    expect(one.map((p) => p.index)).toEqual(preds[1].slice(0, 3).map((p) => p.index));
+  } finally {
+    model.dispose();
+  }
+});
