@@ -176,9 +176,11 @@ torch::Tensor center_crop(const torch::Tensor& img, int64_t ch, int64_t cw) {
   return crop(x, top, left, ch, cw);
 }
 
-torch::Tensor rotate(const torch::Tensor& img, double angle, Interp interp, double fill) {
-  const int64_t h = img.size(-2), w = img.size(-1);
-  // Inverse affine matrix of torchvision's F.rotate (center of the image, no translation/scale/shear).
+namespace {
+
+// torchvision's affine grid for a rotation about the image center (float32, as F.rotate on tensors), for the
+// output window [top, top+oh) x [left, left+ow) of an h x w output.
+torch::Tensor rotation_grid(int64_t h, int64_t w, double angle, int64_t top, int64_t left, int64_t oh, int64_t ow) {
   const double rot = -angle * M_PI / 180.0;
   const double a = std::cos(rot), b = -std::sin(rot), c = std::sin(rot), d = std::cos(rot);
   const float m[6] = {static_cast<float>(d), static_cast<float>(-b), 0.f, static_cast<float>(-c), static_cast<float>(a), 0.f};
@@ -187,22 +189,74 @@ torch::Tensor rotate(const torch::Tensor& img, double angle, Interp interp, doub
   base.select(3, 0).copy_(torch::linspace(-w * 0.5 + 0.5, w * 0.5 + 0.5 - 1, w, torch::kFloat32));
   base.select(3, 1).copy_(torch::linspace(-h * 0.5 + 0.5, h * 0.5 + 0.5 - 1, h, torch::kFloat32).unsqueeze(-1));
   base.select(3, 2).fill_(1);
+  auto window = base.narrow(1, top, oh).narrow(2, left, ow).contiguous();
   auto scale = torch::tensor({0.5f * w, 0.5f * h}, torch::kFloat32);
-  auto grid = base.view({1, h * w, 3}).bmm(theta.transpose(1, 2) / scale).view({1, h, w, 2});
+  return window.view({1, oh * ow, 3}).bmm(theta.transpose(1, 2) / scale).view({oh, ow, 2}).contiguous();
+}
 
+// Nearest-neighbour sampling of a uint8 image on a grid, exactly as grid_sample(mode=nearest,
+// padding_mode=zeros, align_corners=False) followed by the fill: no float copy of the image.
+torch::Tensor sample_nearest_u8(const torch::Tensor& img, const torch::Tensor& grid, double fill) {
+  const int64_t C = img.size(0), H = img.size(1), W = img.size(2);
+  const int64_t oh = grid.size(0), ow = grid.size(1);
+  auto src = img.contiguous();
+  auto out = torch::empty({C, oh, ow}, torch::kUInt8);
+  const uint8_t* s = src.data_ptr<uint8_t>();
+  uint8_t* o = out.data_ptr<uint8_t>();
+  const float* g = grid.data_ptr<float>();
+  const uint8_t f = static_cast<uint8_t>(std::nearbyint(std::min(255.0, std::max(0.0, fill))));
+  for (int64_t y = 0; y < oh; ++y) {
+    for (int64_t x = 0; x < ow; ++x) {
+      const float gx = g[(y * ow + x) * 2], gy = g[(y * ow + x) * 2 + 1];
+      const float fx = ((gx + 1.f) * W - 1.f) / 2.f, fy = ((gy + 1.f) * H - 1.f) / 2.f;
+      const int64_t ix = static_cast<int64_t>(std::nearbyint(fx)), iy = static_cast<int64_t>(std::nearbyint(fy));
+      const bool inside = ix >= 0 && ix < W && iy >= 0 && iy < H;
+      for (int64_t ch = 0; ch < C; ++ch) o[(ch * oh + y) * ow + x] = inside ? s[(ch * H + iy) * W + ix] : f;
+    }
+  }
+  return out;
+}
+
+// Rotation of the window [top, top+oh) x [left, left+ow) of the rotated h x w image.
+torch::Tensor rotate_window(const torch::Tensor& img, double angle, Interp interp, double fill, int64_t top, int64_t left,
+                            int64_t oh, int64_t ow) {
+  const int64_t h = img.size(-2), w = img.size(-1);
+  auto grid = rotation_grid(h, w, angle, top, left, oh, ow);
+  if (interp == Interp::Nearest && is_uint8(img)) return sample_nearest_u8(img, grid, fill);
   bool u8 = is_uint8(img);
   auto x = img.to(torch::kFloat32).unsqueeze(0);
   x = torch::cat({x, torch::ones({1, 1, h, w}, torch::kFloat32)}, 1);  // mask channel for the fill
   int64_t mode = interp == Interp::Nearest ? 1 : 0;  // grid_sampler: 0 bilinear, 1 nearest
-  auto y = at::grid_sampler(x, grid, mode, /*padding zeros*/ 0, /*align_corners*/ false);
-  auto mask = y.narrow(1, 3, 1).expand({1, 3, h, w});
-  auto out = y.narrow(1, 0, 3).clone();
+  auto y = at::grid_sampler(x, grid.unsqueeze(0), mode, /*padding zeros*/ 0, /*align_corners*/ false);
+  const int64_t C = img.size(0);
+  auto mask = y.narrow(1, C, 1).expand({1, C, oh, ow});
+  auto out = y.narrow(1, 0, C).clone();
   if (interp == Interp::Nearest) {
     out.masked_fill_(mask < 0.5, fill);
   } else {
     out = out * mask + (1.0 - mask) * fill;
   }
   return back_to(out.squeeze(0), u8);
+}
+
+// toTensor followed by normalize in one pass, with torchvision's float32 operation order.
+torch::Tensor to_tensor_normalize(const torch::Tensor& img, const std::vector<double>& mean, const std::vector<double>& stdv) {
+  const int64_t C = img.size(0), n = img.size(1) * img.size(2);
+  auto src = img.contiguous();
+  auto out = torch::empty({C, img.size(1), img.size(2)}, torch::kFloat32);
+  const uint8_t* s = src.data_ptr<uint8_t>();
+  float* o = out.data_ptr<float>();
+  for (int64_t c = 0; c < C; ++c) {
+    const float m = static_cast<float>(mean[c]), sd = static_cast<float>(stdv[c]);
+    for (int64_t i = 0; i < n; ++i) o[c * n + i] = (static_cast<float>(s[c * n + i]) / 255.f - m) / sd;
+  }
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor rotate(const torch::Tensor& img, double angle, Interp interp, double fill) {
+  return rotate_window(img, angle, interp, fill, 0, 0, img.size(-2), img.size(-1));
 }
 
 bool TransformSpec::deterministic() const {
@@ -264,8 +318,10 @@ TransformSpec parse_transform_spec(const std::string& text) {
 }
 
 torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, SampleRng& rng) {
-  for (const auto& op : spec.ops) {
+  for (size_t oi = 0; oi < spec.ops.size(); ++oi) {
+    const auto& op = spec.ops[oi];
     const std::string& k = op.kind;
+    const TransformOp* next = oi + 1 < spec.ops.size() ? &spec.ops[oi + 1] : nullptr;
     if (k == "resize") {
       img = resize(img, op.size, op.interp, op.antialias);
     } else if (k == "centerCrop") {
@@ -320,6 +376,18 @@ torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, Sam
       img = resize(crop(img, top, left, ch, cw), out, op.interp, op.antialias);
     } else if (k == "randomRotation") {
       double angle = op.deg_min == op.deg_max ? op.deg_min : rng.uniform(op.deg_min, op.deg_max);
+      const int64_t h = img.size(1), w = img.size(2);
+      if (next && next->kind == "centerCrop") {
+        // Fused rotation + center crop: only the pixels the crop keeps are computed (same values).
+        const int64_t ch = next->size[0], cw = next->size.size() > 1 ? next->size[1] : next->size[0];
+        if (ch <= h && cw <= w) {
+          int64_t top = static_cast<int64_t>(std::nearbyint((h - ch) / 2.0));
+          int64_t left = static_cast<int64_t>(std::nearbyint((w - cw) / 2.0));
+          img = rotate_window(img, angle, op.interp, op.fill, top, left, ch, cw);
+          ++oi;
+          continue;
+        }
+      }
       img = rotate(img, angle, op.interp, op.fill);
     } else if (k == "randomHorizontalFlip") {
       if (rng.bernoulli(op.p)) img = img.flip({-1});
@@ -358,6 +426,12 @@ torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, Sam
         }
       }
     } else if (k == "toTensor") {
+      if (is_uint8(img) && next && next->kind == "normalize" && next->mean.size() == static_cast<size_t>(img.size(0)) &&
+          next->std.size() == next->mean.size()) {
+        img = to_tensor_normalize(img, next->mean, next->std);
+        ++oi;
+        continue;
+      }
       img = is_uint8(img) ? img.to(torch::kFloat32).div_(255.0) : img;
     } else if (k == "normalize") {
       if (is_uint8(img)) throw std::invalid_argument("normalize needs a float image: put toTensor before it");
