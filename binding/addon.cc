@@ -10,6 +10,7 @@
 #include "workers.h"
 
 namespace tlb {
+void InitTrainer(Napi::Env env, Napi::Object exports);
 namespace {
 
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
@@ -66,6 +67,33 @@ Napi::Value ReadCheckpointMetadata(const Napi::CallbackInfo& info) {
   });
 }
 
+// The default CPU generator's state (dropout, random init) as bytes, for checkpoints and resume.
+Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  torch::Tensor st;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    st = gen.get_state();
+  }
+  auto buf = Napi::Buffer<uint8_t>::Copy(info.Env(), st.data_ptr<uint8_t>(), st.numel());
+  return buf;
+}
+Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto b = info[0].As<Napi::Buffer<uint8_t>>();
+    auto st = torch::empty({static_cast<int64_t>(b.Length())}, torch::kUInt8);
+    std::memcpy(st.data_ptr<uint8_t>(), b.Data(), b.Length());
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(st);
+    return info.Env().Undefined();
+  });
+}
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  torch::manual_seed(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  return info.Env().Undefined();
+}
+
 Napi::Value Version(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -99,9 +127,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tl::get_num_threads();  // default: all cores
   exports.Set("NativeModel", ModelWrap::Init(env));
   InitData(env, exports);
+  InitTrainer(env, exports);
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
   exports.Set("readCheckpoint", Napi::Function::New(env, ReadCheckpoint));
   exports.Set("readCheckpointMetadata", Napi::Function::New(env, ReadCheckpointMetadata));
+  exports.Set("getRngState", Napi::Function::New(env, GetRngState));
+  exports.Set("setRngState", Napi::Function::New(env, SetRngState));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("devices", Napi::Function::New(env, Devices));
   exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable));

@@ -53,6 +53,12 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   total_params_ = runner_->parameter_count(false);
 }
 
+std::shared_ptr<tl::ModelRunner> ModelWrap::RunnerOf(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(g_ctor->Value()))
+    throw Napi::TypeError::New(v.Env(), "expected a NativeModel");
+  return Napi::ObjectWrap<ModelWrap>::Unwrap(v.As<Napi::Object>())->runner(v.Env());
+}
+
 std::shared_ptr<tl::ModelRunner> ModelWrap::runner(Napi::Env env) {
   if (!runner_) {
     auto e = Napi::Error::New(env, "model has been disposed");

@@ -12,6 +12,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Init(Napi::Env env);
   static Napi::Object NewInstance(Napi::Env env, std::shared_ptr<tl::ModelRunner> runner);
   explicit ModelWrap(const Napi::CallbackInfo& info);
+  // The runner behind a NativeModel object; throws a TypeError otherwise (or when disposed).
+  static std::shared_ptr<tl::ModelRunner> RunnerOf(const Napi::Value& v);
 
  private:
   std::shared_ptr<tl::ModelRunner> runner(Napi::Env env);

@@ -273,6 +273,11 @@ export class DataLoader extends EventEmitter {
     });
   }
 
+  /** Sets the epoch the next iteration runs (shuffle and augmentation depend on it); used by resume. */
+  setEpoch(epoch: number): void {
+    this.epoch = v.nonNegativeInt('epoch', epoch);
+  }
+
   /** Batches per epoch. */
   get length(): number {
     return this.loader.length();

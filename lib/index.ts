@@ -20,3 +20,8 @@ export {
   DisposedError,
   NativeError,
 } from './errors';
+export { Trainer } from './trainer';
+export type { TrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, BatchEndEvent, FitResult } from './trainer';
+export { Scheduler } from './schedule';
+export type { Schedule } from './schedule';
+export type { EvalReport, ClassMetrics } from './metrics';

@@ -218,7 +218,8 @@ export class Model {
     return run;
   }
 
-  private precision(p: unknown): 'fp32' | 'bf16' {
+  /** @internal Resolves 'auto' for this model's device. */
+  precision(p: unknown): 'fp32' | 'bf16' {
     const precision = p === undefined ? 'fp32' : v.oneOf('precision', p, PRECISIONS);
     if (precision !== 'auto') return precision;
     return this.device_.startsWith('cuda') || version().cpu.bf16 ? 'bf16' : 'fp32';
@@ -325,6 +326,28 @@ export class Model {
       Array.from(r.index, (index, j) => ({ index, label: this.classes?.[index] ?? String(index), probability: r.probability[j] })),
     );
     return single ? out[0] : out;
+  }
+
+  /** Loads weights from a `.pth`/`.safetensors` file, strictly (every key and shape must match). */
+  async loadWeights(path: string): Promise<void> {
+    const abs = resolvePath(v.nonEmptyString('path', path));
+    if (!existsSync(abs)) throw new CheckpointError(`${abs}: no such file`);
+    await this.enqueue((h) => h.loadWeights(abs, false));
+  }
+
+  /** Stage names usable as freezing boundaries (`trainFrom`), earliest first; the last one is the head. */
+  get stages(): string[] {
+    return this.native().info().stages;
+  }
+
+  /** @internal Native handle for the Trainer. */
+  _handle(): NativeModel {
+    return this.native();
+  }
+
+  /** @internal Runs native work in this model's queue. */
+  _run<T>(fn: (h: NativeModel) => Promise<T>): Promise<T> {
+    return this.enqueue(fn);
   }
 
   /** Frees native memory now (otherwise the garbage collector does it). Further calls throw DisposedError. */

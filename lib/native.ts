@@ -89,7 +89,42 @@ export interface NativeLoaderConfig {
   numClasses: number;
 }
 
+export interface NativeTrainerConfig {
+  optimizer: string;
+  lr: number;
+  backboneLr: number;
+  weightDecay: number;
+  noDecayNormBias: boolean;
+  momentum: number;
+  nesterov: boolean;
+  dampening: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  alpha: number;
+  trainFrom: number;
+  frozenBnEval: boolean;
+  labelSmoothing: number;
+  clipGradNorm: number;
+  accumulate: number;
+  precision: string;
+}
+
+export interface NativeTrainer {
+  step(batch: NativeBatch): Promise<{ loss: number; correct: number; count: number; stepped: boolean }>;
+  eval(batch: NativeBatch, tta: boolean): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array }>;
+  setLrs(head: number, backbone: number): void;
+  setTrainFrom(stage: number): number;
+  saveOptimizer(path: string): Promise<void>;
+  loadOptimizer(path: string): Promise<void>;
+  trainableParameters(): number;
+}
+
 export interface NativeAddon {
+  NativeTrainer: new (model: NativeModel, config: NativeTrainerConfig) => NativeTrainer;
+  getRngState(): Buffer;
+  setRngState(state: Buffer): void;
+  manualSeed(seed: number): void;
   NativeLoader: new (samples: NativeSamples, transform: string, decode: NativeDecodeOptions, config: NativeLoaderConfig) => NativeLoader;
   scanImageFolder(root: string, extensions?: string[]): Promise<{ classes: string[]; paths: string[]; labels: Int32Array; skipped: { path: string; reason: string }[] }>;
   transformImage(samples: NativeSamples, transform: string, seed: number, decode: NativeDecodeOptions): Promise<TensorData & { dtype: string }>;

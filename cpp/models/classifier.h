@@ -19,6 +19,8 @@ class ClassifierImpl : public torch::nn::Module {
   // Ordered freezing boundaries ("conv1", "layer1"... or "features.3"...), earliest first.
   virtual std::vector<std::string> stages() const = 0;
   virtual int64_t feature_dim() const = 0;
+  // Index into stages() of the stage holding a parameter/buffer (by state-dict name).
+  virtual size_t stage_of(const std::string& name) const = 0;
   int64_t num_classes() const { return num_classes_; }
 
  protected:

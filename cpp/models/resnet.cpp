@@ -161,6 +161,13 @@ torch::Tensor ResNetImpl::head(torch::Tensor features) {
 
 torch::Tensor ResNetImpl::forward(torch::Tensor x) { return head(embed(x)); }
 
+size_t ResNetImpl::stage_of(const std::string& name) const {
+  for (size_t i = 1; i <= 4; ++i)
+    if (name.rfind("layer" + std::to_string(i) + ".", 0) == 0) return i;
+  if (name.rfind("fc.", 0) == 0) return 5;
+  return 0;  // conv1, bn1
+}
+
 std::vector<std::string> ResNetImpl::stages() const {
   return {"conv1", "layer1", "layer2", "layer3", "layer4", "fc"};
 }

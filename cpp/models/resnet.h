@@ -23,6 +23,7 @@ class ResNetImpl : public ClassifierImpl {
   std::string head_prefix() const override { return "fc"; }
   std::vector<std::string> stages() const override;
   int64_t feature_dim() const override { return feature_dim_; }
+  size_t stage_of(const std::string& name) const override;
 
  private:
   torch::nn::Sequential make_layer(int64_t planes, int64_t blocks, int64_t stride);

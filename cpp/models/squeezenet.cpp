@@ -69,6 +69,16 @@ torch::Tensor SqueezeNetImpl::head(torch::Tensor features) {
   return torch::relu(torch::addmm(final_conv_->bias, features, w.t()));
 }
 
+size_t SqueezeNetImpl::stage_of(const std::string& name) const {
+  if (name.rfind("classifier.", 0) == 0) return 5;
+  static const int kStarts[] = {0, 3, 6, 9, 11};
+  int index = name.rfind("features.", 0) == 0 ? std::atoi(name.c_str() + 9) : 0;
+  size_t stage = 0;
+  for (size_t i = 0; i < 5; ++i)
+    if (index >= kStarts[i]) stage = i;
+  return stage;
+}
+
 std::vector<std::string> SqueezeNetImpl::stages() const {
   return {"features.0", "features.3", "features.6", "features.9", "features.11", "classifier.1"};
 }

@@ -13,6 +13,7 @@ class SqueezeNetImpl : public ClassifierImpl {
   std::string head_prefix() const override { return "classifier.1"; }
   std::vector<std::string> stages() const override;
   int64_t feature_dim() const override { return 512; }
+  size_t stage_of(const std::string& name) const override;
 
  private:
   torch::nn::Sequential features_{nullptr};

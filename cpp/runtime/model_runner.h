@@ -39,9 +39,11 @@ class ModelRunner {
   std::string device_string() const;
   Classifier module() const { return model_; }
   std::mutex& mutex() { return mu_; }
+  torch::Device device() const { return device_; }
+  // Moves an input batch to the model's device and layout.
+  torch::Tensor prepare(const torch::Tensor& input) const;
 
  private:
-  torch::Tensor prepare(const torch::Tensor& input) const;
   ModelConfig config_;
   torch::Device device_;
   Classifier model_;

@@ -1,0 +1,160 @@
+// N-API glue for tl::TrainSession: one Promise per step/eval, serialized with the model's other work.
+#include <napi.h>
+
+#include "../cpp/train/trainer.h"
+#include "convert.h"
+#include "data_wrap.h"
+#include "model_wrap.h"
+#include "workers.h"
+
+namespace tlb {
+namespace {
+
+class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeTrainer",
+                       {InstanceMethod("step", &TrainerWrap::Step), InstanceMethod("eval", &TrainerWrap::Eval),
+                        InstanceMethod("setLrs", &TrainerWrap::SetLrs), InstanceMethod("setTrainFrom", &TrainerWrap::SetTrainFrom),
+                        InstanceMethod("saveOptimizer", &TrainerWrap::SaveOptimizer),
+                        InstanceMethod("loadOptimizer", &TrainerWrap::LoadOptimizer),
+                        InstanceMethod("trainableParameters", &TrainerWrap::Trainable)});
+  }
+
+  // new NativeTrainer(nativeModel, config)
+  explicit TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerWrap>(info) {
+    Napi::Env env = info.Env();
+    runner_ = ModelWrap::RunnerOf(info[0]);
+    model_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    guard(env, [&] {
+      auto c = info[1].As<Napi::Object>();
+      tl::TrainConfig cfg;
+      cfg.optimizer = get_string(c, "optimizer", "adam");
+      cfg.lr = get_number(c, "lr", 1e-3);
+      cfg.backbone_lr = get_number(c, "backboneLr", cfg.lr);
+      cfg.weight_decay = get_number(c, "weightDecay", 0);
+      cfg.no_decay_norm_bias = get_bool(c, "noDecayNormBias", true);
+      cfg.momentum = get_number(c, "momentum", 0);
+      cfg.nesterov = get_bool(c, "nesterov", false);
+      cfg.dampening = get_number(c, "dampening", 0);
+      cfg.beta1 = get_number(c, "beta1", 0.9);
+      cfg.beta2 = get_number(c, "beta2", 0.999);
+      cfg.eps = get_number(c, "eps", 1e-8);
+      cfg.alpha = get_number(c, "alpha", 0.99);
+      cfg.train_from = static_cast<size_t>(get_number(c, "trainFrom", 0));
+      cfg.frozen_bn_eval = get_bool(c, "frozenBnEval", true);
+      cfg.label_smoothing = get_number(c, "labelSmoothing", 0);
+      cfg.clip_grad_norm = get_number(c, "clipGradNorm", 0);
+      cfg.accumulate = static_cast<int>(get_number(c, "accumulate", 1));
+      cfg.precision = tl::parse_precision(get_string(c, "precision", "fp32"));
+      std::lock_guard<std::mutex> lock(runner_->mutex());
+      session_ = std::make_shared<tl::TrainSession>(runner_, cfg);
+      return 0;
+    });
+  }
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto batch = BatchWrap::FromValue(info[0]);
+    if (!batch) throw Napi::TypeError::New(env, "step expects a batch from a DataLoader");
+    auto s = session_;
+    auto r = runner_;
+    auto out = std::make_shared<tl::StepResult>();
+    return PromiseWorker::Start(
+        env, "tl.trainStep",
+        [s, r, batch, out] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *out = s->step(*batch);
+        },
+        [out](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("loss", out->loss);
+          o.Set("correct", Napi::Number::New(e, static_cast<double>(out->correct)));
+          o.Set("count", Napi::Number::New(e, static_cast<double>(out->count)));
+          o.Set("stepped", out->stepped);
+          return o;
+        },
+        {Value(), info[0].As<Napi::Object>()});
+  }
+
+  Napi::Value Eval(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto batch = BatchWrap::FromValue(info[0]);
+    if (!batch) throw Napi::TypeError::New(env, "eval expects a batch from a DataLoader");
+    bool tta = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+    auto s = session_;
+    auto r = runner_;
+    auto out = std::make_shared<tl::EvalResult>();
+    return PromiseWorker::Start(
+        env, "tl.evalStep",
+        [s, r, batch, tta, out] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *out = s->eval(*batch, tta);
+        },
+        [out](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("lossSum", out->loss_sum);
+          o.Set("logits", tensor_to_js(e, out->logits));
+          auto labels = Napi::Int32Array::New(e, out->labels.numel());
+          for (int64_t i = 0; i < out->labels.numel(); ++i) labels[i] = static_cast<int32_t>(out->labels[i].item<int64_t>());
+          o.Set("labels", labels);
+          return o;
+        },
+        {Value(), info[0].As<Napi::Object>()});
+  }
+
+  Napi::Value SetLrs(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(runner_->mutex());
+    session_->set_lrs(info[0].As<Napi::Number>().DoubleValue(), info[1].As<Napi::Number>().DoubleValue());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetTrainFrom(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      std::lock_guard<std::mutex> lock(runner_->mutex());
+      session_->set_train_from(static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()));
+      return Napi::Number::New(info.Env(), static_cast<double>(session_->trainable_parameters()));
+    });
+  }
+
+  Napi::Value SaveOptimizer(const Napi::CallbackInfo& info) {
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto s = session_;
+    auto r = runner_;
+    return PromiseWorker::Start(
+        info.Env(), "tl.saveOptimizer",
+        [s, r, path] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          s->save_optimizer(path);
+        },
+        nullptr, {Value()});
+  }
+
+  Napi::Value LoadOptimizer(const Napi::CallbackInfo& info) {
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto s = session_;
+    auto r = runner_;
+    return PromiseWorker::Start(
+        info.Env(), "tl.loadOptimizer",
+        [s, r, path] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          s->load_optimizer(path);
+        },
+        nullptr, {Value()});
+  }
+
+  Napi::Value Trainable(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(session_->trainable_parameters()));
+  }
+
+  std::shared_ptr<tl::ModelRunner> runner_;
+  std::shared_ptr<tl::TrainSession> session_;
+  Napi::ObjectReference model_ref_;
+};
+
+}  // namespace
+
+void InitTrainer(Napi::Env env, Napi::Object exports) { exports.Set("NativeTrainer", TrainerWrap::Init(env)); }
+
+}  // namespace tlb

@@ -1,0 +1,274 @@
+#include "train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <c10/util/string_utils.h>
+
+#include "device.h"
+#include "errors.h"
+#include "io/checkpoint.h"
+
+namespace tl {
+namespace {
+
+class Autocast {
+ public:
+  Autocast(const torch::Device& d, Precision p) : on_(p != Precision::FP32), cuda_(d.is_cuda()) {
+    if (!on_) return;
+    auto dt = p == Precision::BF16 ? at::kBFloat16 : at::kHalf;
+    if (cuda_) {
+      at::autocast::set_enabled(true);
+      at::autocast::set_autocast_gpu_dtype(dt);
+    } else {
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(dt);
+    }
+  }
+  ~Autocast() {
+    if (!on_) return;
+    if (cuda_)
+      at::autocast::set_enabled(false);
+    else
+      at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool on_, cuda_;
+};
+
+bool is_norm_or_bias(const std::string& name, const torch::Tensor& p) { return p.dim() <= 1; }
+
+std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+}  // namespace
+
+TrainSession::TrainSession(std::shared_ptr<ModelRunner> runner, TrainConfig cfg) : runner_(std::move(runner)), cfg_(cfg) {
+  if (cfg_.accumulate < 1) cfg_.accumulate = 1;
+  apply_freezing();
+  build_optimizer();
+}
+
+void TrainSession::apply_freezing() {
+  auto model = runner_->module();
+  trainable_.clear();
+  trainable_names_.clear();
+  for (auto& kv : model->named_parameters()) {
+    bool train = model->stage_of(kv.key()) >= cfg_.train_from;
+    kv.value().set_requires_grad(train);
+    if (train) {
+      trainable_.push_back(kv.value());
+      trainable_names_.push_back(kv.key());
+    }
+  }
+}
+
+void TrainSession::build_optimizer() {
+  auto model = runner_->module();
+  const size_t head = model->stages().size() - 1;
+  // groups: head/decay, head/no-decay, backbone/decay, backbone/no-decay
+  std::vector<torch::Tensor> groups[4];
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    bool is_head = model->stage_of(trainable_names_[i]) >= head;
+    bool no_decay = cfg_.no_decay_norm_bias && is_norm_or_bias(trainable_names_[i], trainable_[i]);
+    groups[(is_head ? 0 : 2) + (no_decay ? 1 : 0)].push_back(trainable_[i]);
+  }
+  std::vector<torch::optim::OptimizerParamGroup> pg;
+  group_is_head_.clear();
+  for (int g = 0; g < 4; ++g) {
+    if (groups[g].empty()) continue;
+    const double lr = g < 2 ? cfg_.lr : cfg_.backbone_lr;
+    const double wd = (g % 2) ? 0.0 : cfg_.weight_decay;
+    std::unique_ptr<torch::optim::OptimizerOptions> o;
+    if (cfg_.optimizer == "sgd")
+      o = std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(lr).momentum(cfg_.momentum).nesterov(cfg_.nesterov).dampening(cfg_.dampening).weight_decay(wd));
+    else if (cfg_.optimizer == "adam")
+      o = std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(lr).betas({cfg_.beta1, cfg_.beta2}).eps(cfg_.eps).weight_decay(wd));
+    else if (cfg_.optimizer == "adamw")
+      o = std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr).betas({cfg_.beta1, cfg_.beta2}).eps(cfg_.eps).weight_decay(wd));
+    else if (cfg_.optimizer == "rmsprop")
+      o = std::make_unique<torch::optim::RMSpropOptions>(torch::optim::RMSpropOptions(lr).alpha(cfg_.alpha).eps(cfg_.eps).momentum(cfg_.momentum).weight_decay(wd));
+    else
+      throw std::invalid_argument("optimizer must be sgd, adam, adamw or rmsprop, got '" + cfg_.optimizer + "'");
+    pg.emplace_back(groups[g], std::move(o));
+    group_is_head_.push_back(g < 2);
+  }
+  if (pg.empty()) throw std::invalid_argument("no trainable parameters: every stage is frozen");
+  if (cfg_.optimizer == "sgd") opt_ = std::make_unique<torch::optim::SGD>(pg, torch::optim::SGDOptions(cfg_.lr));
+  else if (cfg_.optimizer == "adam") opt_ = std::make_unique<torch::optim::Adam>(pg, torch::optim::AdamOptions(cfg_.lr));
+  else if (cfg_.optimizer == "adamw") opt_ = std::make_unique<torch::optim::AdamW>(pg, torch::optim::AdamWOptions(cfg_.lr));
+  else opt_ = std::make_unique<torch::optim::RMSprop>(pg, torch::optim::RMSpropOptions(cfg_.lr));
+}
+
+void TrainSession::set_lrs(double head, double backbone) {
+  auto& groups = opt_->param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(group_is_head_[g] ? head : backbone);
+  cfg_.lr = head;
+  cfg_.backbone_lr = backbone;
+}
+
+void TrainSession::set_train_from(size_t stage) {
+  if (stage == cfg_.train_from) return;
+  // Keep per-parameter optimizer state across the rebuild (state is keyed by tensor identity).
+  auto saved = std::move(opt_->state());
+  cfg_.train_from = stage;
+  apply_freezing();
+  build_optimizer();
+  for (auto& kv : saved) opt_->state()[kv.first] = std::move(kv.second);
+}
+
+void TrainSession::set_train_mode() {
+  auto model = runner_->module();
+  model->train();
+  if (!cfg_.frozen_bn_eval) return;
+  for (auto& kv : model->named_modules("", false)) {
+    if (auto* bn = kv.value()->as<torch::nn::BatchNorm2d>()) {
+      if (model->stage_of(kv.key() + ".weight") < cfg_.train_from) bn->eval();
+    }
+  }
+}
+
+int64_t TrainSession::trainable_parameters() const {
+  int64_t n = 0;
+  for (auto& p : trainable_) n += p.numel();
+  return n;
+}
+
+StepResult TrainSession::step(const Batch& batch) {
+  apply_threads();
+  StepResult r;
+  r.count = batch.images.size(0);
+  if (r.count == 0) return r;
+  auto model = runner_->module();
+  set_train_mode();
+  auto x = runner_->prepare(batch.images);
+  auto y = batch.labels.to(runner_->device());
+  torch::Tensor logits, loss;
+  {
+    Autocast ac(runner_->device(), cfg_.precision);
+    logits = model->forward(x);
+  }
+  logits = logits.to(torch::kFloat32);
+  auto opts = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg_.label_smoothing);
+  loss = torch::nn::functional::cross_entropy(logits, y, opts);
+  (loss / cfg_.accumulate).backward();
+  if (++pending_ >= cfg_.accumulate) {
+    sync_.sync(trainable_);
+    if (cfg_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable_, cfg_.clip_grad_norm);
+    opt_->step();
+    opt_->zero_grad();
+    pending_ = 0;
+    r.stepped = true;
+  }
+  torch::NoGradGuard ng;
+  auto pred = logits.argmax(1);
+  auto target = y.dim() == 2 ? y.argmax(1) : y;
+  r.correct = pred.eq(target).sum().item<int64_t>();
+  r.loss = loss.item<double>();
+  return r;
+}
+
+EvalResult TrainSession::eval(const Batch& batch, bool hflip_tta) {
+  apply_threads();
+  c10::InferenceMode guard;
+  auto model = runner_->module();
+  model->eval();
+  EvalResult r;
+  if (batch.images.size(0) == 0) {
+    r.logits = torch::empty({0, runner_->config().num_classes});
+    r.labels = torch::empty({0}, torch::kInt64);
+    return r;
+  }
+  auto x = runner_->prepare(batch.images);
+  torch::Tensor logits;
+  {
+    Autocast ac(runner_->device(), cfg_.precision);
+    logits = model->forward(x).to(torch::kFloat32);
+    if (hflip_tta) logits = (logits + model->forward(x.flip({3})).to(torch::kFloat32)) / 2;
+  }
+  auto y = batch.labels.dim() == 2 ? batch.labels.argmax(1) : batch.labels;
+  r.loss_sum = torch::nn::functional::cross_entropy(logits, y.to(logits.device()),
+                                                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                   .item<double>();
+  r.logits = logits.to(torch::kCPU).contiguous();
+  r.labels = y.to(torch::kCPU);
+  return r;
+}
+
+void TrainSession::save_optimizer(const std::string& path) const {
+  StateDict sd;
+  sd.metadata["optimizer"] = cfg_.optimizer;
+  auto& state = opt_->state();
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    auto it = state.find(key_of(trainable_[i]));
+    if (it == state.end()) continue;
+    const std::string& n = trainable_names_[i];
+    auto* base = it->second.get();
+    if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(base)) {
+      sd.tensors.insert(n + ".exp_avg", a->exp_avg());
+      sd.tensors.insert(n + ".exp_avg_sq", a->exp_avg_sq());
+      sd.tensors.insert(n + ".step", torch::tensor({a->step()}, torch::kInt64));
+    } else if (auto* w = dynamic_cast<torch::optim::AdamWParamState*>(base)) {
+      sd.tensors.insert(n + ".exp_avg", w->exp_avg());
+      sd.tensors.insert(n + ".exp_avg_sq", w->exp_avg_sq());
+      sd.tensors.insert(n + ".step", torch::tensor({w->step()}, torch::kInt64));
+    } else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(base)) {
+      if (s->momentum_buffer().defined()) sd.tensors.insert(n + ".momentum_buffer", s->momentum_buffer());
+    } else if (auto* r = dynamic_cast<torch::optim::RMSpropParamState*>(base)) {
+      sd.tensors.insert(n + ".square_avg", r->square_avg());
+      sd.tensors.insert(n + ".step", torch::tensor({r->step()}, torch::kInt64));
+      if (r->momentum_buffer().defined()) sd.tensors.insert(n + ".momentum_buffer", r->momentum_buffer());
+    }
+  }
+  if (sd.tensors.is_empty()) sd.tensors.insert("__empty__", torch::zeros({0}));
+  write_safetensors(path, sd);
+}
+
+void TrainSession::load_optimizer(const std::string& path) {
+  StateDict sd = read_safetensors(path);
+  auto it = sd.metadata.find("optimizer");
+  if (it == sd.metadata.end() || it->second != cfg_.optimizer)
+    throw CheckpointError(path + ": optimizer state is for '" + (it == sd.metadata.end() ? "?" : it->second) + "', not '" + cfg_.optimizer + "'");
+  auto& state = opt_->state();
+  torch::NoGradGuard ng;
+  auto get = [&](const std::string& k) -> torch::Tensor {
+    const torch::Tensor* t = sd.tensors.find(k);
+    return t ? t->to(runner_->device()).clone() : torch::Tensor();
+  };
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    const std::string& n = trainable_names_[i];
+    const auto& p = trainable_[i];
+    if (cfg_.optimizer == "adam" || cfg_.optimizer == "adamw") {
+      auto ea = get(n + ".exp_avg");
+      if (!ea.defined()) continue;
+      auto st = cfg_.optimizer == "adam" ? std::unique_ptr<torch::optim::OptimizerParamState>(new torch::optim::AdamParamState())
+                                         : std::unique_ptr<torch::optim::OptimizerParamState>(new torch::optim::AdamWParamState());
+      if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(st.get())) {
+        a->exp_avg(ea);
+        a->exp_avg_sq(get(n + ".exp_avg_sq"));
+        a->step(get(n + ".step").item<int64_t>());
+      } else if (auto* w = dynamic_cast<torch::optim::AdamWParamState*>(st.get())) {
+        w->exp_avg(ea);
+        w->exp_avg_sq(get(n + ".exp_avg_sq"));
+        w->step(get(n + ".step").item<int64_t>());
+      }
+      state[key_of(p)] = std::move(st);
+    } else if (cfg_.optimizer == "sgd") {
+      auto mb = get(n + ".momentum_buffer");
+      if (!mb.defined()) continue;
+      auto st = std::make_unique<torch::optim::SGDParamState>();
+      st->momentum_buffer(mb);
+      state[key_of(p)] = std::move(st);
+    } else {
+      auto sq = get(n + ".square_avg");
+      if (!sq.defined()) continue;
+      auto st = std::make_unique<torch::optim::RMSpropParamState>();
+      st->square_avg(sq);
+      st->step(get(n + ".step").item<int64_t>());
+      auto mb = get(n + ".momentum_buffer");
+      if (mb.defined()) st->momentum_buffer(mb);
+      state[key_of(p)] = std::move(st);
+    }
+  }
+}
+
+}  // namespace tl

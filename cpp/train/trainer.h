@@ -1,0 +1,77 @@
+// Training session over a ModelRunner: freezing with BatchNorm kept in eval, parameter groups, optimizers,
+// loss (label smoothing, soft targets), clipping, accumulation, precision; optimizer state save/load.
+#pragma once
+#include <memory>
+
+#include "data/loader.h"
+#include "runtime/model_runner.h"
+
+namespace tl {
+
+struct TrainConfig {
+  std::string optimizer = "adam";  // sgd | adam | adamw | rmsprop
+  double lr = 1e-3;                // head
+  double backbone_lr = 1e-4;       // trainable stages before the head
+  double weight_decay = 0;
+  bool no_decay_norm_bias = true;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double dampening = 0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double alpha = 0.99;  // rmsprop
+  size_t train_from = 0;        // index of the first trainable stage
+  bool frozen_bn_eval = true;   // BatchNorm of frozen stages stays in eval mode
+  double label_smoothing = 0;
+  double clip_grad_norm = 0;    // 0: off
+  int accumulate = 1;           // batches per optimizer step
+  Precision precision = Precision::FP32;
+};
+
+struct StepResult {
+  double loss = 0;     // mean over the batch
+  int64_t correct = 0; // argmax == label (hard labels, or argmax of soft labels)
+  int64_t count = 0;
+  bool stepped = false;
+};
+
+struct EvalResult {
+  double loss_sum = 0;
+  torch::Tensor logits;  // float CPU [B, C]
+  torch::Tensor labels;  // int64 CPU [B]
+};
+
+// The one place gradients become updates: a later all-reduce (c10d) slots in here.
+class GradientSync {
+ public:
+  virtual ~GradientSync() = default;
+  virtual void sync(std::vector<torch::Tensor>& params) {}
+};
+
+class TrainSession {
+ public:
+  TrainSession(std::shared_ptr<ModelRunner> runner, TrainConfig cfg);
+  StepResult step(const Batch& batch);
+  EvalResult eval(const Batch& batch, bool hflip_tta);
+  // Learning rates per group kind: head, backbone.
+  void set_lrs(double head, double backbone);
+  // Changes which stages train (gradual unfreezing); keeps optimizer state of parameters that stay trainable.
+  void set_train_from(size_t stage);
+  void save_optimizer(const std::string& path) const;
+  void load_optimizer(const std::string& path);
+  int64_t trainable_parameters() const;
+
+ private:
+  void apply_freezing();
+  void build_optimizer();
+  void set_train_mode();
+  std::shared_ptr<ModelRunner> runner_;
+  TrainConfig cfg_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+  std::vector<bool> group_is_head_;
+  std::vector<torch::Tensor> trainable_;
+  std::vector<std::string> trainable_names_;
+  GradientSync sync_;
+  int pending_ = 0;
+};
+
+}  // namespace tl

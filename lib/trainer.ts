@@ -1,0 +1,374 @@
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DataLoader } from './data';
+import { CheckpointError, InvalidOptionError } from './errors';
+import { EvalReport, MetricAccumulator } from './metrics';
+import { Model, Precision } from './model';
+import { getNative, NativeTrainer } from './native';
+import { Schedule, Scheduler, SchedulerState, validateSchedule } from './schedule';
+import * as v from './validate';
+
+export type Strategy = 'feature-extract' | 'partial' | 'full';
+export type Optimizer = 'sgd' | 'adam' | 'adamw' | 'rmsprop';
+export type Monitor = 'valAccuracy' | 'valLoss' | 'accuracy' | 'loss';
+
+export interface TrainerOptions {
+  /**
+   * Which layers train. `'feature-extract'`: only the head; `'partial'`: from `trainFrom` on; `'full'`: everything.
+   * Default: `'feature-extract'` when the model was loaded with pretrained weights, else `'full'`.
+   */
+  strategy?: Strategy;
+  /** First trainable stage for `'partial'` (a name from `model.stages`). Default: the last stage before the head. */
+  trainFrom?: string;
+  /** Gradual unfreezing: at `epoch` (0-based) training extends to stage `from`, backbone rate times `lrScale`. */
+  unfreeze?: { epoch: number; from: string; lrScale?: number }[];
+  /** Default 25 (the document's). */
+  epochs?: number;
+  /** Default `'adam'`. */
+  optimizer?: Optimizer;
+  /** Head learning rate. Default 1e-3. */
+  lr?: number;
+  /** Learning rate of trainable layers before the head. Default `lr / 10`. */
+  backboneLr?: number;
+  /** Default 0. */
+  weightDecay?: number;
+  /** Exempt BatchNorm weights and biases from weight decay. Default true. */
+  noDecayNormBias?: boolean;
+  /** SGD/RMSprop momentum. Default 0.9 for SGD, 0 for RMSprop. */
+  momentum?: number;
+  nesterov?: boolean;
+  dampening?: number;
+  /** Adam/AdamW betas. Default [0.9, 0.999]. */
+  betas?: [number, number];
+  eps?: number;
+  /** Learning-rate schedule. Default constant. */
+  schedule?: Schedule;
+  /** Cross-entropy label smoothing. Default 0. */
+  labelSmoothing?: number;
+  /** Clip the global gradient norm. Default off. */
+  clipGradNorm?: number;
+  /** Batches per optimizer step. Default 1. */
+  accumulate?: number;
+  /**
+   * `'auto'` (default): bf16 autocast on CPUs with native BF16 and on CUDA, else fp32. channels_last comes from
+   * the model (`channelsLast`, default true).
+   */
+  precision?: Precision;
+  /** BatchNorm layers of frozen stages stay in eval mode (running statistics frozen). Default true. */
+  freezeBatchNormStats?: boolean;
+  /** Metric for best checkpoints, plateau schedules and early stopping. Default `'valAccuracy'` (`'accuracy'` without validation data). */
+  monitor?: Monitor;
+  earlyStopping?: { patience: number; minDelta?: number; restoreBest?: boolean };
+  /** Keeps `last` every epoch and `best` by the monitored metric here (atomic writes). */
+  checkpointDir?: string;
+  /** A checkpoint directory to continue from. */
+  resumeFrom?: string;
+  /** Stops at the next step boundary; the last checkpoint stays consistent. */
+  signal?: AbortSignal;
+  /** Seeds libtorch's generator (dropout, re-initialised layers) for reproducible runs. Default: not seeded. */
+  seed?: number;
+  /** Horizontal-flip test-time augmentation in validation. Default false. */
+  tta?: boolean;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  valTop5?: number;
+  lr: { head: number; backbone: number };
+  seconds: number;
+  trainableParameters: number;
+}
+
+export interface BatchEndEvent {
+  epoch: number;
+  batch: number;
+  batches: number;
+  loss: number;
+  accuracy: number;
+  lr: { head: number; backbone: number };
+}
+
+export interface FitResult {
+  history: EpochRecord[];
+  /** Best monitored value and its epoch. */
+  best?: { epoch: number; value: number };
+  stoppedEarly: boolean;
+  aborted: boolean;
+}
+
+const KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta'] as const;
+
+interface CheckpointState {
+  version: 1;
+  epoch: number; // epochs completed
+  history: EpochRecord[];
+  scheduler: SchedulerState;
+  best?: { epoch: number; value: number };
+  badEpochs: number;
+  trainFrom: number;
+  rng: string;
+  lrScale: number;
+}
+
+function writeJsonAtomic(path: string, data: unknown): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(data, null, 1));
+  renameSync(tmp, path);
+}
+
+/**
+ * Transfer-learning training loop. The loop runs in TypeScript with one native call per step, so the event loop
+ * keeps ticking; tensors stay native. Emits `'batchEnd'` (BatchEndEvent), `'epochEnd'` (EpochRecord),
+ * `'unfreeze'` ({ epoch, from }), `'checkpoint'` ({ kind, path }).
+ */
+export class Trainer extends EventEmitter {
+  readonly model: Model;
+  readonly options: Readonly<TrainerOptions>;
+  private readonly trainFromIndex: number;
+  private readonly unfreeze: { epoch: number; stage: number; from: string; lrScale: number }[];
+  private readonly schedule: Schedule;
+  private native?: NativeTrainer;
+  private readonly precision: 'fp32' | 'bf16';
+
+  constructor(model: Model, options: TrainerOptions = {}) {
+    super();
+    if (!(model instanceof Model)) throw v.invalid('model', 'Model', model);
+    const o = v.plainObject('options', options);
+    v.knownKeys('options', o, KEYS);
+    this.model = model;
+    const stages = model.stages;
+    const head = stages.length - 1;
+    const pretrained = model.loadReport.source !== null;
+    const strategy = options.strategy === undefined ? (pretrained ? 'feature-extract' : 'full') : v.oneOf('strategy', options.strategy, ['feature-extract', 'partial', 'full'] as const);
+    const stageIndex = (name: string, option: string) => {
+      const i = stages.indexOf(name);
+      if (i < 0 || i === head) throw v.invalid(option, `a stage of ${model.arch} before the head (${stages.slice(0, head).join(', ')})`, name);
+      return i;
+    };
+    if (options.trainFrom !== undefined && strategy !== 'partial') throw new InvalidOptionError('trainFrom', "trainFrom applies to strategy 'partial'");
+    this.trainFromIndex = strategy === 'full' ? 0 : strategy === 'feature-extract' ? head : options.trainFrom === undefined ? head - 1 : stageIndex(v.nonEmptyString('trainFrom', options.trainFrom), 'trainFrom');
+    if (options.epochs !== undefined) v.positiveInt('epochs', options.epochs);
+    if (options.optimizer !== undefined) v.oneOf('optimizer', options.optimizer, ['sgd', 'adam', 'adamw', 'rmsprop'] as const);
+    if (options.lr !== undefined) v.positiveNumber('lr', options.lr);
+    if (options.backboneLr !== undefined) v.positiveNumber('backboneLr', options.backboneLr);
+    if (options.weightDecay !== undefined) v.numberInRange('weightDecay', options.weightDecay, 0, 1);
+    if (options.momentum !== undefined) v.numberInRange('momentum', options.momentum, 0, 1, false);
+    if (options.labelSmoothing !== undefined) v.numberInRange('labelSmoothing', options.labelSmoothing, 0, 1, false);
+    if (options.clipGradNorm !== undefined) v.positiveNumber('clipGradNorm', options.clipGradNorm);
+    if (options.accumulate !== undefined) v.positiveInt('accumulate', options.accumulate);
+    if (options.betas !== undefined && (!Array.isArray(options.betas) || options.betas.length !== 2 || options.betas.some((b) => !(b >= 0 && b < 1))))
+      throw v.invalid('betas', '[beta1, beta2] in [0, 1)', options.betas);
+    if (options.monitor !== undefined) v.oneOf('monitor', options.monitor, ['valAccuracy', 'valLoss', 'accuracy', 'loss'] as const);
+    if (options.earlyStopping !== undefined) {
+      const es = v.plainObject('earlyStopping', options.earlyStopping);
+      v.positiveInt('earlyStopping.patience', es.patience);
+      if (es.minDelta !== undefined) v.numberInRange('earlyStopping.minDelta', es.minDelta, 0, Number.MAX_VALUE);
+    }
+    if (options.signal !== undefined && !(typeof options.signal === 'object' && options.signal !== null && 'aborted' in options.signal)) throw v.invalid('signal', 'AbortSignal', options.signal);
+    if (options.seed !== undefined) v.nonNegativeInt('seed', options.seed);
+    this.unfreeze = (options.unfreeze ?? []).map((u, i) => {
+      v.plainObject(`unfreeze[${i}]`, u);
+      return {
+        epoch: v.nonNegativeInt(`unfreeze[${i}].epoch`, u.epoch),
+        stage: stageIndex(v.nonEmptyString(`unfreeze[${i}].from`, u.from), `unfreeze[${i}].from`),
+        from: u.from,
+        lrScale: u.lrScale === undefined ? 1 : v.positiveNumber(`unfreeze[${i}].lrScale`, u.lrScale),
+      };
+    });
+    this.schedule = validateSchedule(options.schedule);
+    this.precision = model.precision(options.precision ?? 'auto');
+    this.options = { ...options, strategy };
+  }
+
+  private get lr(): number {
+    return this.options.lr ?? 1e-3;
+  }
+
+  private get backboneLr(): number {
+    return this.options.backboneLr ?? this.lr / 10;
+  }
+
+  private ensureNative(): NativeTrainer {
+    if (this.native) return this.native;
+    const o = this.options;
+    const optimizer = o.optimizer ?? 'adam';
+    this.native = new (getNative().NativeTrainer)(this.model._handle(), {
+      optimizer,
+      lr: this.lr,
+      backboneLr: this.backboneLr,
+      weightDecay: o.weightDecay ?? 0,
+      noDecayNormBias: o.noDecayNormBias ?? true,
+      momentum: o.momentum ?? (optimizer === 'sgd' ? 0.9 : 0),
+      nesterov: o.nesterov ?? false,
+      dampening: o.dampening ?? 0,
+      beta1: o.betas?.[0] ?? 0.9,
+      beta2: o.betas?.[1] ?? 0.999,
+      eps: o.eps ?? 1e-8,
+      alpha: 0.99,
+      trainFrom: this.trainFromIndex,
+      frozenBnEval: o.freezeBatchNormStats ?? true,
+      labelSmoothing: o.labelSmoothing ?? 0,
+      clipGradNorm: o.clipGradNorm ?? 0,
+      accumulate: o.accumulate ?? 1,
+      precision: this.precision,
+    });
+    return this.native;
+  }
+
+  /** Trainable parameter count under the current freezing. */
+  trainableParameters(): number {
+    return this.ensureNative().trainableParameters();
+  }
+
+  /** Trains; returns the per-epoch history. Stops early on `signal` (aborted: true) or early stopping. */
+  async fit(train: DataLoader, val?: DataLoader): Promise<FitResult> {
+    if (!(train instanceof DataLoader)) throw v.invalid('train', 'DataLoader', train);
+    if (val !== undefined && !(val instanceof DataLoader)) throw v.invalid('val', 'DataLoader', val);
+    const o = this.options;
+    const epochs = o.epochs ?? 25;
+    const monitor: Monitor = o.monitor ?? (val ? 'valAccuracy' : 'accuracy');
+    const mode = monitor.endsWith('Loss') || monitor === 'loss' ? 'min' : 'max';
+    if (monitor.startsWith('val') && !val) throw new InvalidOptionError('monitor', `monitor '${monitor}' needs validation data`);
+    if (o.seed !== undefined) getNative().manualSeed(o.seed);
+    const nt = this.ensureNative();
+    const scheduler = new Scheduler(this.schedule, epochs, train.length, mode);
+    let history: EpochRecord[] = [];
+    let best: FitResult['best'];
+    let badEpochs = 0;
+    let start = 0;
+    let trainFrom = this.trainFromIndex;
+    let lrScale = 1;
+    const dir = o.checkpointDir ? resolve(o.checkpointDir) : undefined;
+    if (dir) mkdirSync(dir, { recursive: true });
+
+    if (o.resumeFrom) {
+      const rdir = resolve(o.resumeFrom);
+      const statePath = join(rdir, 'last.json');
+      if (!existsSync(statePath)) throw new CheckpointError(`${rdir}: no last.json checkpoint to resume from`);
+      const st = JSON.parse(readFileSync(statePath, 'utf8')) as CheckpointState;
+      await this.model.loadWeights(join(rdir, 'last.pth'));
+      if (st.trainFrom !== trainFrom) {
+        await this.model._run(async () => nt.setTrainFrom(st.trainFrom));
+        trainFrom = st.trainFrom;
+      }
+      await this.model._run(() => nt.loadOptimizer(join(rdir, 'last.optim.safetensors')));
+      getNative().setRngState(Buffer.from(st.rng, 'base64'));
+      history = st.history;
+      best = st.best;
+      badEpochs = st.badEpochs;
+      scheduler.state = st.scheduler;
+      lrScale = st.lrScale;
+      start = st.epoch;
+    }
+
+    const signal = o.signal;
+    let aborted = false;
+    let stoppedEarly = false;
+    for (let epoch = start; epoch < epochs && !aborted && !stoppedEarly; epoch++) {
+      for (const u of this.unfreeze.filter((u) => u.epoch === epoch && u.stage < trainFrom)) {
+        await this.model._run(async () => nt.setTrainFrom(u.stage));
+        trainFrom = u.stage;
+        lrScale = u.lrScale;
+        this.emit('unfreeze', { epoch, from: u.from });
+      }
+      const t0 = performance.now();
+      train.setEpoch(epoch);
+      let lossSum = 0;
+      let correct = 0;
+      let count = 0;
+      let step = 0;
+      let lrs = { head: 0, backbone: 0 };
+      for await (const batch of train) {
+        if (signal?.aborted) {
+          aborted = true;
+          break;
+        }
+        const scale = scheduler.at(epoch, step);
+        lrs = { head: Math.max(scheduler.floor(), this.lr * scale), backbone: Math.max(scheduler.floor(), this.backboneLr * scale * lrScale) };
+        const r = await this.model._run(async () => {
+          nt.setLrs(lrs.head, lrs.backbone);
+          return nt.step(batch.native);
+        });
+        lossSum += r.loss * r.count;
+        correct += r.correct;
+        count += r.count;
+        this.emit('batchEnd', { epoch, batch: step, batches: train.length, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: lrs } satisfies BatchEndEvent);
+        step++;
+      }
+      if (aborted || signal?.aborted) {
+        aborted = true;
+        break;
+      }
+      const record: EpochRecord = {
+        epoch,
+        loss: count ? lossSum / count : NaN,
+        accuracy: count ? correct / count : NaN,
+        lr: lrs,
+        seconds: 0,
+        trainableParameters: nt.trainableParameters(),
+      };
+      if (val) {
+        const rep = await this.evaluate(val, { tta: o.tta });
+        record.valLoss = rep.loss;
+        record.valAccuracy = rep.accuracy;
+        record.valTop5 = rep.top5;
+      }
+      record.seconds = (performance.now() - t0) / 1000;
+      history.push(record);
+      const value = record[monitor] as number;
+      scheduler.endEpoch(value);
+      const minDelta = o.earlyStopping?.minDelta ?? 0;
+      const improved = best === undefined || (mode === 'max' ? value > best.value + minDelta : value < best.value - minDelta);
+      if (improved) {
+        best = { epoch, value };
+        badEpochs = 0;
+        if (dir) {
+          await this.model.save(join(dir, 'best.pth'));
+          this.emit('checkpoint', { kind: 'best', path: join(dir, 'best.pth') });
+        }
+      } else {
+        badEpochs++;
+      }
+      if (dir) {
+        await this.model.save(join(dir, 'last.pth'));
+        await this.model._run(() => nt.saveOptimizer(join(dir, 'last.optim.safetensors')));
+        const state: CheckpointState = {
+          version: 1,
+          epoch: epoch + 1,
+          history,
+          scheduler: scheduler.state,
+          best,
+          badEpochs,
+          trainFrom,
+          rng: getNative().getRngState().toString('base64'),
+          lrScale,
+        };
+        writeJsonAtomic(join(dir, 'last.json'), state);
+        this.emit('checkpoint', { kind: 'last', path: join(dir, 'last.pth') });
+      }
+      this.emit('epochEnd', record);
+      if (o.earlyStopping && badEpochs >= o.earlyStopping.patience) stoppedEarly = true;
+    }
+    if (stoppedEarly && (o.earlyStopping?.restoreBest ?? true) && dir && best) await this.model.loadWeights(join(dir, 'best.pth'));
+    return { history, best, stoppedEarly, aborted };
+  }
+
+  /** Loss, top-1, top-5 (≥ 5 classes), per-class precision/recall/F1/support and the confusion matrix. */
+  async evaluate(data: DataLoader, options: { tta?: boolean } = {}): Promise<EvalReport> {
+    if (!(data instanceof DataLoader)) throw v.invalid('data', 'DataLoader', data);
+    const nt = this.ensureNative();
+    const classes = data.dataset.classes.length ? data.dataset.classes : Array.from({ length: this.model.numClasses }, (_, i) => String(i));
+    const acc = new MetricAccumulator(classes);
+    for await (const batch of data) {
+      const r = await this.model._run(() => nt.eval(batch.native, options.tta ?? false));
+      acc.add(r.lossSum, r.logits.data, r.logits.shape, r.labels, batch.indices);
+    }
+    return acc.report();
+  }
+}
+
