@@ -2,6 +2,9 @@
 #include "errors.h"
 
 #include <ATen/Parallel.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <torch/version.h>
 
 #include <atomic>
@@ -76,7 +79,20 @@ int get_num_threads() {
   return n;
 }
 
+void lower_thread_priority() {
+#ifdef __linux__
+  thread_local bool done = false;
+  if (done) return;
+  done = true;
+  // Background compute yields to the JS thread (nice +5 for this thread and the OpenMP team it creates).
+  const int tid = static_cast<int>(::syscall(SYS_gettid));
+  const int current = ::getpriority(PRIO_PROCESS, tid);
+  if (current < 5) ::setpriority(PRIO_PROCESS, tid, 5);
+#endif
+}
+
 void apply_threads() {
+  lower_thread_priority();
   int n = get_num_threads();
   if (at::get_num_threads() != n) at::set_num_threads(n);
 }

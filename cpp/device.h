@@ -17,6 +17,8 @@ int cuda_device_count();
 void set_num_threads(int n);
 int get_num_threads();
 void apply_threads();
+// Lowers the calling worker thread's scheduling priority once, so the JS thread stays responsive.
+void lower_thread_priority();
 
 bool cpu_has_bf16();
 bool cpu_has_avx512();

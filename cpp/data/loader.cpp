@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include "device.h"
+
 #include <cmath>
 
 namespace tl {
@@ -127,6 +129,7 @@ Batch Loader::build(int64_t b) {
 
 void Loader::worker_loop() {
   at::set_num_threads(1);  // parallelism comes from the loader threads themselves
+  lower_thread_priority();
   for (;;) {
     int64_t b;
     {

@@ -1,0 +1,186 @@
+// Trainer: real transfer on hymenoptera, freezing, optimizer parity with PyTorch, resume, options, responsiveness.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DataLoader, ImageFolder, ImageList, InvalidOptionError, Model, ResNet, Trainer, Transform, readStateDict, TensorData } from '../../lib';
+import { PYTHON, maxAbsDiff, sharedPath } from '../helpers';
+
+const SQUEEZE = () => sharedPath('weights', 'squeezenet1_1-imagenet.pth');
+const tmp = mkdtempSync(join(tmpdir(), 'tl-trainer-'));
+
+async function small(n: number, size = 64) {
+  const folder = await ImageFolder.open(sharedPath('data', 'hymenoptera', 'val'));
+  const pick = folder.samples.filter((_, i) => i % Math.floor(folder.length / n) === 0).slice(0, n);
+  return ImageList.from(
+    pick.map((s) => ({ path: s.path, label: folder.classes[s.label] })),
+    { transform: Transform.compose(Transform.resize([size, size]), Transform.toTensor(), Transform.normalize()) },
+  );
+}
+
+function sameTensors(a: Record<string, TensorData>, b: Record<string, TensorData>, keys: string[]): string[] {
+  return keys.filter((k) => maxAbsDiff(a[k].data, b[k].data) !== 0);
+}
+
+describe('real transfer: squeezenet1_1 ImageNet weights on hymenoptera', () => {
+  let train: ImageFolder;
+  let val: ImageFolder;
+  beforeAll(async () => {
+    train = await ImageFolder.open(sharedPath('data', 'hymenoptera', 'train'), { transform: Transform.imagenetTrain() });
+    val = await ImageFolder.open(sharedPath('data', 'hymenoptera', 'val'), { transform: Transform.imagenetEval() });
+  });
+
+  test('feature-extract reaches val top-1 >= 0.90 and leaves the backbone bit-identical', async () => {
+    const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 2, classes: train.classes, weights: SQUEEZE() });
+    const before = await model.stateDict();
+    const trainer = new Trainer(model, { strategy: 'feature-extract', epochs: 4, lr: 1e-3, seed: 0 });
+    const lags: number[] = [];
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      lags.push(now - last - 10);
+      last = now;
+    }, 10);
+    const res = await trainer.fit(new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0 }), new DataLoader(val, { batchSize: 32 }));
+    clearInterval(timer);
+    const acc = Math.max(...res.history.map((h) => h.valAccuracy ?? 0));
+    console.log(`feature-extract val top-1 per epoch: ${res.history.map((h) => h.valAccuracy?.toFixed(3)).join(', ')}; seconds/epoch ${res.history.map((h) => h.seconds.toFixed(1)).join(', ')}; max event-loop lag ${Math.max(...lags).toFixed(1)} ms`);
+    expect(acc).toBeGreaterThanOrEqual(0.9);
+    expect(Math.max(...lags)).toBeLessThanOrEqual(50);
+    const after = await model.stateDict();
+    const backbone = Object.keys(before).filter((k) => !k.startsWith('classifier.1.'));
+    expect(sameTensors(before, after, backbone)).toEqual([]);
+    expect(maxAbsDiff(before['classifier.1.weight'].data, after['classifier.1.weight'].data)).toBeGreaterThan(0);
+    const report = await trainer.evaluate(new DataLoader(val, { batchSize: 32 }));
+    expect(report.count).toBe(153);
+    expect(report.perClass.map((c) => c.class)).toEqual(['ants', 'bees']);
+    expect(report.confusion.flat().reduce((a, b) => a + b, 0)).toBe(153);
+    expect(report.perClass[0].support + report.perClass[1].support).toBe(153);
+    model.dispose();
+  });
+
+  test('full fine-tuning from the same weights reaches >= 0.88', async () => {
+    const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 2, classes: train.classes, weights: SQUEEZE() });
+    const trainer = new Trainer(model, { strategy: 'full', epochs: 4, lr: 1e-3, backboneLr: 1e-4, seed: 0 });
+    const res = await trainer.fit(new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0 }), new DataLoader(val, { batchSize: 32 }));
+    const acc = Math.max(...res.history.map((h) => h.valAccuracy ?? 0));
+    console.log(`full fine-tuning val top-1 per epoch: ${res.history.map((h) => h.valAccuracy?.toFixed(3)).join(', ')}`);
+    expect(acc).toBeGreaterThanOrEqual(0.88);
+    model.dispose();
+  });
+});
+
+describe('freezing', () => {
+  test('partial from layer3: exactly the layers before it (BatchNorm statistics included) are unchanged', async () => {
+    const data = await small(16);
+    const model = await ResNet.create({ arch: 'resnet18', numClasses: 2, classes: data.classes });
+    const before = await model.stateDict();
+    const trainer = new Trainer(model, { strategy: 'partial', trainFrom: 'layer3', epochs: 1, optimizer: 'sgd', lr: 0.01 });
+    expect(trainer.trainableParameters()).toBeLessThan(model.parameterCount());
+    await trainer.fit(new DataLoader(data, { batchSize: 8, shuffle: true, seed: 1 }));
+    const after = await model.stateDict();
+    const keys = Object.keys(before);
+    const frozen = keys.filter((k) => /^(conv1|bn1|layer1|layer2)\./.test(k));
+    const trained = keys.filter((k) => /^(layer3|layer4|fc)\./.test(k) && !k.endsWith('num_batches_tracked'));
+    expect(frozen.length).toBeGreaterThan(30);
+    expect(sameTensors(before, after, frozen)).toEqual([]);
+    expect(sameTensors(before, after, trained).length).toBe(trained.length);
+    model.dispose();
+  });
+});
+
+describe('optimizer parity with PyTorch (ResNet-18, 3 steps with a schedule)', () => {
+  test.each([['sgd'], ['adam']])('%s: weights within 1e-4 of torch.optim', async (optimizer) => {
+    const data = await small(8, 64);
+    const model = await ResNet.create({ arch: 'resnet18', numClasses: 2, classes: data.classes, channelsLast: false });
+    const start = join(tmp, `start-${optimizer}.pth`);
+    await model.save(start);
+    const dir = join(tmp, `batches-${optimizer}`);
+    mkdirSync(dir, { recursive: true });
+    const steps: { labels: number[]; lrHead: number; lrBackbone: number }[] = [];
+    const loader = new DataLoader(data, { batchSize: 8, seed: 2 });
+    const trainer = new Trainer(model, { strategy: 'full', epochs: 3, optimizer: optimizer as 'sgd' | 'adam', lr: optimizer === 'sgd' ? 0.05 : 1e-3, backboneLr: optimizer === 'sgd' ? 0.02 : 5e-4, schedule: { type: 'step', stepSize: 1, gamma: 0.5 }, precision: 'fp32', noDecayNormBias: false });
+    let shape: number[] = [];
+    trainer.on('batchEnd', (e) => steps.push({ labels: [], lrHead: e.lr.head, lrBackbone: e.lr.backbone }));
+    // record the exact batches the trainer consumes
+    let epochBatch = 0;
+    for (let e = 0; e < 3; e++) {
+      loader.setEpoch(e);
+      for await (const b of loader) {
+        const img = b.images();
+        shape = img.shape;
+        writeFileSync(join(dir, `step${epochBatch}.bin`), Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength));
+        epochBatch++;
+      }
+    }
+    await trainer.fit(loader);
+    steps.forEach((s, i) => (s.labels = data.targets));
+    expect(steps.map((s) => s.lrHead)).toEqual(optimizer === 'sgd' ? [0.05, 0.025, 0.0125] : [1e-3, 5e-4, 2.5e-4]);
+    writeFileSync(join(dir, 'meta.json'), JSON.stringify({ shape, steps }));
+    const out = join(tmp, `after-${optimizer}.pth`);
+    execFileSync(PYTHON, ['scripts/fixtures/train_steps.py', start, dir, optimizer, out]);
+    const theirs = await readStateDict(out);
+    const ours = await model.stateDict();
+    let worst = 0;
+    let worstKey = '';
+    for (const k of theirs.keys) {
+      const d = maxAbsDiff(ours[k].data, theirs.tensors[k].data);
+      if (d > worst) [worst, worstKey] = [d, k];
+    }
+    console.log(`${optimizer}: worst |Δ| ${worst.toExponential(2)} at ${worstKey}`);
+    expect(worst).toBeLessThanOrEqual(1e-4);
+    model.dispose();
+  });
+});
+
+describe('checkpoints and resume', () => {
+  test('interrupt with an AbortSignal in epoch 2, resume: final weights equal the uninterrupted run', async () => {
+    const data = await small(16);
+    const t = Transform.compose(Transform.resize([64, 64]), Transform.randomHorizontalFlip(), Transform.toTensor(), Transform.normalize());
+    const aug = data.withTransform(t);
+    const opts = { strategy: 'partial' as const, trainFrom: 'layer4', epochs: 3, optimizer: 'adam' as const, lr: 1e-3, seed: 5, schedule: { type: 'cosine' as const } };
+    const run = async (dir: string, signal?: AbortSignal, resume?: string) => {
+      const m = await ResNet.create({ arch: 'resnet18', numClasses: 2, classes: data.classes, dropout: 0.3 });
+      await m.loadWeights(join(tmp, 'resume-start.pth'));
+      const tr = new Trainer(m, { ...opts, checkpointDir: dir, signal, resumeFrom: resume });
+      return { m, tr };
+    };
+    const seedModel = await ResNet.create({ arch: 'resnet18', numClasses: 2, classes: data.classes, dropout: 0.3 });
+    await seedModel.save(join(tmp, 'resume-start.pth'));
+
+    const full = await run(join(tmp, 'ck-full'));
+    const r1 = await full.tr.fit(new DataLoader(aug, { batchSize: 8, shuffle: true, seed: 9 }));
+    expect(r1.history.length).toBe(3);
+    const ref = await full.m.stateDict();
+
+    const ac = new AbortController();
+    const part = await run(join(tmp, 'ck-part'), ac.signal);
+    part.tr.on('batchEnd', (e) => {
+      if (e.epoch === 1 && e.batch === 0) ac.abort();
+    });
+    const r2 = await part.tr.fit(new DataLoader(aug, { batchSize: 8, shuffle: true, seed: 9 }));
+    expect(r2.aborted).toBe(true);
+    expect(r2.history.length).toBe(1);
+
+    const resumed = await run(join(tmp, 'ck-part'), undefined, join(tmp, 'ck-part'));
+    const r3 = await resumed.tr.fit(new DataLoader(aug, { batchSize: 8, shuffle: true, seed: 9 }));
+    expect(r3.history.map((h) => h.epoch)).toEqual([0, 1, 2]);
+    const got = await resumed.m.stateDict();
+    expect(sameTensors(ref, got, Object.keys(ref))).toEqual([]);
+    // the checkpoint is a .pth PyTorch users read directly
+    const py = execFileSync(PYTHON, ['-c', 'import sys, torch; sd = torch.load(sys.argv[1]); print(len(sd))', join(tmp, 'ck-part', 'last.pth')], { encoding: 'utf8' });
+    expect(Number(py.trim())).toBe(Object.keys(ref).length);
+  });
+});
+
+describe('options', () => {
+  test('bad options are rejected before training', async () => {
+    const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 2 });
+    expect(() => new Trainer(model, { lr: -1 })).toThrow('Expected positive number for lr but received -1');
+    expect(() => new Trainer(model, { strategy: 'half' as never })).toThrow(/for strategy but received "half"/);
+    expect(() => new Trainer(model, { strategy: 'partial', trainFrom: 'layer3' })).toThrow(/a stage of squeezenet1_1 before the head .*features\.0/);
+    expect(() => new Trainer(model, { schedule: { type: 'step' } as never })).toThrow(/schedule.stepSize/);
+    expect(() => new Trainer(model, { epocs: 3 } as never)).toThrow(InvalidOptionError);
+    model.dispose();
+  });
+});
