@@ -18,7 +18,12 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
                         InstanceMethod("setLrs", &TrainerWrap::SetLrs), InstanceMethod("setTrainFrom", &TrainerWrap::SetTrainFrom),
                         InstanceMethod("saveOptimizer", &TrainerWrap::SaveOptimizer),
                         InstanceMethod("loadOptimizer", &TrainerWrap::LoadOptimizer),
-                        InstanceMethod("trainableParameters", &TrainerWrap::Trainable)});
+                        InstanceMethod("trainableParameters", &TrainerWrap::Trainable),
+                        InstanceMethod("cacheBatch", &TrainerWrap::CacheBatch),
+                        InstanceMethod("trainCachedEpoch", &TrainerWrap::TrainCachedEpoch),
+                        InstanceMethod("clearCache", &TrainerWrap::ClearCache),
+                        InstanceMethod("cacheEvalBatch", &TrainerWrap::CacheEvalBatch),
+                        InstanceMethod("evalCached", &TrainerWrap::EvalCached)});
   }
 
   // new NativeTrainer(nativeModel, config)
@@ -102,6 +107,109 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
           return o;
         },
         {Value(), info[0].As<Napi::Object>()});
+  }
+
+  Napi::Value CacheBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto batch = BatchWrap::FromValue(info[0]);
+    if (!batch) throw Napi::TypeError::New(env, "cacheBatch expects a batch from a DataLoader");
+    int view = info[1].As<Napi::Number>().Int32Value();
+    auto s = session_;
+    auto r = runner_;
+    auto bytes = std::make_shared<int64_t>(0);
+    return PromiseWorker::Start(
+        env, "tl.cacheBatch",
+        [s, r, batch, view, bytes] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *bytes = s->cache_batch(*batch, view);
+        },
+        [bytes](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, static_cast<double>(*bytes)); },
+        {Value(), info[0].As<Napi::Object>()});
+  }
+
+  // trainCachedEpoch({epoch, datasetSize, batchSize, shuffle, dropLast, seed, views, lrs: [[head, backbone], ...]})
+  Napi::Value TrainCachedEpoch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto o = info[0].As<Napi::Object>();
+    uint64_t epoch = static_cast<uint64_t>(get_number(o, "epoch", 0));
+    int64_t n = static_cast<int64_t>(get_number(o, "datasetSize", 0));
+    int64_t bs = static_cast<int64_t>(get_number(o, "batchSize", 32));
+    bool shuffle = get_bool(o, "shuffle", false), drop_last = get_bool(o, "dropLast", false);
+    uint64_t seed = static_cast<uint64_t>(get_number(o, "seed", 0));
+    int views = static_cast<int>(get_number(o, "views", 1));
+    std::vector<std::pair<double, double>> lrs;
+    auto a = o.Get("lrs").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      auto pr = a.Get(i).As<Napi::Array>();
+      lrs.emplace_back(pr.Get(0u).As<Napi::Number>().DoubleValue(), pr.Get(1u).As<Napi::Number>().DoubleValue());
+    }
+    auto s = session_;
+    auto r = runner_;
+    auto out = std::make_shared<tl::StepResult>();
+    return PromiseWorker::Start(
+        env, "tl.trainCachedEpoch",
+        [=] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *out = s->train_cached_epoch(epoch, n, bs, shuffle, drop_last, seed, views, lrs);
+        },
+        [out](Napi::Env e) -> Napi::Value {
+          Napi::Object res = Napi::Object::New(e);
+          res.Set("loss", out->loss);
+          res.Set("correct", Napi::Number::New(e, static_cast<double>(out->correct)));
+          res.Set("count", Napi::Number::New(e, static_cast<double>(out->count)));
+          return res;
+        },
+        {Value()});
+  }
+
+  Napi::Value CacheEvalBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto batch = BatchWrap::FromValue(info[0]);
+    if (!batch) throw Napi::TypeError::New(env, "cacheEvalBatch expects a batch from a DataLoader");
+    auto s = session_;
+    auto r = runner_;
+    auto bytes = std::make_shared<int64_t>(0);
+    return PromiseWorker::Start(
+        env, "tl.cacheEvalBatch",
+        [s, r, batch, bytes] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *bytes = s->cache_eval_batch(*batch);
+        },
+        [bytes](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, static_cast<double>(*bytes)); },
+        {Value(), info[0].As<Napi::Object>()});
+  }
+
+  Napi::Value EvalCached(const Napi::CallbackInfo& info) {
+    auto s = session_;
+    auto r = runner_;
+    auto out = std::make_shared<tl::EvalResult>();
+    auto idx = std::make_shared<std::vector<int64_t>>();
+    return PromiseWorker::Start(
+        info.Env(), "tl.evalCached",
+        [s, r, out, idx] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *out = s->eval_cached(idx.get());
+        },
+        [out, idx](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("lossSum", out->loss_sum);
+          o.Set("logits", tensor_to_js(e, out->logits));
+          auto labels = Napi::Int32Array::New(e, out->labels.numel());
+          auto acc = out->labels.accessor<int64_t, 1>();
+          for (int64_t i = 0; i < out->labels.numel(); ++i) labels[i] = static_cast<int32_t>(acc[i]);
+          o.Set("labels", labels);
+          Napi::Array ind = Napi::Array::New(e, idx->size());
+          for (size_t i = 0; i < idx->size(); ++i) ind.Set(static_cast<uint32_t>(i), Napi::Number::New(e, static_cast<double>((*idx)[i])));
+          o.Set("indices", ind);
+          return o;
+        },
+        {Value()});
+  }
+
+  Napi::Value ClearCache(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(runner_->mutex());
+    session_->clear_cache();
+    return info.Env().Undefined();
   }
 
   Napi::Value SetLrs(const Napi::CallbackInfo& info) {

@@ -84,10 +84,10 @@ void lower_thread_priority() {
   thread_local bool done = false;
   if (done) return;
   done = true;
-  // Background compute yields to the JS thread (nice +5 for this thread and the OpenMP team it creates).
+  // Background compute yields to the JS thread (nice +10 for this thread and the OpenMP team it creates).
   const int tid = static_cast<int>(::syscall(SYS_gettid));
   const int current = ::getpriority(PRIO_PROCESS, tid);
-  if (current < 5) ::setpriority(PRIO_PROCESS, tid, 5);
+  if (current < 10) ::setpriority(PRIO_PROCESS, tid, 10);
 #endif
 }
 

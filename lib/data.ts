@@ -232,6 +232,10 @@ export class DataLoader extends EventEmitter {
   readonly dataset: ImageDataset;
   readonly batchSize: number;
   readonly seed: number;
+  readonly shuffle: boolean;
+  readonly dropLast: boolean;
+  /** True when MixUp or CutMix is on. */
+  readonly mixing: boolean;
   private readonly loader: NativeLoader;
   private epoch = 0;
   private running = false;
@@ -255,6 +259,9 @@ export class DataLoader extends EventEmitter {
     };
     const mixup = mix('mixup');
     const cutmix = mix('cutmix');
+    this.shuffle = options.shuffle ?? false;
+    this.dropLast = options.dropLast ?? false;
+    this.mixing = mixup.alpha > 0 || cutmix.alpha > 0;
     if ((mixup.alpha > 0 || cutmix.alpha > 0) && dataset.classes.length < 2)
       throw new InvalidOptionError('mixup', 'MixUp/CutMix need a dataset with class names (numClasses)');
     this.loader = new (getNative().NativeLoader)(dataset.native, JSON.stringify(dataset.transform.ops), dataset.decode, {

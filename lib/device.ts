@@ -1,5 +1,5 @@
 import { getNative, NativeVersion } from './native';
-import { positiveInt } from './validate';
+import { nonNegativeInt, positiveInt } from './validate';
 import { DeviceError } from './errors';
 
 /** Devices this process can use: `'cpu'` and one `'cuda:N'` per visible GPU. */
@@ -43,4 +43,9 @@ export function resolveDevice(device: unknown): string {
   if (!list.includes(normalised))
     throw new DeviceError(`Device '${device}' is not available; available devices: ${list.join(', ')}`);
   return normalised;
+}
+
+/** Seeds libtorch's default generator (random initialisation of new heads, dropout). */
+export function manualSeed(seed: number): void {
+  getNative().manualSeed(nonNegativeInt('seed', seed));
 }

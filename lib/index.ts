@@ -4,7 +4,7 @@ export { Transform, IMAGENET_MEAN, IMAGENET_STD } from './transform';
 export type { TransformOp, Interpolation } from './transform';
 export { ImageDataset, ImageFolder, ImageList, DataLoader, Batch } from './data';
 export type { DatasetOptions, DataLoaderOptions, SkippedSample } from './data';
-export { devices, cuda, setNumThreads, getNumThreads, version } from './device';
+export { devices, cuda, setNumThreads, getNumThreads, version, manualSeed } from './device';
 export { fetchWeights, downloadWeightsFile, hubCacheDir, weightsFileName, KNOWN_WEIGHTS, DEFAULT_HUB_BASE_URL } from './weights';
 export type { WeightsName, HubOptions, DownloadProgress } from './weights';
 export { readStateDict } from './state-dict';

@@ -118,6 +118,11 @@ export interface NativeTrainer {
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;
   trainableParameters(): number;
+  cacheBatch(batch: NativeBatch, view: number): Promise<number>;
+  trainCachedEpoch(o: { epoch: number; datasetSize: number; batchSize: number; shuffle: boolean; dropLast: boolean; seed: number; views: number; lrs: [number, number][] }): Promise<{ loss: number; correct: number; count: number }>;
+  clearCache(): void;
+  cacheEvalBatch(batch: NativeBatch): Promise<number>;
+  evalCached(): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array; indices: number[] }>;
 }
 
 export interface NativeAddon {

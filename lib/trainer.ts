@@ -70,6 +70,16 @@ export interface TrainerOptions {
   seed?: number;
   /** Horizontal-flip test-time augmentation in validation. Default false. */
   tta?: boolean;
+  /**
+   * Feature cache for `'feature-extract'`: the frozen backbone runs once per sample (or per augmented view) and the
+   * head trains on cached features. `'auto'` (default): on for feature-extract when the training transform is
+   * deterministic or `featureCacheViews` is set, and no MixUp/CutMix.
+   */
+  featureCache?: boolean | 'auto';
+  /** Augmented views cached per sample (epoch e trains on view e mod K). Default 1. */
+  featureCacheViews?: number;
+  /** Memory bound of the cache; above it training falls back to the uncached path. Default 4 GiB. */
+  featureCacheMaxBytes?: number;
 }
 
 export interface EpochRecord {
@@ -82,6 +92,8 @@ export interface EpochRecord {
   lr: { head: number; backbone: number };
   seconds: number;
   trainableParameters: number;
+  /** Bytes held by the feature cache (0 when not used). */
+  featureCacheBytes: number;
 }
 
 export interface BatchEndEvent {
@@ -101,7 +113,7 @@ export interface FitResult {
   aborted: boolean;
 }
 
-const KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta'] as const;
+const KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
 
 interface CheckpointState {
   version: 1;
@@ -171,6 +183,10 @@ export class Trainer extends EventEmitter {
     }
     if (options.signal !== undefined && !(typeof options.signal === 'object' && options.signal !== null && 'aborted' in options.signal)) throw v.invalid('signal', 'AbortSignal', options.signal);
     if (options.seed !== undefined) v.nonNegativeInt('seed', options.seed);
+    if (options.featureCache !== undefined && options.featureCache !== 'auto') v.bool('featureCache', options.featureCache);
+    if (options.featureCacheViews !== undefined) v.positiveInt('featureCacheViews', options.featureCacheViews);
+    if (options.featureCacheMaxBytes !== undefined) v.positiveInt('featureCacheMaxBytes', options.featureCacheMaxBytes);
+    if (options.featureCache === true && strategy !== 'feature-extract') throw new InvalidOptionError('featureCache', "featureCache needs strategy 'feature-extract'");
     this.unfreeze = (options.unfreeze ?? []).map((u, i) => {
       v.plainObject(`unfreeze[${i}]`, u);
       return {
@@ -269,21 +285,74 @@ export class Trainer extends EventEmitter {
     const signal = o.signal;
     let aborted = false;
     let stoppedEarly = false;
+    const views = o.featureCacheViews ?? 1;
+    let useCache =
+      trainFrom === this.model.stages.length - 1 &&
+      !train.mixing &&
+      (o.featureCache === true || ((o.featureCache ?? 'auto') === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViews !== undefined)));
+    let cacheBytes = 0;
+    let cached = false;
+    let valCached = false;
+    const buildCache = async (): Promise<boolean> => {
+      const limit = o.featureCacheMaxBytes ?? 4 * 2 ** 30;
+      for (let view = 0; view < views; view++) {
+        train.setEpoch(view);
+        for await (const batch of train) {
+          if (signal?.aborted) return false;
+          cacheBytes = await this.model._run(() => nt.cacheBatch(batch.native, view));
+          if (cacheBytes > limit) {
+            await this.model._run(async () => nt.clearCache());
+            this.emit('featureCache', { bytes: cacheBytes, enabled: false, reason: `over featureCacheMaxBytes (${limit})` });
+            cacheBytes = 0;
+            return false;
+          }
+        }
+      }
+      this.emit('featureCache', { bytes: cacheBytes, enabled: true, views });
+      return true;
+    };
     for (let epoch = start; epoch < epochs && !aborted && !stoppedEarly; epoch++) {
       for (const u of this.unfreeze.filter((u) => u.epoch === epoch && u.stage < trainFrom)) {
         await this.model._run(async () => nt.setTrainFrom(u.stage));
         trainFrom = u.stage;
         lrScale = u.lrScale;
         this.emit('unfreeze', { epoch, from: u.from });
+        if (cached) await this.model._run(async () => nt.clearCache());
+        useCache = cached = valCached = false;
+        cacheBytes = 0;
       }
       const t0 = performance.now();
-      train.setEpoch(epoch);
       let lossSum = 0;
       let correct = 0;
       let count = 0;
       let step = 0;
       let lrs = { head: 0, backbone: 0 };
-      for await (const batch of train) {
+      if (useCache && !cached) {
+        cached = await buildCache();
+        useCache = cached;
+        if (signal?.aborted) {
+          aborted = true;
+          break;
+        }
+      }
+      if (cached) {
+        const steps = train.length;
+        const plan: [number, number][] = [];
+        for (let k = 0; k < steps; k++) {
+          const scale = scheduler.at(epoch, k);
+          plan.push([Math.max(scheduler.floor(), this.lr * scale), Math.max(scheduler.floor(), this.backboneLr * scale * lrScale)]);
+        }
+        const r = await this.model._run(() =>
+          nt.trainCachedEpoch({ epoch, datasetSize: train.dataset.length, batchSize: train.batchSize, shuffle: train.shuffle, dropLast: train.dropLast, seed: train.seed, views, lrs: plan }),
+        );
+        lossSum = r.loss * r.count;
+        correct = r.correct;
+        count = r.count;
+        lrs = { head: plan[plan.length - 1][0], backbone: plan[plan.length - 1][1] };
+        this.emit('batchEnd', { epoch, batch: steps - 1, batches: steps, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: lrs } satisfies BatchEndEvent);
+      }
+      train.setEpoch(epoch);
+      for await (const batch of cached ? [] : train) {
         if (signal?.aborted) {
           aborted = true;
           break;
@@ -311,13 +380,28 @@ export class Trainer extends EventEmitter {
         lr: lrs,
         seconds: 0,
         trainableParameters: nt.trainableParameters(),
+        featureCacheBytes: cacheBytes,
       };
-      if (val) {
+      if (val && cached && !o.tta && val.dataset.transform.deterministic && !val.mixing) {
+        // validation through the feature cache: the frozen backbone's outputs never change
+        if (!valCached) {
+          for await (const batch of val) cacheBytes = await this.model._run(() => nt.cacheEvalBatch(batch.native));
+          valCached = true;
+        }
+        const r = await this.model._run(() => nt.evalCached());
+        const acc = new MetricAccumulator(val.dataset.classes.length ? val.dataset.classes : Array.from({ length: this.model.numClasses }, (_, i) => String(i)));
+        acc.add(r.lossSum, r.logits.data, r.logits.shape, r.labels, r.indices);
+        const rep = acc.report();
+        record.valLoss = rep.loss;
+        record.valAccuracy = rep.accuracy;
+        record.valTop5 = rep.top5;
+      } else if (val) {
         const rep = await this.evaluate(val, { tta: o.tta });
         record.valLoss = rep.loss;
         record.valAccuracy = rep.accuracy;
         record.valTop5 = rep.top5;
       }
+      record.featureCacheBytes = cacheBytes;
       record.seconds = (performance.now() - t0) / 1000;
       history.push(record);
       const value = record[monitor] as number;

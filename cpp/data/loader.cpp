@@ -47,6 +47,16 @@ torch::Tensor mix_batch(torch::Tensor& images, const torch::Tensor& labels, cons
   return onehot.mul_(lam).add_(rolled_t, 1.0 - lam);
 }
 
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_t epoch) {
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  if (shuffle) {
+    SampleRng rng(seed, epoch, ~uint64_t(0));
+    for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.randint(0, i + 1)]);
+  }
+  return order;
+}
+
 Loader::Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, std::shared_ptr<DecodedCache> cache)
     : dataset_(std::move(dataset)), cfg_(cfg), cache_(std::move(cache)) {
   if (cfg_.batch_size < 1) throw std::invalid_argument("batchSize must be >= 1");
@@ -74,13 +84,7 @@ void Loader::stop() {
 void Loader::start(uint64_t epoch) {
   stop();
   epoch_ = epoch;
-  const int64_t n = static_cast<int64_t>(dataset_->size());
-  order_.resize(n);
-  for (int64_t i = 0; i < n; ++i) order_[i] = i;
-  if (cfg_.shuffle) {
-    SampleRng rng(cfg_.seed, epoch, ~uint64_t(0));
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order_[i], order_[rng.randint(0, i + 1)]);
-  }
+  order_ = epoch_order(static_cast<int64_t>(dataset_->size()), cfg_.shuffle, cfg_.seed, epoch);
   total_ = num_batches();
   ready_.clear();
   errors_.clear();

@@ -36,6 +36,9 @@ struct Batch {
   std::vector<Skipped> skipped;
 };
 
+// Sample order of an epoch: identity, or a permutation seeded by (seed, epoch).
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_t epoch);
+
 // Mixes a batch in place (torchvision references' RandomMixup / RandomCutmix); returns soft labels [B, C].
 torch::Tensor mix_batch(torch::Tensor& images, const torch::Tensor& labels, const MixConfig& cfg, SampleRng& rng, bool cutmix);
 

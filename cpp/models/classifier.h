@@ -12,7 +12,10 @@ class ClassifierImpl : public torch::nn::Module {
   virtual torch::Tensor forward(torch::Tensor x) = 0;
   // Pooled features before the head [N, featureDim].
   virtual torch::Tensor embed(torch::Tensor x) = 0;
-  // Logits from pooled features (the head alone, including dropout in train mode).
+  // What the head consumes (pooled features for ResNets, the feature map for SqueezeNet); forward(x) is
+  // exactly head(backbone(x)), which is what feature caching relies on.
+  virtual torch::Tensor backbone(torch::Tensor x) = 0;
+  // Logits from backbone output (the head alone, including dropout in train mode).
   virtual torch::Tensor head(torch::Tensor features) = 0;
   // State-dict prefix of the head's parameters ("fc", "classifier.1").
   virtual std::string head_prefix() const = 0;

@@ -19,6 +19,7 @@ class ResNetImpl : public ClassifierImpl {
   ResNetImpl(const ResNetSpec& spec, int64_t num_classes, double dropout);
   torch::Tensor forward(torch::Tensor x) override;
   torch::Tensor embed(torch::Tensor x) override;
+  torch::Tensor backbone(torch::Tensor x) override { return embed(x); }
   torch::Tensor head(torch::Tensor features) override;
   std::string head_prefix() const override { return "fc"; }
   std::vector<std::string> stages() const override;

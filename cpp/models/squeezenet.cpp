@@ -30,7 +30,7 @@ torch::nn::MaxPool2d pool() { return torch::nn::MaxPool2d(torch::nn::MaxPool2dOp
 
 SqueezeNetImpl::SqueezeNetImpl(int64_t num_classes, double dropout) {
   num_classes_ = num_classes;
-  dropout_ = dropout;
+  dropout_ = dropout;  // applied by classifier.0 (torchvision's layout)
   features_ = register_module(
       "features",
       torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 64, 3).stride(2)), torch::nn::ReLU(true),
@@ -58,16 +58,11 @@ torch::Tensor SqueezeNetImpl::embed(torch::Tensor x) {
   return torch::flatten(torch::adaptive_avg_pool2d(features_->forward(x), {1, 1}), 1);
 }
 
-torch::Tensor SqueezeNetImpl::forward(torch::Tensor x) { return torch::flatten(classifier_->forward(features_->forward(x)), 1); }
+torch::Tensor SqueezeNetImpl::backbone(torch::Tensor x) { return features_->forward(x); }
 
-// The head is a 1x1 conv followed by ReLU and global average pooling. On pooled features
-// (which are what embed returns), conv1x1 commutes with the average, but ReLU does not:
-// head(embed(x)) is the trainable linear head over pooled features used by feature caching.
-torch::Tensor SqueezeNetImpl::head(torch::Tensor features) {
-  if (dropout_ > 0) features = torch::dropout(features, dropout_, is_training());
-  auto w = final_conv_->weight.flatten(1);
-  return torch::relu(torch::addmm(final_conv_->bias, features, w.t()));
-}
+torch::Tensor SqueezeNetImpl::head(torch::Tensor features) { return torch::flatten(classifier_->forward(features), 1); }
+
+torch::Tensor SqueezeNetImpl::forward(torch::Tensor x) { return head(backbone(x)); }
 
 size_t SqueezeNetImpl::stage_of(const std::string& name) const {
   if (name.rfind("classifier.", 0) == 0) return 5;

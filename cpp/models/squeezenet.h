@@ -9,6 +9,7 @@ class SqueezeNetImpl : public ClassifierImpl {
   SqueezeNetImpl(int64_t num_classes, double dropout);
   torch::Tensor forward(torch::Tensor x) override;
   torch::Tensor embed(torch::Tensor x) override;
+  torch::Tensor backbone(torch::Tensor x) override;
   torch::Tensor head(torch::Tensor features) override;
   std::string head_prefix() const override { return "classifier.1"; }
   std::vector<std::string> stages() const override;

@@ -135,21 +135,23 @@ int64_t TrainSession::trainable_parameters() const {
 
 StepResult TrainSession::step(const Batch& batch) {
   apply_threads();
+  if (batch.images.size(0) == 0) return StepResult{};
+  return run_step(runner_->prepare(batch.images), batch.labels.to(runner_->device()), false);
+}
+
+StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only) {
   StepResult r;
-  r.count = batch.images.size(0);
-  if (r.count == 0) return r;
+  r.count = x.size(0);
   auto model = runner_->module();
   set_train_mode();
-  auto x = runner_->prepare(batch.images);
-  auto y = batch.labels.to(runner_->device());
-  torch::Tensor logits, loss;
+  torch::Tensor logits;
   {
     Autocast ac(runner_->device(), cfg_.precision);
-    logits = model->forward(x);
+    logits = head_only ? model->head(x) : model->forward(x);
   }
   logits = logits.to(torch::kFloat32);
   auto opts = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg_.label_smoothing);
-  loss = torch::nn::functional::cross_entropy(logits, y, opts);
+  auto loss = torch::nn::functional::cross_entropy(logits, y, opts);
   (loss / cfg_.accumulate).backward();
   if (++pending_ >= cfg_.accumulate) {
     sync_.sync(trainable_);
@@ -160,11 +162,114 @@ StepResult TrainSession::step(const Batch& batch) {
     r.stepped = true;
   }
   torch::NoGradGuard ng;
-  auto pred = logits.argmax(1);
   auto target = y.dim() == 2 ? y.argmax(1) : y;
-  r.correct = pred.eq(target).sum().item<int64_t>();
+  r.correct = logits.argmax(1).eq(target).sum().item<int64_t>();
   r.loss = loss.item<double>();
   return r;
+}
+
+int64_t TrainSession::cache_batch(const Batch& batch, int view) {
+  apply_threads();
+  auto model = runner_->module();
+  if (cfg_.train_from < model->stages().size() - 1)
+    throw std::invalid_argument("the feature cache needs a frozen backbone (strategy 'feature-extract')");
+  if (batch.labels.dim() != 1) throw std::invalid_argument("the feature cache does not support MixUp/CutMix batches");
+  if (static_cast<int>(cache_.size()) <= view) cache_.resize(view + 1);
+  if (batch.images.size(0) == 0) return cache_bytes_;
+  torch::Tensor feats;
+  {
+    c10::InferenceMode guard;
+    set_train_mode();  // frozen BatchNorm is in eval mode: the same features a training step computes
+    Autocast ac(runner_->device(), cfg_.precision);
+    feats = model->backbone(runner_->prepare(batch.images));
+  }
+  // Leave inference mode: cached tensors are inputs of autograd graphs later.
+  feats = feats.clone();
+  for (size_t i = 0; i < batch.indices.size(); ++i) {
+    auto f = feats[static_cast<int64_t>(i)];
+    cache_[view][batch.indices[i]] = f;
+    cache_labels_[batch.indices[i]] = batch.labels[static_cast<int64_t>(i)].item<int64_t>();
+    cache_bytes_ += f.numel() * f.element_size();
+  }
+  return cache_bytes_;
+}
+
+StepResult TrainSession::train_cached_epoch(uint64_t epoch, int64_t dataset_size, int64_t batch_size, bool shuffle, bool drop_last,
+                                            uint64_t seed, int views, const std::vector<std::pair<double, double>>& lrs) {
+  apply_threads();
+  if (cache_.empty()) throw std::invalid_argument("the feature cache is empty");
+  const auto& view = cache_[epoch % static_cast<uint64_t>(std::max(1, views)) % cache_.size()];
+  auto order = epoch_order(dataset_size, shuffle, seed, epoch);
+  StepResult total;
+  size_t step = 0;
+  for (size_t begin = 0; begin < order.size(); begin += static_cast<size_t>(batch_size)) {
+    size_t end = std::min(order.size(), begin + static_cast<size_t>(batch_size));
+    if (drop_last && end - begin < static_cast<size_t>(batch_size)) break;
+    std::vector<torch::Tensor> xs;
+    std::vector<int64_t> ys;
+    for (size_t k = begin; k < end; ++k) {
+      auto it = view.find(order[k]);
+      if (it == view.end()) continue;  // sample skipped while caching
+      xs.push_back(it->second);
+      ys.push_back(cache_labels_.at(order[k]));
+    }
+    if (xs.empty()) continue;
+    if (step < lrs.size()) set_lrs(lrs[step].first, lrs[step].second);
+    auto r = run_step(torch::stack(xs), torch::tensor(ys, torch::kInt64).to(runner_->device()), true);
+    total.loss += r.loss * r.count;
+    total.correct += r.correct;
+    total.count += r.count;
+    ++step;
+  }
+  if (total.count) total.loss /= total.count;
+  return total;
+}
+
+int64_t TrainSession::cache_eval_batch(const Batch& batch) {
+  apply_threads();
+  auto model = runner_->module();
+  torch::Tensor feats;
+  {
+    c10::InferenceMode guard;
+    model->eval();
+    Autocast ac(runner_->device(), cfg_.precision);
+    feats = model->backbone(runner_->prepare(batch.images));
+  }
+  Batch meta;
+  meta.labels = batch.labels.dim() == 2 ? batch.labels.argmax(1) : batch.labels;
+  meta.indices = batch.indices;
+  cache_bytes_ += feats.numel() * feats.element_size();
+  eval_cache_.emplace_back(feats, std::move(meta));
+  return cache_bytes_;
+}
+
+EvalResult TrainSession::eval_cached(std::vector<int64_t>* indices) {
+  apply_threads();
+  c10::InferenceMode guard;
+  auto model = runner_->module();
+  model->eval();
+  std::vector<torch::Tensor> logits, labels;
+  for (auto& entry : eval_cache_) {
+    Autocast ac(runner_->device(), cfg_.precision);
+    logits.push_back(model->head(entry.first).to(torch::kFloat32));
+    labels.push_back(entry.second.labels);
+    indices->insert(indices->end(), entry.second.indices.begin(), entry.second.indices.end());
+  }
+  EvalResult r;
+  if (logits.empty()) throw std::invalid_argument("the validation feature cache is empty");
+  auto all = torch::cat(logits);
+  auto y = torch::cat(labels).to(all.device());
+  r.loss_sum = torch::nn::functional::cross_entropy(all, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
+  r.logits = all.to(torch::kCPU).contiguous();
+  r.labels = y.to(torch::kCPU);
+  return r;
+}
+
+void TrainSession::clear_cache() {
+  eval_cache_.clear();
+  cache_.clear();
+  cache_labels_.clear();
+  cache_bytes_ = 0;
 }
 
 EvalResult TrainSession::eval(const Batch& batch, bool hflip_tta) {

@@ -56,12 +56,23 @@ class TrainSession {
   void set_lrs(double head, double backbone);
   // Changes which stages train (gradual unfreezing); keeps optimizer state of parameters that stay trainable.
   void set_train_from(size_t stage);
+  // Feature cache (frozen backbone): stores backbone outputs of a batch as view `view`; returns bytes held.
+  int64_t cache_batch(const Batch& batch, int view);
+  // One epoch of head training over cached features, in the order a loader with the same settings uses.
+  StepResult train_cached_epoch(uint64_t epoch, int64_t dataset_size, int64_t batch_size, bool shuffle, bool drop_last,
+                                uint64_t seed, int views, const std::vector<std::pair<double, double>>& lrs);
+  void clear_cache();
+  // Validation through the feature cache: backbone outputs of deterministic validation batches, kept once.
+  int64_t cache_eval_batch(const Batch& batch);
+  EvalResult eval_cached(std::vector<int64_t>* indices);
+  int64_t cache_bytes() const { return cache_bytes_; }
   void save_optimizer(const std::string& path) const;
   void load_optimizer(const std::string& path);
   int64_t trainable_parameters() const;
 
  private:
   void apply_freezing();
+  StepResult run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only);
   void build_optimizer();
   void set_train_mode();
   std::shared_ptr<ModelRunner> runner_;
@@ -72,6 +83,10 @@ class TrainSession {
   std::vector<std::string> trainable_names_;
   GradientSync sync_;
   int pending_ = 0;
+  std::vector<std::map<int64_t, torch::Tensor>> cache_;  // [view][sample index] -> backbone output
+  std::map<int64_t, int64_t> cache_labels_;
+  std::vector<std::pair<torch::Tensor, Batch>> eval_cache_;  // (features, batch labels/indices)
+  int64_t cache_bytes_ = 0;
 };
 
 }  // namespace tl

@@ -173,6 +173,32 @@ describe('checkpoints and resume', () => {
   });
 });
 
+describe('feature cache', () => {
+  test('equals the uncached path (<= 1e-5) with deterministic transforms; memory reported', async () => {
+    const data = await small(24);
+    const start = join(tmp, 'cache-start.pth');
+    const init = await Model.create({ arch: 'squeezenet1_1', numClasses: 2, classes: data.classes, weights: SQUEEZE() });
+    await init.save(start); // one fresh head for both runs
+    init.dispose();
+    const run = async (featureCache: boolean) => {
+      const m = await Model.create({ arch: 'squeezenet1_1', numClasses: 2, classes: data.classes, weights: SQUEEZE() });
+      await m.loadWeights(start);
+      const tr = new Trainer(m, { strategy: 'feature-extract', epochs: 3, lr: 1e-2, seed: 3, precision: 'fp32', featureCache, schedule: { type: 'cosine' } });
+      const res = await tr.fit(new DataLoader(data, { batchSize: 8, shuffle: true, seed: 4 }));
+      const sd = await m.stateDict();
+      m.dispose();
+      return { res, sd };
+    };
+    const a = await run(true);
+    const b = await run(false);
+    expect(a.res.history[0].featureCacheBytes).toBeGreaterThan(0);
+    expect(b.res.history[0].featureCacheBytes).toBe(0);
+    for (const k of Object.keys(a.sd)) expect(maxAbsDiff(a.sd[k].data, b.sd[k].data)).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(a.sd['classifier.1.weight'].data, (await readStateDict(start)).tensors['classifier.1.weight'].data)).toBeGreaterThan(0);
+    a.res.history.forEach((h, i) => expect(Math.abs(h.loss - b.res.history[i].loss)).toBeLessThan(1e-5));
+  });
+});
+
 describe('options', () => {
   test('bad options are rejected before training', async () => {
     const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 2 });

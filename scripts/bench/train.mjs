@@ -1,0 +1,55 @@
+// bench:train — hymenoptera, the document's training transforms, batch 32, Adam 1e-3: ours vs the tutorial-style
+// Python loop (torchvision DataLoader num_workers=2) in the same run.
+// usage: node scripts/bench/train.mjs [--full-epochs 2] [--fe-epochs 25] [--full-arch resnet18]
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
+
+const require = createRequire(import.meta.url);
+const { Model, Trainer, ImageFolder, DataLoader, Transform, getNumThreads } = require('../../dist/cjs/index.js');
+const shared = process.env.TORCH_RESNET_TL_SHARED ?? '../shared';
+const { values } = parseArgs({
+  options: {
+    data: { type: 'string', default: `${shared}/data/hymenoptera` },
+    'full-epochs': { type: 'string', default: '2' },
+    'fe-epochs': { type: 'string', default: '25' },
+    'full-arch': { type: 'string', default: 'resnet18' },
+  },
+});
+const weights = `${shared}/weights/squeezenet1_1-imagenet.pth`;
+const threads = getNumThreads();
+
+function python(arch, strategy, epochs, w) {
+  const out = execFileSync('/usr/bin/python3', ['scripts/bench/train_py.py', values.data, arch, strategy, String(epochs), w, String(threads)], { encoding: 'utf8' });
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+async function ours(arch, strategy, epochs, w, extra = {}, trainTransform = Transform.documentTrain()) {
+  const train = await ImageFolder.open(`${values.data}/train`, { transform: trainTransform });
+  const val = await ImageFolder.open(`${values.data}/val`, { transform: Transform.imagenetEval() });
+  const model = await Model.create({ arch, numClasses: 2, classes: train.classes, weights: w, channelsLast: extra.channelsLast ?? true });
+  const trainer = new Trainer(model, { strategy, epochs, lr: 1e-3, backboneLr: 1e-3, seed: 0, precision: extra.precision ?? 'auto', featureCache: extra.featureCache });
+  const t0 = performance.now();
+  const res = await trainer.fit(new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0 }), new DataLoader(val, { batchSize: 32 }));
+  const total = (performance.now() - t0) / 1000;
+  model.dispose();
+  return { epoch_seconds: res.history.map((h) => h.seconds), total, val_accuracy: res.history.at(-1).valAccuracy };
+}
+
+const fe = Number(values['fe-epochs']);
+const fullEpochs = Number(values['full-epochs']);
+const arch = values['full-arch'];
+const rows = [];
+const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+const pyFull = python(arch, 'full', fullEpochs, '-');
+const ourFullDefault = await ours(arch, 'full', fullEpochs, null);
+const ourFullEqual = await ours(arch, 'full', fullEpochs, null, { precision: 'fp32', channelsLast: false });
+rows.push([`${arch} full fine-tuning, s/epoch (train+val)`, `${mean(ourFullDefault.epoch_seconds).toFixed(1)} (default) / ${mean(ourFullEqual.epoch_seconds).toFixed(1)} (fp32 NCHW)`, mean(pyFull.epoch_seconds).toFixed(1), `${(mean(pyFull.epoch_seconds) / mean(ourFullDefault.epoch_seconds)).toFixed(2)}× / ${(mean(pyFull.epoch_seconds) / mean(ourFullEqual.epoch_seconds)).toFixed(2)}×`]);
+const pyFe = python('squeezenet1_1', 'feature-extract-fixed', fe, weights);
+const ourFe = await ours('squeezenet1_1', 'feature-extract', fe, weights, {}, Transform.imagenetEval());
+rows.push([`squeezenet1_1 feature-extract, ${fe} epochs total s (cached features)`, ourFe.total.toFixed(1), pyFe.total.toFixed(1), `${(pyFe.total / ourFe.total).toFixed(2)}×`]);
+rows.push([`squeezenet1_1 feature-extract final val accuracy`, ourFe.val_accuracy.toFixed(3), pyFe.val_accuracy.toFixed(3), `${((ourFe.val_accuracy - pyFe.val_accuracy) * 100).toFixed(1)} points`]);
+console.log(`\nbench:train — ${values.data}, batch 32, Adam 1e-3, ${threads} threads`);
+console.log('| case | ours | Python | speed-up / difference |');
+console.log('|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.join(' | ')} |`);

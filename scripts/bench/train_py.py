@@ -1,0 +1,59 @@
+"""Python side of bench:train: the tutorial-style loop (torchvision DataLoader num_workers=2, Adam).
+
+usage: train_py.py DATA_ROOT ARCH STRATEGY EPOCHS WEIGHTS_OR_- THREADS
+Prints JSON: seconds per epoch (train + val), total seconds, final val accuracy.
+"""
+import json
+import sys
+import time
+
+import torch
+import torchvision
+from torchvision import datasets, transforms
+
+root, arch, strategy, epochs, weights, threads = sys.argv[1:7]
+epochs, threads = int(epochs), int(threads)
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+norm = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+train_tf = transforms.Compose([transforms.Resize([300, 300]), transforms.RandomRotation(45), transforms.CenterCrop(224),
+                               transforms.RandomHorizontalFlip(0.5), transforms.RandomVerticalFlip(0.5),
+                               transforms.ToTensor(), norm])
+val_tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), norm])
+if strategy == "feature-extract-fixed":
+    train_tf = val_tf
+train = torch.utils.data.DataLoader(datasets.ImageFolder(root + "/train", train_tf), batch_size=32, shuffle=True,
+                                    num_workers=2, persistent_workers=True)
+val = torch.utils.data.DataLoader(datasets.ImageFolder(root + "/val", val_tf), batch_size=32, num_workers=2,
+                                  persistent_workers=True)
+model = getattr(torchvision.models, arch)()
+if weights != "-":
+    model.load_state_dict(torch.load(weights))
+if arch == "squeezenet1_1":
+    model.classifier[1] = torch.nn.Conv2d(512, 2, 1)
+    head = "classifier.1."
+else:
+    model.fc = torch.nn.Linear(model.fc.in_features, 2)
+    head = "fc."
+if strategy.startswith("feature-extract"):
+    for n, p in model.named_parameters():
+        p.requires_grad = n.startswith(head)
+opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+times, acc = [], 0.0
+t_all = time.perf_counter()
+for epoch in range(epochs):
+    t0 = time.perf_counter()
+    model.train()
+    for x, y in train:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    correct = n = 0
+    with torch.no_grad():
+        for x, y in val:
+            correct += (model(x).argmax(1) == y).sum().item()
+            n += len(y)
+    acc = correct / n
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"epoch_seconds": times, "total": time.perf_counter() - t_all, "val_accuracy": acc}))
