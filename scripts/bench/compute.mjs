@@ -31,10 +31,11 @@ for (const arch of values.archs.split(',')) {
   const x = new Float32Array(batch * 3 * 224 * 224).map(() => Math.random() * 2 - 1);
   const labels = Array.from({ length: batch }, (_, i) => i % 1000);
   const ours = {};
-  for (const [name, opts, precision] of [['fp32 NCHW', { channelsLast: false }, 'fp32'], ['default (channels_last fp32)', {}, 'fp32'], ['channels_last bf16', {}, 'bf16']]) {
+  for (let [name, opts, precision] of [['fp32 NCHW', { channelsLast: false }, 'fp32'], ['channels_last fp32', {}, 'fp32'], ['default (channels_last, precision auto)', {}, undefined]]) {
     const m = await ResNet.create({ arch, ...opts });
     const infer = await timeit(() => m.forward(x, [batch, 3, 224, 224], { precision }));
     const train = precision === 'fp32' ? await timeit(() => m.sgdStep(x, [batch, 3, 224, 224], labels, 0.01)) : NaN;
+    if (precision === undefined) name += ` = ${m.precision('auto')}`;
     ours[name] = { infer, train };
     m.dispose();
   }

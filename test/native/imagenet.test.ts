@@ -18,7 +18,7 @@ test('squeezenet1_1 ImageNet weights reach top-1 >= 0.60 on imagenet-samples (re
       const n = Math.min(batch, labels.length - start);
       const buf = Buffer.alloc(n * per * 4);
       readSync(fd, buf, 0, buf.length, start * per * 4);
-      const out = await model.forward(new Float32Array(buf.buffer, buf.byteOffset, n * per), [n, 3, 224, 224]);
+      const out = await model.forward(new Float32Array(buf.buffer, buf.byteOffset, n * per), [n, 3, 224, 224], { precision: 'fp32' });
       for (let i = 0; i < n; i++) {
         let best = 0;
         for (let c = 1; c < 1000; c++) if (out.data[i * 1000 + c] > out.data[i * 1000 + best]) best = c;

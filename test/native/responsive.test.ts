@@ -1,25 +1,25 @@
-// The event loop keeps ticking while native work runs.
-import { ResNet } from '../../lib';
+// The event loop keeps ticking while native work runs. Measured in a plain Node process on the built package
+// (the jest sandbox adds its own pauses).
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT } from '../helpers';
 
-test('a 10 ms interval keeps firing (lag <= 50 ms) during a resnet50 forward of batch 16', async () => {
-  const model = await ResNet.create({ arch: 'resnet50' });
-  const input = new Float32Array(16 * 3 * 224 * 224).fill(0.5);
-  let last = performance.now();
-  let worst = 0;
-  let ticks = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    worst = Math.max(worst, now - last - 10);
-    last = now;
-    ticks++;
-  }, 10);
-  const t0 = performance.now();
-  const out = await model.forward(input, [16, 3, 224, 224]);
-  const elapsed = performance.now() - t0;
-  clearInterval(timer);
-  model.dispose();
-  expect(out.shape).toEqual([16, 1000]);
-  expect(elapsed).toBeGreaterThan(100); // real work happened while we measured
-  expect(ticks).toBeGreaterThan(elapsed / 10 / 3);
-  expect(worst).toBeLessThanOrEqual(50);
+function measure(kind: string): { maxLag: number; ticks: number; seconds: number } {
+  const out = execFileSync(process.execPath, [join(ROOT, 'test', 'scripts', 'lag.js'), kind], { encoding: 'utf8', cwd: ROOT });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+test('a 10 ms interval keeps firing (lag <= 50 ms) during a resnet50 forward of batch 16', () => {
+  const r = measure('forward');
+  console.log(`resnet50 forward batch 16: ${r.seconds.toFixed(2)} s, ${r.ticks} ticks, max lag ${r.maxLag.toFixed(1)} ms`);
+  expect(r.seconds).toBeGreaterThan(0.1); // real work happened while we measured
+  expect(r.ticks).toBeGreaterThan((r.seconds * 100) / 3);
+  expect(r.maxLag).toBeLessThanOrEqual(50);
+});
+
+test('a 10 ms interval keeps firing (lag <= 50 ms) during Trainer.fit', () => {
+  const r = measure('fit');
+  console.log(`fit (squeezenet1_1 full, 1 epoch + validation): ${r.seconds.toFixed(2)} s, ${r.ticks} ticks, max lag ${r.maxLag.toFixed(1)} ms`);
+  expect(r.ticks).toBeGreaterThan((r.seconds * 100) / 3);
+  expect(r.maxLag).toBeLessThanOrEqual(50);
 });

