@@ -226,30 +226,24 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     });
   }
 
-  Napi::Value SaveOptimizer(const Napi::CallbackInfo& info) {
+  // Runs fn(session, path) off the JS thread under the model's lock; resolves with undefined.
+  Napi::Value WithPath(const Napi::CallbackInfo& info, const char* name, void (*fn)(tl::TrainSession&, const std::string&)) {
     std::string path = info[0].As<Napi::String>().Utf8Value();
     auto s = session_;
     auto r = runner_;
     return PromiseWorker::Start(
-        info.Env(), "tl.saveOptimizer",
-        [s, r, path] {
+        info.Env(), name,
+        [s, r, path, fn] {
           std::lock_guard<std::mutex> lock(r->mutex());
-          s->save_optimizer(path);
+          fn(*s, path);
         },
         nullptr, {Value()});
   }
-
+  Napi::Value SaveOptimizer(const Napi::CallbackInfo& info) {
+    return WithPath(info, "tl.saveOptimizer", [](tl::TrainSession& s, const std::string& p) { s.save_optimizer(p); });
+  }
   Napi::Value LoadOptimizer(const Napi::CallbackInfo& info) {
-    std::string path = info[0].As<Napi::String>().Utf8Value();
-    auto s = session_;
-    auto r = runner_;
-    return PromiseWorker::Start(
-        info.Env(), "tl.loadOptimizer",
-        [s, r, path] {
-          std::lock_guard<std::mutex> lock(r->mutex());
-          s->load_optimizer(path);
-        },
-        nullptr, {Value()});
+    return WithPath(info, "tl.loadOptimizer", [](tl::TrainSession& s, const std::string& p) { s.load_optimizer(p); });
   }
 
   Napi::Value Trainable(const Napi::CallbackInfo& info) {

@@ -1,42 +1,11 @@
 #include "runtime/model_runner.h"
 
-#include <ATen/autocast_mode.h>
-
 #include "device.h"
 #include "io/checkpoint.h"
 #include "models/registry.h"
 
 namespace tl {
 namespace {
-
-// Autocast scoped to the calling thread (libtorch keeps it thread-local).
-class AutocastScope {
- public:
-  AutocastScope(const torch::Device& device, Precision p) {
-    if (p == Precision::FP32) return;
-    auto dtype = p == Precision::BF16 ? at::kBFloat16 : at::kHalf;
-    cuda_ = device.is_cuda();
-    if (cuda_) {
-      at::autocast::set_enabled(true);
-      at::autocast::set_autocast_gpu_dtype(dtype);
-    } else {
-      at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(dtype);
-    }
-    active_ = true;
-  }
-  ~AutocastScope() {
-    if (!active_) return;
-    if (cuda_)
-      at::autocast::set_enabled(false);
-    else
-      at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool active_ = false, cuda_ = false;
-};
 
 void to_channels_last(torch::nn::Module& m) {
   torch::NoGradGuard g;

@@ -4,10 +4,10 @@
 
 #include "io/state_dict.h"
 #include "models/classifier.h"
+#include "runtime/autocast.h"
 
 namespace tl {
 
-enum class Precision { FP32, BF16, FP16 };
 Precision parse_precision(const std::string& s);  // "fp32" | "bf16" | "fp16"
 
 struct ModelConfig {

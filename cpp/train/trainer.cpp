@@ -1,6 +1,5 @@
 #include "train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <c10/util/string_utils.h>
 
 #include "device.h"
@@ -9,32 +8,6 @@
 
 namespace tl {
 namespace {
-
-class Autocast {
- public:
-  Autocast(const torch::Device& d, Precision p) : on_(p != Precision::FP32), cuda_(d.is_cuda()) {
-    if (!on_) return;
-    auto dt = p == Precision::BF16 ? at::kBFloat16 : at::kHalf;
-    if (cuda_) {
-      at::autocast::set_enabled(true);
-      at::autocast::set_autocast_gpu_dtype(dt);
-    } else {
-      at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(dt);
-    }
-  }
-  ~Autocast() {
-    if (!on_) return;
-    if (cuda_)
-      at::autocast::set_enabled(false);
-    else
-      at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool on_, cuda_;
-};
 
 bool is_norm_or_bias(const std::string& name, const torch::Tensor& p) { return p.dim() <= 1; }
 
@@ -146,7 +119,7 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   set_train_mode();
   torch::Tensor logits;
   {
-    Autocast ac(runner_->device(), cfg_.precision);
+    AutocastScope ac(runner_->device(), cfg_.precision);
     logits = head_only ? model->head(x) : model->forward(x);
   }
   logits = logits.to(torch::kFloat32);
@@ -180,7 +153,7 @@ int64_t TrainSession::cache_batch(const Batch& batch, int view) {
   {
     c10::InferenceMode guard;
     set_train_mode();  // frozen BatchNorm is in eval mode: the same features a training step computes
-    Autocast ac(runner_->device(), cfg_.precision);
+    AutocastScope ac(runner_->device(), cfg_.precision);
     feats = model->backbone(runner_->prepare(batch.images));
   }
   // Leave inference mode: cached tensors are inputs of autograd graphs later.
@@ -232,7 +205,7 @@ int64_t TrainSession::cache_eval_batch(const Batch& batch) {
   {
     c10::InferenceMode guard;
     model->eval();
-    Autocast ac(runner_->device(), cfg_.precision);
+    AutocastScope ac(runner_->device(), cfg_.precision);
     feats = model->backbone(runner_->prepare(batch.images));
   }
   Batch meta;
@@ -250,7 +223,7 @@ EvalResult TrainSession::eval_cached(std::vector<int64_t>* indices) {
   model->eval();
   std::vector<torch::Tensor> logits, labels;
   for (auto& entry : eval_cache_) {
-    Autocast ac(runner_->device(), cfg_.precision);
+    AutocastScope ac(runner_->device(), cfg_.precision);
     logits.push_back(model->head(entry.first).to(torch::kFloat32));
     labels.push_back(entry.second.labels);
     indices->insert(indices->end(), entry.second.indices.begin(), entry.second.indices.end());
@@ -286,7 +259,7 @@ EvalResult TrainSession::eval(const Batch& batch, bool hflip_tta) {
   auto x = runner_->prepare(batch.images);
   torch::Tensor logits;
   {
-    Autocast ac(runner_->device(), cfg_.precision);
+    AutocastScope ac(runner_->device(), cfg_.precision);
     logits = model->forward(x).to(torch::kFloat32);
     if (hflip_tta) logits = (logits + model->forward(x.flip({3})).to(torch::kFloat32)) / 2;
   }
