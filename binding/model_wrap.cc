@@ -189,13 +189,14 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
     auto precision = tl::parse_precision(get_string(o, "precision", "fp32"));
     int64_t batch = static_cast<int64_t>(get_number(o, "batchSize", 16));
     int workers = static_cast<int>(get_number(o, "workers", 2));
+    bool tta = get_bool(o, "tta", false);
     auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
     auto out = std::make_shared<std::vector<tl::Prediction>>();
     return PromiseWorker::Start(
         env, "tl.predict",
-        [r, ds, topk, precision, batch, workers, out] {
+        [r, ds, topk, precision, batch, workers, tta, out] {
           std::lock_guard<std::mutex> lock(r->mutex());
-          *out = tl::predict(*r, ds, topk, precision, batch, workers);
+          *out = tl::predict(*r, ds, topk, precision, batch, workers, tta);
         },
         [out](Napi::Env e) -> Napi::Value {
           Napi::Array a = Napi::Array::New(e, out->size());

@@ -83,6 +83,14 @@ export interface PredictOptions {
   batchSize?: number;
   /** Decompression-bomb guard in pixels. Default PIL's limit. */
   maxPixels?: number;
+  /**
+   * JPEG DCT-domain downscaling (see `DatasetOptions.fastDecodeMinSide`). Default: the transform's first resize
+   * (256 for the eval preset), so decoding never goes below what the resize keeps. Measured on imagenet-samples
+   * with squeezenet1_1: top-1 0.617 → 0.616, predict 18.7 s → 12.1 s for 1000 photos. 0 turns it off.
+   */
+  fastDecodeMinSide?: number;
+  /** Horizontal-flip test-time augmentation (logits averaged). Default false. */
+  tta?: boolean;
 }
 
 export interface ForwardOptions {
@@ -313,7 +321,7 @@ export class Model {
     const items = single ? [input] : input;
     if (items.length === 0) return [];
     const o = v.plainObject('options', options);
-    v.knownKeys('options', o, ['topk', 'transform', 'precision', 'batchSize', 'maxPixels']);
+    v.knownKeys('options', o, ['topk', 'transform', 'precision', 'batchSize', 'maxPixels', 'fastDecodeMinSide', 'tta']);
     const topk = options.topk === undefined ? Math.min(5, this.numClasses) : v.positiveInt('topk', options.topk);
     const transform = options.transform ?? Transform.imagenetEval();
     if (!(transform instanceof Transform)) throw v.invalid('transform', 'Transform', transform);
@@ -330,9 +338,13 @@ export class Model {
         buffers.push(it);
       } else throw v.invalid(single ? 'input' : `inputs[${i}]`, 'file path or Buffer', it);
     });
-    const decode = { maxPixels: options.maxPixels === undefined ? undefined : v.positiveInt('maxPixels', options.maxPixels) };
+    const decode = {
+      maxPixels: options.maxPixels === undefined ? undefined : v.positiveInt('maxPixels', options.maxPixels),
+      fastDecodeMinSide: options.fastDecodeMinSide === undefined ? resizeFloor(transform) : v.nonNegativeInt('fastDecodeMinSide', options.fastDecodeMinSide),
+    };
+    const tta = options.tta === undefined ? false : v.bool('tta', options.tta);
     const json = JSON.stringify(transform.ops);
-    const raw = await this.enqueue((h) => h.predict({ paths, buffers }, json, decode, { topk, precision, batchSize, workers: getNumThreads() }));
+    const raw = await this.enqueue((h) => h.predict({ paths, buffers }, json, decode, { topk, precision, batchSize, workers: getNumThreads(), tta }));
     const out = raw.map((r) =>
       Array.from(r.index, (index, j) => ({ index, label: this.classes?.[index] ?? String(index), probability: r.probability[j] })),
     );
@@ -367,6 +379,12 @@ export class Model {
     this.handle = null;
     if (h) void this.queue.then(() => h.dispose());
   }
+}
+
+/** Shorter side a JPEG may be DCT-downscaled to when the pipeline starts with a resize (0: no safe floor). */
+function resizeFloor(t: Transform): number {
+  const first = t.ops[0];
+  return first && first.op === 'resize' ? Math.max(...first.size) : 0;
 }
 
 let resnetCtor: typeof Model | undefined;

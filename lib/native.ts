@@ -36,7 +36,7 @@ export interface NativeModel {
   stateDict(): Promise<Record<string, TensorData>>;
   parameterCount(): number;
   info(): NativeModelInfo;
-  predict(samples: NativeSamples, transform: string, decode: NativeDecodeOptions, opts: { topk: number; precision: string; batchSize: number; workers: number }): Promise<{ index: Int32Array; probability: Float32Array }[]>;
+  predict(samples: NativeSamples, transform: string, decode: NativeDecodeOptions, opts: { topk: number; precision: string; batchSize: number; workers: number; tta: boolean }): Promise<{ index: Int32Array; probability: Float32Array }[]>;
   dispose(): void;
 }
 

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DataLoader } from './data';
 import { CheckpointError, InvalidOptionError } from './errors';
@@ -261,6 +262,8 @@ export class Trainer extends EventEmitter {
     let lrScale = 1;
     const dir = o.checkpointDir ? resolve(o.checkpointDir) : undefined;
     if (dir) mkdirSync(dir, { recursive: true });
+    // Early stopping restores the best weights; without a checkpoint folder they are kept in a temporary one.
+    const bestDir = dir ?? (o.earlyStopping && (o.earlyStopping.restoreBest ?? true) ? mkdtempSync(join(tmpdir(), 'torch-resnet-tl-best-')) : undefined);
 
     if (o.resumeFrom) {
       const rdir = resolve(o.resumeFrom);
@@ -411,9 +414,9 @@ export class Trainer extends EventEmitter {
       if (improved) {
         best = { epoch, value };
         badEpochs = 0;
-        if (dir) {
-          await this.model.save(join(dir, 'best.pth'));
-          this.emit('checkpoint', { kind: 'best', path: join(dir, 'best.pth') });
+        if (bestDir) {
+          await this.model.save(join(bestDir, 'best.pth'));
+          if (dir) this.emit('checkpoint', { kind: 'best', path: join(dir, 'best.pth') });
         }
       } else {
         badEpochs++;
@@ -438,7 +441,8 @@ export class Trainer extends EventEmitter {
       this.emit('epochEnd', record);
       if (o.earlyStopping && badEpochs >= o.earlyStopping.patience) stoppedEarly = true;
     }
-    if (stoppedEarly && (o.earlyStopping?.restoreBest ?? true) && dir && best) await this.model.loadWeights(join(dir, 'best.pth'));
+    if (stoppedEarly && (o.earlyStopping?.restoreBest ?? true) && bestDir && best) await this.model.loadWeights(join(bestDir, 'best.pth'));
+    if (bestDir && !dir) rmSync(bestDir, { recursive: true, force: true });
     return { history, best, stoppedEarly, aborted };
   }
 

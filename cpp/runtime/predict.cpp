@@ -5,7 +5,7 @@
 namespace tl {
 
 std::vector<Prediction> predict(ModelRunner& runner, std::shared_ptr<const ImageDataset> images, int64_t topk,
-                                Precision precision, int64_t batch_size, int workers) {
+                                Precision precision, int64_t batch_size, int workers, bool hflip_tta) {
   LoaderConfig cfg;
   cfg.batch_size = batch_size;
   cfg.workers = workers;
@@ -15,7 +15,9 @@ std::vector<Prediction> predict(ModelRunner& runner, std::shared_ptr<const Image
   Batch batch;
   const int64_t k = std::min<int64_t>(topk, runner.config().num_classes);
   while (loader.next(&batch)) {
-    auto probs = torch::softmax(runner.forward(batch.images, precision, false), 1);
+    auto logits = runner.forward(batch.images, precision, false);
+    if (hflip_tta) logits = (logits + runner.forward(batch.images.flip({3}), precision, false)) / 2;
+    auto probs = torch::softmax(logits, 1);
     auto top = probs.topk(k, 1);
     auto values = std::get<0>(top).contiguous();
     auto indices = std::get<1>(top).contiguous();

@@ -11,7 +11,7 @@ struct Prediction {
 };
 
 std::vector<Prediction> predict(ModelRunner& runner, std::shared_ptr<const ImageDataset> images, int64_t topk,
-                                Precision precision, int64_t batch_size, int workers);
+                                Precision precision, int64_t batch_size, int workers, bool hflip_tta = false);
 
 // One sample through a transform spec (deterministic for a given seed): for inspection and parity checks.
 torch::Tensor transform_sample(const Sample& sample, const TransformSpec& spec, uint64_t seed, const DecodeOptions& decode);
