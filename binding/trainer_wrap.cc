@@ -10,12 +10,24 @@
 namespace tlb {
 namespace {
 
+// {lossSum, logits: {data, shape}, labels: Int32Array}
+Napi::Object eval_to_js(Napi::Env e, const tl::EvalResult& r) {
+  Napi::Object o = Napi::Object::New(e);
+  o.Set("lossSum", r.loss_sum);
+  o.Set("logits", tensor_to_js(e, r.logits));
+  auto labels = Napi::Int32Array::New(e, r.labels.numel());
+  auto acc = r.labels.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < r.labels.numel(); ++i) labels[i] = static_cast<int32_t>(acc[i]);
+  o.Set("labels", labels);
+  return o;
+}
+
 class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeTrainer",
                        {InstanceMethod("step", &TrainerWrap::Step), InstanceMethod("eval", &TrainerWrap::Eval),
-                        InstanceMethod("setLrs", &TrainerWrap::SetLrs), InstanceMethod("setTrainFrom", &TrainerWrap::SetTrainFrom),
+                        InstanceMethod("setTrainFrom", &TrainerWrap::SetTrainFrom),
                         InstanceMethod("saveOptimizer", &TrainerWrap::SaveOptimizer),
                         InstanceMethod("loadOptimizer", &TrainerWrap::LoadOptimizer),
                         InstanceMethod("trainableParameters", &TrainerWrap::Trainable),
@@ -63,13 +75,17 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     Napi::Env env = info.Env();
     auto batch = BatchWrap::FromValue(info[0]);
     if (!batch) throw Napi::TypeError::New(env, "step expects a batch from a DataLoader");
+    // Learning rates travel with the step and are applied under the model's lock on the worker thread.
+    const double head_lr = info[1].As<Napi::Number>().DoubleValue();
+    const double backbone_lr = info[2].As<Napi::Number>().DoubleValue();
     auto s = session_;
     auto r = runner_;
     auto out = std::make_shared<tl::StepResult>();
     return PromiseWorker::Start(
         env, "tl.trainStep",
-        [s, r, batch, out] {
+        [s, r, batch, out, head_lr, backbone_lr] {
           std::lock_guard<std::mutex> lock(r->mutex());
+          s->set_lrs(head_lr, backbone_lr);
           *out = s->step(*batch);
         },
         [out](Napi::Env e) -> Napi::Value {
@@ -97,15 +113,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
           std::lock_guard<std::mutex> lock(r->mutex());
           *out = s->eval(*batch, tta);
         },
-        [out](Napi::Env e) -> Napi::Value {
-          Napi::Object o = Napi::Object::New(e);
-          o.Set("lossSum", out->loss_sum);
-          o.Set("logits", tensor_to_js(e, out->logits));
-          auto labels = Napi::Int32Array::New(e, out->labels.numel());
-          for (int64_t i = 0; i < out->labels.numel(); ++i) labels[i] = static_cast<int32_t>(out->labels[i].item<int64_t>());
-          o.Set("labels", labels);
-          return o;
-        },
+        [out](Napi::Env e) -> Napi::Value { return eval_to_js(e, *out); },
         {Value(), info[0].As<Napi::Object>()});
   }
 
@@ -191,13 +199,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
           *out = s->eval_cached(idx.get());
         },
         [out, idx](Napi::Env e) -> Napi::Value {
-          Napi::Object o = Napi::Object::New(e);
-          o.Set("lossSum", out->loss_sum);
-          o.Set("logits", tensor_to_js(e, out->logits));
-          auto labels = Napi::Int32Array::New(e, out->labels.numel());
-          auto acc = out->labels.accessor<int64_t, 1>();
-          for (int64_t i = 0; i < out->labels.numel(); ++i) labels[i] = static_cast<int32_t>(acc[i]);
-          o.Set("labels", labels);
+          Napi::Object o = eval_to_js(e, *out);
           Napi::Array ind = Napi::Array::New(e, idx->size());
           for (size_t i = 0; i < idx->size(); ++i) ind.Set(static_cast<uint32_t>(i), Napi::Number::New(e, static_cast<double>((*idx)[i])));
           o.Set("indices", ind);
@@ -209,12 +211,6 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value ClearCache(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(runner_->mutex());
     session_->clear_cache();
-    return info.Env().Undefined();
-  }
-
-  Napi::Value SetLrs(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> lock(runner_->mutex());
-    session_->set_lrs(info[0].As<Napi::Number>().DoubleValue(), info[1].As<Napi::Number>().DoubleValue());
     return info.Env().Undefined();
   }
 

@@ -111,9 +111,8 @@ export interface NativeTrainerConfig {
 }
 
 export interface NativeTrainer {
-  step(batch: NativeBatch): Promise<{ loss: number; correct: number; count: number; stepped: boolean }>;
+  step(batch: NativeBatch, headLr: number, backboneLr: number): Promise<{ loss: number; correct: number; count: number; stepped: boolean }>;
   eval(batch: NativeBatch, tta: boolean): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array }>;
-  setLrs(head: number, backbone: number): void;
   setTrainFrom(stage: number): number;
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;

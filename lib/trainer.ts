@@ -285,6 +285,11 @@ export class Trainer extends EventEmitter {
       start = st.epoch;
     }
 
+    /** Learning rates of step `step` of `epoch`: schedule multiplier, unfreeze scale, schedule floor. */
+    const lrsAt = (epoch: number, step: number) => {
+      const scale = scheduler.at(epoch, step);
+      return { head: Math.max(scheduler.floor(), this.lr * scale), backbone: Math.max(scheduler.floor(), this.backboneLr * scale * lrScale) };
+    };
     const signal = o.signal;
     let aborted = false;
     let stoppedEarly = false;
@@ -340,11 +345,10 @@ export class Trainer extends EventEmitter {
       }
       if (cached) {
         const steps = train.length;
-        const plan: [number, number][] = [];
-        for (let k = 0; k < steps; k++) {
-          const scale = scheduler.at(epoch, k);
-          plan.push([Math.max(scheduler.floor(), this.lr * scale), Math.max(scheduler.floor(), this.backboneLr * scale * lrScale)]);
-        }
+        const plan = Array.from({ length: steps }, (_, k) => {
+          const l = lrsAt(epoch, k);
+          return [l.head, l.backbone] as [number, number];
+        });
         const r = await this.model._run(() =>
           nt.trainCachedEpoch({ epoch, datasetSize: train.dataset.length, batchSize: train.batchSize, shuffle: train.shuffle, dropLast: train.dropLast, seed: train.seed, views, lrs: plan }),
         );
@@ -360,12 +364,9 @@ export class Trainer extends EventEmitter {
           aborted = true;
           break;
         }
-        const scale = scheduler.at(epoch, step);
-        lrs = { head: Math.max(scheduler.floor(), this.lr * scale), backbone: Math.max(scheduler.floor(), this.backboneLr * scale * lrScale) };
-        const r = await this.model._run(async () => {
-          nt.setLrs(lrs.head, lrs.backbone);
-          return nt.step(batch.native);
-        });
+        lrs = lrsAt(epoch, step);
+        const { head, backbone } = lrs;
+        const r = await this.model._run(() => nt.step(batch.native, head, backbone));
         lossSum += r.loss * r.count;
         correct += r.correct;
         count += r.count;

@@ -97,17 +97,23 @@ Batch Loader::build(int64_t b) {
   Batch batch;
   const int64_t begin = b * cfg_.batch_size;
   const int64_t end = std::min<int64_t>(begin + cfg_.batch_size, static_cast<int64_t>(order_.size()));
-  std::vector<torch::Tensor> imgs;
   std::vector<int64_t> labels;
+  torch::Tensor first;  // shape reference; samples are written straight into the batch tensor
   for (int64_t k = begin; k < end; ++k) {
     const int64_t idx = order_[k];
     SampleRng rng(cfg_.seed, epoch_, static_cast<uint64_t>(idx));
     try {
       auto img = dataset_->load(static_cast<size_t>(idx), rng, cache_.get());
-      if (!imgs.empty() && img.sizes() != imgs.front().sizes())
+      if (!first.defined()) {
+        first = img;
+        std::vector<int64_t> shape{end - begin};
+        for (auto d : img.sizes()) shape.push_back(d);
+        batch.images = torch::empty(shape, torch::kFloat32);
+      } else if (img.sizes() != first.sizes()) {
         throw DatasetError(dataset_->sample(idx).path + ": transformed to size " + shape_of(img) + " but the batch holds " +
-                           shape_of(imgs.front()) + "; add a resize/crop so that every sample has one size");
-      imgs.push_back(img.to(torch::kFloat32));
+                           shape_of(first) + "; add a resize/crop so that every sample has one size");
+      }
+      batch.images[static_cast<int64_t>(labels.size())].copy_(img);  // converts uint8 pipelines to float too
       labels.push_back(dataset_->sample(idx).label);
       batch.indices.push_back(idx);
     } catch (const ImageError& e) {
@@ -115,12 +121,12 @@ Batch Loader::build(int64_t b) {
       batch.skipped.push_back(Skipped{dataset_->sample(idx).path, e.what()});
     }
   }
-  if (imgs.empty()) {
+  if (labels.empty()) {
     batch.images = torch::empty({0, 3, 0, 0});
     batch.labels = torch::empty({0}, torch::kInt64);
     return batch;
   }
-  batch.images = torch::stack(imgs);
+  if (static_cast<int64_t>(labels.size()) < end - begin) batch.images = batch.images.narrow(0, 0, static_cast<int64_t>(labels.size()));
   batch.labels = torch::tensor(labels, torch::kInt64);
   const auto& mix = cfg_.mix;
   if (mix.num_classes > 0 && (mix.mixup_alpha > 0 || mix.cutmix_alpha > 0)) {
