@@ -223,6 +223,28 @@ Napi::Value TransformImage(const Napi::CallbackInfo& info) {
   });
 }
 
+// encodeJpeg(data Uint8Array [C*H*W planar], [C, H, W], quality) -> Promise<Buffer>
+Napi::Value EncodeJpeg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    auto arr = info[0].As<Napi::Uint8Array>();
+    auto shape = info[1].As<Napi::Array>();
+    if (shape.Length() != 3) throw std::invalid_argument("encodeJpeg expects a [C, H, W] shape");
+    int64_t c = shape.Get(0u).As<Napi::Number>().Int64Value(), h = shape.Get(1u).As<Napi::Number>().Int64Value(),
+            w = shape.Get(2u).As<Napi::Number>().Int64Value();
+    if (c <= 0 || h <= 0 || w <= 0 || static_cast<size_t>(c * h * w) != arr.ElementLength())
+      throw std::invalid_argument("encodeJpeg: data length does not match the shape");
+    int quality = info[2].As<Napi::Number>().Int32Value();
+    // Copy before going async: the JS buffer may be reused.
+    auto img = torch::empty({c, h, w}, torch::kUInt8);
+    std::memcpy(img.data_ptr<uint8_t>(), arr.Data(), arr.ElementLength());
+    auto out = std::make_shared<std::vector<uint8_t>>();
+    return PromiseWorker::Start(
+        env, "tl.encodeJpeg", [img, quality, out] { *out = tl::encode_jpeg(img, quality); },
+        [out](Napi::Env e) -> Napi::Value { return Napi::Buffer<uint8_t>::Copy(e, out->data(), out->size()); });
+  });
+}
+
 }  // namespace
 
 void InitData(Napi::Env env, Napi::Object exports) {
@@ -230,6 +252,7 @@ void InitData(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeLoader", LoaderWrap::Init(env));
   exports.Set("scanImageFolder", Napi::Function::New(env, ScanImageFolder));
   exports.Set("transformImage", Napi::Function::New(env, TransformImage));
+  exports.Set("encodeJpeg", Napi::Function::New(env, EncodeJpeg));
 }
 
 }  // namespace tlb

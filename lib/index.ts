@@ -25,3 +25,9 @@ export type { TrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, BatchEn
 export { Scheduler } from './schedule';
 export type { Schedule } from './schedule';
 export type { EvalReport, ClassMetrics } from './metrics';
+export { encodeJpeg, thumbnailJpeg } from './image';
+export type { RgbImage } from './image';
+export { makeSyntheticDataset, drawSynthetic, SYNTHETIC_CLASSES } from './synthetic';
+export type { SyntheticOptions } from './synthetic';
+export { writeRunReport, renderRunReport, renderExperimentReport } from './report';
+export type { RunSummary, ExperimentRow } from './report';

@@ -132,6 +132,7 @@ export interface NativeAddon {
   NativeLoader: new (samples: NativeSamples, transform: string, decode: NativeDecodeOptions, config: NativeLoaderConfig) => NativeLoader;
   scanImageFolder(root: string, extensions?: string[]): Promise<{ classes: string[]; paths: string[]; labels: Int32Array; skipped: { path: string; reason: string }[] }>;
   transformImage(samples: NativeSamples, transform: string, seed: number, decode: NativeDecodeOptions): Promise<TensorData & { dtype: string }>;
+  encodeJpeg(data: Uint8Array, shape: number[], quality: number): Promise<Buffer>;
   createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean }): Promise<NativeModel>;
   readCheckpoint(path: string): Promise<{ keys: string[]; tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   readCheckpointMetadata(path: string): Promise<Record<string, string>>;

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # One-step set-up for a fresh Debian 12 machine, idempotent and quick when everything is present:
-# system packages (libtorch, decoders, the Python parity peer), npm ci, the native build, the TypeScript build.
+# system packages (libtorch, decoders), npm ci, the native build, the TypeScript build. With --test (npm test and
+# the benchmarks) also the Python parity peer (Debian's torch + torchvision), Chromium for the report check, and the
+# reference fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TEST=0
+[ "${1:-}" = "--test" ] && TEST=1
 
 need_pkgs=()
-pkgs=(build-essential cmake libtorch-dev libturbojpeg0-dev libpng-dev nlohmann-json3-dev python3-torch python3-torchvision python3-pil)
+pkgs=(build-essential cmake libtorch-dev libturbojpeg0-dev libpng-dev nlohmann-json3-dev)
+[ "$TEST" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-pil chromium)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
@@ -30,10 +35,12 @@ if [ ! -f "$addon" ] || [ -n "$(find cpp binding CMakeLists.txt -newer "$addon" 
 fi
 
 # TypeScript build (CommonJS + ESM) when sources changed.
-if [ ! -f dist/cjs/index.js ] || [ -n "$(find lib tsconfig*.json scripts/build-ts.mjs -newer dist/cjs/index.js -print -quit)" ]; then
+if [ ! -f dist/cjs/index.js ] || [ -n "$(find lib examples tsconfig*.json scripts/build-ts.mjs -newer dist/cjs/index.js -print -quit)" ]; then
   echo "[setup] compiling TypeScript"
   node scripts/build-ts.mjs
 fi
+
+[ "$TEST" = 1 ] || exit 0
 
 # Reference fixtures from Debian's torchvision (the parity peer); regenerated when the generator changes.
 fx=.fixtures/parity

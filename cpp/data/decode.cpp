@@ -194,4 +194,36 @@ torch::Tensor decode_file(const std::string& path, const DecodeOptions& opts) {
   return decode_image(buf.data(), buf.size(), opts, path);
 }
 
+std::vector<uint8_t> encode_jpeg(const torch::Tensor& chw, int quality) {
+  if (chw.scalar_type() != torch::kUInt8 || chw.dim() != 3 || (chw.size(0) != 3 && chw.size(0) != 1))
+    throw std::invalid_argument("encode_jpeg expects a uint8 tensor [3|1, H, W]");
+  if (quality < 1 || quality > 100) throw std::invalid_argument("JPEG quality must be in 1..100");
+#ifdef TL_HAVE_TURBOJPEG
+  const bool grey = chw.size(0) == 1;
+  const int h = static_cast<int>(chw.size(1)), w = static_cast<int>(chw.size(2));
+  auto hwc = chw.permute({1, 2, 0}).contiguous();
+  struct Compressor {
+    tjhandle h = tjInitCompress();
+    ~Compressor() {
+      if (h) tjDestroy(h);
+    }
+  } tj;
+  if (!tj.h) throw ImageError("cannot initialise the libjpeg-turbo encoder");
+  unsigned char* out = nullptr;
+  unsigned long size = 0;
+  if (tjCompress2(tj.h, hwc.data_ptr<uint8_t>(), w, 0, h, grey ? TJPF_GRAY : TJPF_RGB, &out, &size, grey ? TJSAMP_GRAY : TJSAMP_420,
+                  quality, TJFLAG_ACCURATEDCT) != 0) {
+    std::string msg = tjGetErrorStr2(tj.h);
+    if (out) tjFree(out);
+    throw ImageError("JPEG encoding failed: " + msg);
+  }
+  std::vector<uint8_t> bytes(out, out + size);
+  tjFree(out);
+  return bytes;
+#else
+  (void)quality;
+  throw ImageError("this build has no libjpeg-turbo: JPEG encoding is unavailable");
+#endif
+}
+
 }  // namespace tl

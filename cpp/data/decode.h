@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace tl {
 
@@ -23,5 +24,8 @@ struct DecodeOptions {
 // Returns a uint8 tensor [3, H, W]. `what` names the source (file path) in error messages.
 torch::Tensor decode_image(const uint8_t* data, size_t size, const DecodeOptions& opts, const std::string& what);
 torch::Tensor decode_file(const std::string& path, const DecodeOptions& opts);
+
+// Encodes a uint8 tensor [3, H, W] (RGB) or [1, H, W] (grey) as a baseline JPEG of the given quality (1..100).
+std::vector<uint8_t> encode_jpeg(const torch::Tensor& chw, int quality);
 
 }  // namespace tl

@@ -1,0 +1,421 @@
+#!/usr/bin/env node
+// The `torch-resnet-tl` command line: train, eval, predict, export, info, demo, experiment.
+// Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or options, 3 bad input (data, checkpoint, weights
+// file), 4 device unavailable, 130 interrupted (Ctrl-C; the last checkpoint stays consistent).
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { DataLoader, ImageFolder } from '../data';
+import { devices, getNumThreads, setNumThreads, version } from '../device';
+import { InvalidOptionError, TorchResNetError } from '../errors';
+import { ARCHS, Arch, Model } from '../model';
+import { ExperimentRow, renderExperimentReport, writeFileAtomic } from '../report';
+import { makeSyntheticDataset } from '../synthetic';
+import { Trainer, TrainerOptions } from '../trainer';
+import { Transform } from '../transform';
+import { makeOutput, Output, table } from './progress';
+import { evalTransform, RunConfig, splitConfig, trainRun } from './run';
+
+const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, device: 4, interrupted: 130 } as const;
+
+const int = (min: number) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`Expected an integer >= ${min}.`);
+  return n;
+};
+const positive = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('Expected a positive number.');
+  return n;
+};
+const archList = (value: string): Arch[] => {
+  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const a of list) if (!ARCHS.includes(a as Arch)) throw new InvalidArgumentError(`Unknown arch ${JSON.stringify(a)}; choose from ${ARCHS.join(', ')}.`);
+  if (!list.length) throw new InvalidArgumentError('Expected at least one arch.');
+  return list as Arch[];
+};
+const EXP_STRATEGIES = ['scratch', 'feature-extract', 'partial', 'full'] as const;
+const strategyList = (value: string): string[] => {
+  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of list) if (!(EXP_STRATEGIES as readonly string[]).includes(s)) throw new InvalidArgumentError(`Unknown strategy ${JSON.stringify(s)}; choose from ${EXP_STRATEGIES.join(', ')}.`);
+  return list;
+};
+const weightsArg = (value: string): string | null => (value === 'none' || value === 'null' ? null : value);
+
+function exitCodeOf(e: unknown): number {
+  const code = (e as { code?: string }).code;
+  if (code === 'ERR_INVALID_OPTION') return EXIT.usage;
+  if (code === 'ERR_DATASET' || code === 'ERR_CHECKPOINT' || code === 'ERR_WEIGHTS' || code === 'ENOENT') return EXIT.input;
+  if (code === 'ERR_DEVICE') return EXIT.device;
+  return EXIT.failure;
+}
+
+/** Ctrl-C stops training at the next step boundary; a second Ctrl-C exits at once. */
+function interruptSignal(out: Output): AbortSignal {
+  const ac = new AbortController();
+  process.once('SIGINT', () => {
+    out.log('interrupted: stopping at the next step (Ctrl-C again to exit now)');
+    ac.abort();
+    process.once('SIGINT', () => process.exit(EXIT.interrupted));
+  });
+  return ac.signal;
+}
+
+function readConfig(path: string | undefined): { run: Partial<RunConfig>; trainer: TrainerOptions } {
+  if (!path) return { run: {}, trainer: {} };
+  let obj: unknown;
+  try {
+    obj = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new InvalidOptionError('config', `Cannot read --config ${path}: ${(e as Error).message}`);
+  }
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new InvalidOptionError('config', `--config ${path} must hold a JSON object`);
+  return splitConfig(obj as Record<string, unknown>, path);
+}
+
+function print(out: Output, human: () => string, json: () => unknown): void {
+  if (out.json) process.stdout.write(`${JSON.stringify(json(), null, 1)}\n`);
+  else if (!out.quiet) process.stdout.write(`${human()}\n`);
+}
+
+const pct = (x: number | null | undefined) => (x === null || x === undefined ? '–' : `${(100 * x).toFixed(1)}%`);
+
+function historyTable(r: Awaited<ReturnType<typeof trainRun>>): string {
+  return table(
+    ['epoch', 'loss', 'acc', 'val loss', 'val acc', 'lr', 'seconds'],
+    r.summary.history.map((h) => [h.epoch + 1, h.loss.toFixed(4), pct(h.accuracy), h.valLoss?.toFixed(4) ?? '–', pct(h.valAccuracy), h.lr.head.toExponential(2), h.seconds.toFixed(1)]),
+  );
+}
+
+/** Finds `<arch>*.pth|.safetensors` in a folder of weight files (e.g. `squeezenet1_1-imagenet.pth`). */
+function weightsInDir(dir: string, arch: string): string | undefined {
+  if (!existsSync(dir)) throw new InvalidOptionError('weights-dir', `--weights-dir ${dir}: no such folder`);
+  const f = readdirSync(dir)
+    .filter((n) => (n.startsWith(`${arch}-`) || n.startsWith(`${arch}.`)) && /\.(pth|safetensors)$/.test(n))
+    .sort()[0];
+  return f ? join(dir, f) : undefined;
+}
+
+function commonTrainOptions(cmd: Command): Command {
+  return cmd
+    .option('--epochs <n>', 'epochs', int(1))
+    .option('--batch-size <n>', 'batch size (default 32)', int(1))
+    .option('--lr <x>', 'head learning rate (default 1e-3)', positive)
+    .option('--backbone-lr <x>', 'learning rate of trainable layers before the head (default lr/10)', positive)
+    .addOption(new Option('--optimizer <name>', 'optimizer (default adam)').choices(['sgd', 'adam', 'adamw', 'rmsprop']))
+    .addOption(new Option('--precision <p>', "'auto' = bf16 autocast where the CPU has BF16 (default)").choices(['auto', 'fp32', 'bf16']))
+    .option('--image-size <n>', 'training crop size (default 224)', int(16))
+    .option('--workers <n>', 'data-loading threads (default: cores)', int(1))
+    .option('--seed <n>', 'seed of initialisation, shuffling and augmentation (default 0)', int(0));
+}
+
+export function buildProgram(): Command {
+  const program = new Command('torch-resnet-tl')
+    .description('ResNet transfer learning on libtorch, from the command line')
+    .version(require('../../../package.json').version as string)
+    .option('--json', 'machine-readable output on stdout (progress lines go to stderr)')
+    .option('--quiet', 'no progress output')
+    .option('--threads <n>', 'intra-op threads (default: all cores)', int(1))
+    .showSuggestionAfterError(true)
+    .exitOverride();
+
+  const out = () => makeOutput(!!program.opts().json, !!program.opts().quiet);
+  program.hook('preAction', () => {
+    const t = program.opts().threads as number | undefined;
+    if (t) setNumThreads(t);
+  });
+
+  commonTrainOptions(
+    program
+      .command('train')
+      .description('fine-tune a model on an image folder (train/ and val/, one sub-folder per class) and write a run directory')
+      .option('--data <root>', 'folder with train/ (and val/)')
+      .addOption(new Option('--arch <name>', 'architecture (default resnet18)').choices(ARCHS as unknown as string[]))
+      .option('--weights <w>', "IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file | none (default DEFAULT)", weightsArg)
+      .addOption(new Option('--strategy <s>', 'which layers train (default feature-extract with weights, else full)').choices(['feature-extract', 'partial', 'full']))
+      .option('--train-from <stage>', "first trainable stage for --strategy partial (e.g. layer3)")
+      .option('--out <dir>', 'run directory (default runs/<time>)')
+      .option('--config <file>', 'JSON file with the TS option names (CLI flags override it)'),
+  ).action(async (o) => {
+    const output = out();
+    const cfg = readConfig(o.config);
+    const trainer: TrainerOptions = { ...cfg.trainer };
+    const set = <K extends keyof TrainerOptions>(k: K, val: TrainerOptions[K] | undefined) => {
+      if (val !== undefined) trainer[k] = val;
+    };
+    set('epochs', o.epochs);
+    set('lr', o.lr);
+    set('backboneLr', o.backboneLr);
+    set('optimizer', o.optimizer);
+    set('precision', o.precision);
+    set('strategy', o.strategy);
+    set('trainFrom', o.trainFrom);
+    set('seed', o.seed);
+    const data = o.data ?? cfg.run.data;
+    if (!data) throw new InvalidOptionError('data', 'train needs --data <root with train/ and val/> (or "data" in --config)');
+    const run: RunConfig = {
+      ...cfg.run,
+      data,
+      out: o.out ?? cfg.run.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-')),
+      arch: o.arch ?? cfg.run.arch ?? 'resnet18',
+      weights: o.weights !== undefined ? o.weights : cfg.run.weights !== undefined ? cfg.run.weights : 'DEFAULT',
+      imageSize: o.imageSize ?? cfg.run.imageSize ?? 224,
+      batchSize: o.batchSize ?? cfg.run.batchSize ?? 32,
+      workers: o.workers ?? cfg.run.workers,
+      trainer,
+    };
+    const r = await trainRun(run, output, interruptSignal(output));
+    print(
+      output,
+      () => `${historyTable(r)}\n\nval accuracy ${pct(r.summary.evaluation?.accuracy)} (best weights ${r.bestWeights}); report ${r.reportPath}`,
+      () => ({ ...r.summary, misclassified: r.summary.misclassified.map(({ thumbnail, ...m }) => m), reportPath: r.reportPath }),
+    );
+  });
+
+  program
+    .command('eval')
+    .description('evaluate a saved model on an image folder (its val/ when present)')
+    .requiredOption('--model <file>', 'a .pth/.safetensors saved by torch-resnet-tl')
+    .requiredOption('--data <dir>', 'folder with one sub-folder per class (or with val/)')
+    .option('--batch-size <n>', 'batch size (default 32)', int(1))
+    .option('--image-size <n>', 'centre-crop size (default 224)', int(16))
+    .option('--tta', 'horizontal-flip test-time augmentation')
+    .action(async (o) => {
+      const output = out();
+      const model = await Model.load(o.model);
+      try {
+        const dir = existsSync(join(o.data, 'val')) ? join(o.data, 'val') : o.data;
+        const ds = await ImageFolder.open(dir, { transform: evalTransform(o.imageSize ?? 224) });
+        const classes = model.classes ?? Array.from({ length: model.numClasses }, (_, i) => String(i));
+        if (ds.classes.join('\n') !== classes.join('\n'))
+          throw new InvalidOptionError('data', `${dir}: classes (${ds.classes.join(', ')}) do not match the model's (${classes.join(', ')})`);
+        const rep = await new Trainer(model).evaluate(new DataLoader(ds, { batchSize: o.batchSize ?? 32 }), { tta: !!o.tta });
+        print(
+          output,
+          () =>
+            `${dir}: ${rep.count} images, accuracy ${pct(rep.accuracy)}${rep.top5 !== undefined ? `, top-5 ${pct(rep.top5)}` : ''}, loss ${rep.loss.toFixed(4)}\n\n` +
+            table(['class', 'precision', 'recall', 'f1', 'support'], rep.perClass.map((c) => [c.class, c.precision.toFixed(3), c.recall.toFixed(3), c.f1.toFixed(3), c.support])),
+          () => ({ data: dir, ...rep, errors: rep.errors.map((e) => ({ ...e, path: ds.samples[e.index].path })) }),
+        );
+      } finally {
+        model.dispose();
+      }
+    });
+
+  program
+    .command('predict')
+    .description('classify images with a saved model')
+    .requiredOption('--model <file>', 'a .pth/.safetensors saved by torch-resnet-tl')
+    .argument('<images...>', 'image files')
+    .option('--topk <k>', 'classes per image (default min(5, classes))', int(1))
+    .option('--tta', 'horizontal-flip test-time augmentation')
+    .action(async (images: string[], o) => {
+      const output = out();
+      const model = await Model.load(o.model);
+      try {
+        const preds = (await model.predict(images, { topk: o.topk, tta: !!o.tta })) as Awaited<ReturnType<Model['predict']>> as { label: string; index: number; probability: number }[][];
+        print(
+          output,
+          () => images.map((p, i) => `${p}\n${preds[i].map((q) => `  ${q.label.padEnd(24)} ${(100 * q.probability).toFixed(2)}%`).join('\n')}`).join('\n'),
+          () => images.map((p, i) => ({ image: p, predictions: preds[i] })),
+        );
+      } finally {
+        model.dispose();
+      }
+    });
+
+  program
+    .command('export')
+    .description('convert weights between .pth and .safetensors (PyTorch-readable), keeping arch and class names')
+    .requiredOption('--model <file>', 'a file saved by torch-resnet-tl, or a torchvision state dict with --arch')
+    .requiredOption('--to <file>', 'output .pth or .safetensors')
+    .addOption(new Option('--arch <name>', 'arch of a plain torchvision state dict').choices(ARCHS as unknown as string[]))
+    .option('--num-classes <n>', 'outputs of a plain state dict (default 1000)', int(1))
+    .action(async (o) => {
+      const output = out();
+      if (!/\.(pth|pt|safetensors)$/.test(o.to)) throw new InvalidOptionError('to', `Expected --to ending in .pth or .safetensors but received ${o.to}`);
+      const model = o.arch ? await Model.create({ arch: o.arch, numClasses: o.numClasses ?? 1000, weights: o.model }) : await Model.load(o.model);
+      try {
+        await model.save(o.to);
+        print(output, () => `wrote ${resolve(o.to)} (${model.arch}, ${model.numClasses} classes)`, () => ({ from: resolve(o.model), to: resolve(o.to), arch: model.arch, numClasses: model.numClasses, classes: model.classes ?? null }));
+      } finally {
+        model.dispose();
+      }
+    });
+
+  program
+    .command('info')
+    .description('libtorch version and build, devices, threads, CPU features')
+    .action(() => {
+      const output = out();
+      const v = version();
+      const info = { version: require('../../../package.json').version as string, libtorch: v.libtorch, cudaBuild: v.cuda, cudaAvailable: v.cudaAvailable, devices: devices(), threads: getNumThreads(), cores: cpus().length, cpu: v.cpu, napi: v.napi, node: process.version, archs: [...ARCHS] };
+      print(
+        output,
+        () =>
+          table(['item', 'value'], [
+            ['torch-resnet-tl', info.version],
+            ['libtorch', `${info.libtorch} (${info.cudaBuild ? 'CUDA' : 'CPU'} build)`],
+            ['devices', info.devices.join(', ')],
+            ['threads', `${info.threads} of ${info.cores} cores`],
+            ['CPU BF16 / AVX-512', `${info.cpu.bf16} / ${info.cpu.avx512}`],
+            ['N-API / Node', `${info.napi} / ${info.node}`],
+          ]),
+        () => info,
+      );
+    });
+
+  program
+    .command('demo')
+    .description('offline demo: a synthetic shapes dataset (unless --data), training, a final table and report.html')
+    .option('--data <root>', 'use this folder (train/ and val/) instead of the synthetic dataset')
+    .addOption(new Option('--arch <name>', 'architecture (default resnet18)').choices(ARCHS as unknown as string[]))
+    .option('--weights <w>', 'weights (default DEFAULT: cached, else downloaded, else random init with a notice)', weightsArg)
+    .option('--epochs <n>', 'epochs (default 12)', int(1))
+    .option('--image-size <n>', 'image size (default 64 for the synthetic data, else 224)', int(16))
+    .option('--out <dir>', 'run directory (default <tmp>/torch-resnet-tl-demo)')
+    .action(async (o) => {
+      const output = out();
+      const v = version();
+      output.log(`torch-resnet-tl demo — libtorch ${v.libtorch}, ${v.cuda ? 'CUDA' : 'CPU'} build, ${getNumThreads()} threads, BF16 ${v.cpu.bf16}`);
+      const outDir = resolve(o.out ?? join(tmpdir(), 'torch-resnet-tl-demo'));
+      let data = o.data as string | undefined;
+      if (!data) {
+        data = join(outDir, 'data');
+        const t0 = performance.now();
+        const classes = await makeSyntheticDataset(data, { classes: 4, trainPerClass: 300, valPerClass: 40, size: 64 });
+        output.log(`synthetic dataset: ${classes.join(', ')} — 300 training + 40 validation images each, 64×64, in ${data} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      }
+      const r = await trainRun(
+        {
+          data,
+          out: join(outDir, 'run'),
+          arch: o.arch ?? 'resnet18',
+          weights: o.weights !== undefined ? o.weights : 'DEFAULT',
+          weightsFallback: o.weights === undefined,
+          imageSize: o.imageSize ?? (o.data ? 224 : 64),
+          batchSize: 32,
+          // shapes must stay in view: milder crops than the ImageNet preset's scale (0.08, 1)
+          trainTransform: o.data
+            ? undefined
+            : Transform.compose(Transform.randomResizedCrop(o.imageSize ?? 64, { scale: [0.8, 1] }), Transform.randomHorizontalFlip(), Transform.toTensor(), Transform.normalize()),
+          valTransform: o.data ? undefined : Transform.compose(Transform.resize(o.imageSize ?? 64), Transform.toTensor(), Transform.normalize()),
+          trainer: { strategy: 'full', epochs: o.epochs ?? 8, lr: 3e-3, schedule: { type: 'cosine' }, seed: 0 },
+          title: 'torch-resnet-tl demo',
+        },
+        output,
+        interruptSignal(output),
+      );
+      print(
+        output,
+        () => `\n${historyTable(r)}\n\nvalidation accuracy ${pct(r.summary.evaluation?.accuracy)} in ${r.summary.seconds.toFixed(1)} s\nbest weights: ${r.bestWeights}\nreport: ${r.reportPath}`,
+        () => ({ accuracy: r.summary.evaluation?.accuracy, seconds: r.summary.seconds, history: r.summary.history, bestWeights: r.bestWeights, reportPath: r.reportPath }),
+      );
+    });
+
+  commonTrainOptions(
+    program
+      .command('experiment')
+      .description('for each arch: from scratch, feature extraction, partial and full fine-tuning; a table of val accuracy and time + report.html')
+      .requiredOption('--data <root>', 'folder with train/ and val/')
+      .requiredOption('--archs <list>', 'comma-separated archs, e.g. squeezenet1_1,resnet18', archList)
+      .option('--strategies <list>', `subset of ${EXP_STRATEGIES.join(',')} (default all)`, strategyList)
+      .option('--weights <w>', 'pretrained weights for the transfer strategies (default DEFAULT)', weightsArg)
+      .option('--weights-dir <dir>', 'a folder of weight files named <arch>-*.pth|.safetensors, tried before --weights')
+      .option('--out <dir>', 'experiment directory (default runs/experiment-<time>)'),
+  ).action(async (o) => {
+    const output = out();
+    const signal = interruptSignal(output);
+    const outDir = resolve(o.out ?? join('runs', `experiment-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+    const strategies: string[] = o.strategies ?? [...EXP_STRATEGIES];
+    const rows: ExperimentRow[] = [];
+    const epochs = o.epochs ?? 5;
+    for (const arch of o.archs as Arch[]) {
+      const pretrained = (o.weightsDir ? weightsInDir(o.weightsDir, arch) : undefined) ?? (o.weights !== undefined ? o.weights : 'DEFAULT');
+      for (const strategy of strategies) {
+        if (signal.aborted) break;
+        const weights = strategy === 'scratch' ? null : pretrained;
+        const runDir = join(outDir, `${arch}-${strategy}`);
+        const label = `[${arch} ${strategy}] `;
+        if (weights === null && strategy !== 'scratch') {
+          rows.push({ arch, strategy, weights: null, valAccuracy: null, bestEpoch: null, seconds: 0, epochs: 0, runDir, note: 'no weights given' });
+          continue;
+        }
+        try {
+          const r = await trainRun(
+            {
+              data: o.data,
+              out: runDir,
+              arch,
+              weights,
+              imageSize: o.imageSize ?? 224,
+              batchSize: o.batchSize ?? 32,
+              workers: o.workers,
+              trainer: { strategy: strategy === 'scratch' ? 'full' : (strategy as TrainerOptions['strategy']), epochs, lr: o.lr, backboneLr: o.backboneLr, optimizer: o.optimizer, precision: o.precision, seed: o.seed ?? 0 },
+              title: `${arch} · ${strategy}`,
+            },
+            output,
+            signal,
+            label,
+          );
+          rows.push({ arch, strategy, weights: r.summary.weights, valAccuracy: r.summary.evaluation?.accuracy ?? null, bestEpoch: r.summary.best?.epoch ?? null, seconds: r.summary.seconds, epochs: r.summary.history.length, runDir: `${arch}-${strategy}` });
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'ERR_WEIGHTS') throw e;
+          output.log(`${label}skipped: ${(e as Error).message}`);
+          rows.push({ arch, strategy, weights: String(weights), valAccuracy: null, bestEpoch: null, seconds: 0, epochs: 0, runDir, note: `weights unavailable: ${(e as Error).message}` });
+        }
+      }
+    }
+    const v = version();
+    const info = `${o.data} · ${epochs} epochs each · libtorch ${v.libtorch}, ${getNumThreads()} threads · ${new Date().toISOString()}`;
+    const reportPath = join(outDir, 'report.html');
+    writeFileAtomic(reportPath, renderExperimentReport('torch-resnet-tl experiment', rows, info));
+    writeFileAtomic(join(outDir, 'metrics.json'), JSON.stringify({ info, rows }, null, 1));
+    print(
+      output,
+      () =>
+        `\n${table(['arch', 'strategy', 'val acc', 'best epoch', 'time (s)'], rows.map((r) => [r.arch, r.strategy, r.note ? `n/a (${r.note.slice(0, 40)})` : pct(r.valAccuracy), r.bestEpoch === null ? '–' : r.bestEpoch + 1, r.seconds.toFixed(1)]))}\n\nreport: ${reportPath}`,
+      () => ({ rows, reportPath }),
+    );
+  });
+
+  // One-line error + the command's usage for bad arguments.
+  const configure = (cmd: Command) => {
+    cmd.exitOverride().configureOutput({
+      outputError: (str, write) => write(`${str.trim()}\nUsage: ${cmd.parent ? `${cmd.parent.name()} ` : ''}${cmd.name()} ${cmd.usage()}\n`),
+    });
+    cmd.commands.forEach(configure);
+  };
+  configure(program);
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version exit 0; parse errors were already printed with the usage
+      return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    const json = !!program.opts().json;
+    const msg = e instanceof TorchResNetError || (e as { code?: string }).code ? `error: ${(e as Error).message}` : `error: ${(e as Error)?.stack ?? String(e)}`;
+    process.stderr.write(`${msg}\n`);
+    const code = exitCodeOf(e);
+    if (code === EXIT.usage) {
+      const sub = program.commands.find((c) => c.name() === argv[2 + argv.slice(2).findIndex((a) => !a.startsWith('-'))]);
+      process.stderr.write(`Usage: ${program.name()} ${sub ? `${sub.name()} ${sub.usage()}` : program.usage()}\n`);
+    }
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: (e as { code?: string }).code ?? 'ERR_UNKNOWN', message: (e as Error).message } })}\n`);
+    return code;
+  }
+}
+
+if (require.main === module) {
+  main().then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,162 @@
+// One training run as the CLI (train, experiment, demo) performs it: ImageFolder train/ + val/, model with the
+// requested weights, Trainer with checkpoints in the run directory, evaluation of the best weights, report.
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DataLoader, ImageFolder } from '../data';
+import { manualSeed, version, getNumThreads } from '../device';
+import { DatasetError, InvalidOptionError } from '../errors';
+import { thumbnailJpeg } from '../image';
+import { ARCHS, Arch, Model, Precision } from '../model';
+import { RunSummary, writeRunReport } from '../report';
+import { Trainer, TrainerOptions } from '../trainer';
+import { Transform } from '../transform';
+import * as v from '../validate';
+import { attachProgress, Output } from './progress';
+
+/** Keys a `--config` file may hold besides the Trainer's options. */
+export const RUN_KEYS = ['data', 'out', 'arch', 'weights', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix'] as const;
+/** The Trainer's options a config may hold (everything but runtime objects). */
+export const TRAINER_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
+
+export interface RunConfig {
+  data: string;
+  out: string;
+  arch: Arch;
+  /** WeightsName, file path, or null (random initialisation). */
+  weights: string | null;
+  /** Demo behaviour: when the weights cannot be had, train from random initialisation with a notice. */
+  weightsFallback?: boolean;
+  dropout?: number;
+  channelsLast?: boolean;
+  device?: string;
+  imageSize: number;
+  batchSize: number;
+  workers?: number;
+  cache?: boolean | number;
+  mixup?: { alpha: number; p?: number };
+  cutmix?: { alpha: number; p?: number };
+  trainer: TrainerOptions;
+  /** Default `Transform.imagenetTrain(imageSize)`. */
+  trainTransform?: Transform;
+  /** Default `evalTransform(imageSize)`. */
+  valTransform?: Transform;
+  title?: string;
+  maxThumbnails?: number;
+  offline?: boolean;
+}
+
+export interface RunResult {
+  summary: RunSummary;
+  reportPath: string;
+  bestWeights: string;
+}
+
+/** Splits a config object (TS option names) into run and trainer options; unknown keys are errors. */
+export function splitConfig(obj: Record<string, unknown>, where: string): { run: Partial<RunConfig>; trainer: TrainerOptions } {
+  const run: Record<string, unknown> = {};
+  const trainer: Record<string, unknown> = {};
+  for (const [k, val] of Object.entries(obj)) {
+    if ((RUN_KEYS as readonly string[]).includes(k)) run[k] = val;
+    else if ((TRAINER_KEYS as readonly string[]).includes(k)) trainer[k] = val;
+    else throw new InvalidOptionError(k, `Unknown option ${JSON.stringify(k)} in ${where}; known: ${[...RUN_KEYS, ...TRAINER_KEYS].join(', ')}`);
+  }
+  return { run: run as Partial<RunConfig>, trainer: trainer as TrainerOptions };
+}
+
+function dataRoots(data: string): { train: string; val?: string } {
+  const root = resolve(data);
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new DatasetError(`${root}: data directory not found`);
+  const train = join(root, 'train');
+  if (!existsSync(train)) throw new DatasetError(`${root}: expected a train/ folder (and optionally val/) with one sub-folder per class`);
+  const val = join(root, 'val');
+  return { train, val: existsSync(val) ? val : undefined };
+}
+
+/** Eval transform matching a training size: resize to size·256/224, centre crop. */
+export function evalTransform(size: number): Transform {
+  return Transform.imagenetEval(size, Math.round((size * 256) / 224));
+}
+
+async function createModel(cfg: RunConfig, classes: string[], out: Output, label: string): Promise<Model> {
+  const base = { arch: cfg.arch, classes, dropout: cfg.dropout, channelsLast: cfg.channelsLast, device: cfg.device, precision: cfg.trainer.precision, offline: cfg.offline };
+  if (cfg.weights === null) return Model.create({ ...base, weights: null });
+  try {
+    return await Model.create({ ...base, weights: cfg.weights });
+  } catch (e) {
+    if (!cfg.weightsFallback) throw e;
+    out.log(`${label}notice: ImageNet weights for ${cfg.arch} are not available (${(e as Error).message.split('\n')[0]}); training from random initialisation instead`);
+    return Model.create({ ...base, weights: null });
+  }
+}
+
+/** Trains, evaluates the best weights, writes best.pth, metrics.json and report.html into `cfg.out`. */
+export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal, label = ''): Promise<RunResult> {
+  if (!ARCHS.includes(cfg.arch)) throw v.invalid('arch', ARCHS.join(' | '), cfg.arch);
+  v.positiveInt('imageSize', cfg.imageSize);
+  const roots = dataRoots(cfg.data);
+  const runDir = resolve(cfg.out);
+  const train = await ImageFolder.open(roots.train, { transform: cfg.trainTransform ?? Transform.imagenetTrain(cfg.imageSize), onError: 'skip' });
+  const val = roots.val ? await ImageFolder.open(roots.val, { transform: cfg.valTransform ?? evalTransform(cfg.imageSize), onError: 'skip' }) : undefined;
+  if (val && val.classes.join('\n') !== train.classes.join('\n'))
+    throw new DatasetError(`${roots.val}: classes (${val.classes.join(', ')}) differ from train/ (${train.classes.join(', ')})`);
+  for (const s of [...train.skipped, ...(val?.skipped ?? [])]) out.log(`${label}skipped ${s.path}: ${s.reason}`);
+
+  const seed = cfg.trainer.seed ?? 0;
+  manualSeed(seed);
+  const model = await createModel(cfg, train.classes, out, label);
+  try {
+    out.log(`${label}${model.arch}: ${model.loadReport.message}; ${train.length} training / ${val?.length ?? 0} validation images, ${train.classes.length} classes`);
+    const trainer = new Trainer(model, { ...cfg.trainer, seed, checkpointDir: runDir, signal });
+    const loader = new DataLoader(train, { batchSize: cfg.batchSize, shuffle: true, seed, workers: cfg.workers, cache: cfg.cache, mixup: cfg.mixup, cutmix: cfg.cutmix });
+    const valLoader = val ? new DataLoader(val, { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
+    const epochs = cfg.trainer.epochs ?? 25;
+    const close = attachProgress(trainer, epochs, out, label);
+    const t0 = performance.now();
+    let fit;
+    try {
+      fit = await trainer.fit(loader, valLoader);
+    } finally {
+      close();
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const bestWeights = join(runDir, existsSync(join(runDir, 'best.pth')) ? 'best.pth' : 'last.pth');
+    if (existsSync(bestWeights)) await model.loadWeights(bestWeights);
+    const evaluation = valLoader ? await trainer.evaluate(valLoader) : undefined;
+    const misclassified: RunSummary['misclassified'] = [];
+    if (evaluation && val) {
+      for (const err of evaluation.errors.slice(0, cfg.maxThumbnails ?? 24)) {
+        const path = val.samples[err.index].path;
+        let thumbnail: string | undefined;
+        try {
+          thumbnail = (await thumbnailJpeg(path, 112)).toString('base64');
+        } catch {
+          thumbnail = undefined; // an unreadable file is still listed, without a picture
+        }
+        misclassified.push({ path, label: val.classes[err.label], predicted: val.classes[err.predicted], thumbnail });
+      }
+    }
+    const ver = version();
+    const summary: RunSummary = {
+      title: cfg.title ?? `${model.arch} · ${trainer.options.strategy} · ${cfg.data}`,
+      createdAt: new Date().toISOString(),
+      arch: model.arch,
+      strategy: String(trainer.options.strategy),
+      weights: model.loadReport.source,
+      classes: train.classes,
+      trainSamples: train.length,
+      valSamples: val?.length ?? 0,
+      options: { ...cfg.trainer, imageSize: cfg.imageSize, batchSize: cfg.batchSize, weights: cfg.weights },
+      environment: { libtorch: ver.libtorch, threads: getNumThreads(), device: model.device, precision: cfg.trainer.precision ?? 'auto', bf16: ver.cpu.bf16 },
+      history: fit.history,
+      best: fit.best,
+      seconds,
+      evaluation,
+      misclassified,
+      bestWeights,
+    };
+    const reportPath = writeRunReport(runDir, summary);
+    return { summary, reportPath, bestWeights };
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,174 @@
+// Run reports: metrics.json (machine-readable) and report.html (self-contained: ECharts inlined, thumbnails as data
+// URIs), written atomically. Charts: loss, accuracy and learning rate per epoch; a confusion-matrix heatmap; and for
+// experiments a bar chart of validation accuracy and time per arch and strategy.
+import { readFileSync, renameSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { EvalReport } from './metrics';
+import type { EpochRecord } from './trainer';
+
+/** Everything a training run reports. Serialised as-is into metrics.json. */
+export interface RunSummary {
+  title: string;
+  createdAt: string;
+  arch: string;
+  strategy: string;
+  weights: string | null;
+  classes: string[];
+  trainSamples: number;
+  valSamples: number;
+  options: Record<string, unknown>;
+  environment: { libtorch: string; threads: number; device: string; precision: string; bf16: boolean };
+  history: EpochRecord[];
+  best?: { epoch: number; value: number };
+  seconds: number;
+  evaluation?: EvalReport;
+  /** Misclassified validation images (at most `maxThumbnails`), thumbnails as base64 JPEG. */
+  misclassified: { path: string; label: string; predicted: string; thumbnail?: string }[];
+  bestWeights?: string;
+}
+
+/** One row of an experiment (one arch × strategy run). */
+export interface ExperimentRow {
+  arch: string;
+  strategy: string;
+  weights: string | null;
+  valAccuracy: number | null;
+  bestEpoch: number | null;
+  seconds: number;
+  epochs: number;
+  runDir: string;
+  note?: string;
+}
+
+let echartsSource: string | undefined;
+function echarts(): string {
+  if (echartsSource === undefined) {
+    const main = require.resolve('echarts'); // .../echarts/dist/echarts.js
+    echartsSource = readFileSync(join(dirname(main), 'echarts.min.js'), 'utf8');
+  }
+  return echartsSource;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+}
+
+/** JSON that is safe inside a <script> element. */
+function scriptJson(data: unknown): string {
+  return JSON.stringify(data).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+}
+
+export function writeFileAtomic(path: string, data: string | Buffer): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, path);
+}
+
+const pct = (x: number | undefined | null): string => (x === undefined || x === null ? '–' : `${(100 * x).toFixed(1)}%`);
+
+const STYLE = `body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.meta{color:#555}.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px}.chart{height:300px;border:1px solid #eee}
+table{border-collapse:collapse;margin-top:8px}td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
+th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}.thumbs{display:flex;flex-wrap:wrap;gap:10px}
+.thumbs figure{margin:0;width:112px;font-size:12px}.thumbs img{width:112px;height:112px;object-fit:cover;border:2px solid #c33}`;
+
+function page(title: string, body: string, script: string, data: unknown): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title><style>${STYLE}</style></head>
+<body>${body}
+<script id="report-data" type="application/json">${scriptJson(data)}</script>
+<script>${echarts()}</script>
+<script>
+const DATA = JSON.parse(document.getElementById('report-data').textContent);
+const charts = [];
+function chart(id, option) { const c = echarts.init(document.getElementById(id), null, { renderer: 'canvas' }); c.setOption(Object.assign({ animation: false }, option)); charts.push(c); }
+window.addEventListener('resize', () => charts.forEach((c) => c.resize()));
+${script}
+window.reportReady = true;
+</script></body></html>
+`;
+}
+
+/** The report.html of one run. */
+export function renderRunReport(s: RunSummary): string {
+  const e = s.evaluation;
+  const last = s.history[s.history.length - 1];
+  const perClass = e
+    ? `<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>${e.perClass
+        .map((c) => `<tr><td>${escapeHtml(c.class)}</td><td>${c.precision.toFixed(3)}</td><td>${c.recall.toFixed(3)}</td><td>${c.f1.toFixed(3)}</td><td>${c.support}</td></tr>`)
+        .join('')}</table>`
+    : '<p>No validation data.</p>';
+  const thumbs = s.misclassified.length
+    ? `<div class="thumbs">${s.misclassified
+        .map(
+          (m) =>
+            `<figure>${m.thumbnail ? `<img alt="${escapeHtml(m.path)}" src="data:image/jpeg;base64,${m.thumbnail}">` : ''}<figcaption>${escapeHtml(m.label)} → <b>${escapeHtml(m.predicted)}</b><br>${escapeHtml(m.path.split(/[\\/]/).pop() ?? '')}</figcaption></figure>`,
+        )
+        .join('')}</div>`
+    : '<p>None.</p>';
+  const body = `<h1>${escapeHtml(s.title)}</h1>
+<p class="meta">${escapeHtml(s.arch)} · ${escapeHtml(s.strategy)} · weights: ${escapeHtml(s.weights ?? 'random initialisation')} · ${s.classes.length} classes ·
+${s.trainSamples} training / ${s.valSamples} validation images · ${s.history.length} epochs in ${s.seconds.toFixed(1)} s ·
+libtorch ${escapeHtml(s.environment.libtorch)}, ${s.environment.threads} threads, ${escapeHtml(s.environment.device)}, precision ${escapeHtml(s.environment.precision)} · ${escapeHtml(s.createdAt)}</p>
+<table><tr><th>metric</th><th>value</th></tr>
+<tr><td>validation accuracy (final)</td><td>${pct(e?.accuracy)}</td></tr>
+${e?.top5 !== undefined ? `<tr><td>validation top-5</td><td>${pct(e.top5)}</td></tr>` : ''}
+<tr><td>validation loss</td><td>${e ? e.loss.toFixed(4) : '–'}</td></tr>
+<tr><td>best epoch (${s.best ? 'monitored' : '–'})</td><td>${s.best ? `${s.best.epoch + 1} (${s.best.value.toFixed(4)})` : '–'}</td></tr>
+<tr><td>training accuracy (last epoch)</td><td>${pct(last?.accuracy)}</td></tr></table>
+<h2>Curves</h2>
+<div class="grid"><div id="chart-loss" class="chart"></div><div id="chart-accuracy" class="chart"></div>
+<div id="chart-lr" class="chart"></div><div id="chart-confusion" class="chart"></div></div>
+<h2>Per class</h2>${perClass}
+<h2>Misclassified validation images</h2>${thumbs}`;
+  const script = `
+const H = DATA.history, ep = H.map((r) => r.epoch + 1);
+const line = (name, ys) => ({ name, type: 'line', data: ys.map((y) => (y === undefined || y === null ? null : y)), showSymbol: true });
+const axes = (yname) => ({ tooltip: { trigger: 'axis' }, legend: { top: 4, right: 10 }, grid: { top: 56, left: 56, right: 20, bottom: 36 },
+  xAxis: { type: 'category', name: 'epoch', data: ep }, yAxis: { type: 'value', name: yname, scale: true } });
+chart('chart-loss', Object.assign(axes('loss'), { title: { text: 'Loss' }, series: [line('train', H.map((r) => r.loss)), line('validation', H.map((r) => r.valLoss))] }));
+chart('chart-accuracy', Object.assign(axes('accuracy'), { title: { text: 'Accuracy' }, series: [line('train', H.map((r) => r.accuracy)), line('validation', H.map((r) => r.valAccuracy))].concat(H.some((r) => r.valTop5 !== undefined) ? [line('validation top-5', H.map((r) => r.valTop5))] : []) }));
+chart('chart-lr', Object.assign(axes('learning rate'), { title: { text: 'Learning rate' }, yAxis: { type: 'log', name: 'lr' }, series: [line('head', H.map((r) => r.lr.head)), line('backbone', H.map((r) => r.lr.backbone || null))] }));
+const E = DATA.evaluation;
+if (E) {
+  const cells = []; let max = 1;
+  E.confusion.forEach((row, t) => row.forEach((n, p) => { cells.push([p, t, n]); max = Math.max(max, n); }));
+  chart('chart-confusion', { title: { text: 'Confusion matrix' }, tooltip: { position: 'top' }, grid: { top: 40, left: 90, right: 20, bottom: 70 },
+    xAxis: { type: 'category', data: E.classes, name: 'predicted', nameLocation: 'middle', nameGap: 50, axisLabel: { rotate: 30 } },
+    yAxis: { type: 'category', data: E.classes, name: 'true', inverse: true },
+    visualMap: { min: 0, max, calculable: false, orient: 'horizontal', left: 'center', bottom: 0, show: false, inRange: { color: ['#f7fbff', '#08519c'] } },
+    series: [{ type: 'heatmap', data: cells, label: { show: true } }] });
+}`;
+  return page(s.title, body, script, { history: s.history, evaluation: e ? { classes: e.classes, confusion: e.confusion } : null });
+}
+
+/** metrics.json + report.html in `dir`. Returns the report path. */
+export function writeRunReport(dir: string, s: RunSummary): string {
+  const { misclassified, ...rest } = s;
+  writeFileAtomic(join(dir, 'metrics.json'), JSON.stringify({ ...rest, misclassified: misclassified.map(({ thumbnail, ...m }) => m) }, null, 1));
+  const path = join(dir, 'report.html');
+  writeFileAtomic(path, renderRunReport(s));
+  return path;
+}
+
+/** The summary report of an experiment: table + accuracy/time bar charts, links to each run's report. */
+export function renderExperimentReport(title: string, rows: ExperimentRow[], info: string): string {
+  const body = `<h1>${escapeHtml(title)}</h1><p class="meta">${escapeHtml(info)}</p>
+<table><tr><th>arch</th><th>strategy</th><th>weights</th><th>val accuracy</th><th>best epoch</th><th>epochs</th><th>time (s)</th><th>run</th></tr>
+${rows
+  .map(
+    (r) =>
+      `<tr><td>${escapeHtml(r.arch)}</td><td>${escapeHtml(r.strategy)}</td><td>${escapeHtml(r.weights ?? 'random init')}</td><td>${pct(r.valAccuracy)}</td><td>${r.bestEpoch === null ? '–' : r.bestEpoch + 1}</td><td>${r.epochs}</td><td>${r.seconds.toFixed(1)}</td><td>${r.note ? escapeHtml(r.note) : `<a href="${escapeHtml(r.runDir)}/report.html">report</a>`}</td></tr>`,
+  )
+  .join('\n')}</table>
+<div class="grid" style="margin-top:20px"><div id="chart-accuracy" class="chart"></div><div id="chart-time" class="chart"></div></div>`;
+  const script = `
+const R = DATA.rows, names = R.map((r) => r.arch + ' · ' + r.strategy);
+const bars = (id, title, ys, name) => chart(id, { title: { text: title }, tooltip: {}, grid: { top: 40, left: 150, right: 20, bottom: 30 },
+  yAxis: { type: 'category', data: names, inverse: true }, xAxis: { type: 'value', name }, series: [{ type: 'bar', data: ys, label: { show: true, position: 'right' } }] });
+bars('chart-accuracy', 'Validation accuracy', R.map((r) => r.valAccuracy === null ? null : +(100 * r.valAccuracy).toFixed(1)), '%');
+bars('chart-time', 'Training time', R.map((r) => +r.seconds.toFixed(1)), 's');`;
+  return page(title, body, script, { rows });
+}

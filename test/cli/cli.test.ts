@@ -1,0 +1,173 @@
+// The command line end to end (built package, real data): train → eval → predict → export, info, experiment,
+// bad arguments, and the HTML report opened in headless Chromium.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PNG } from 'pngjs';
+import { Model } from '../../lib';
+import { python, PYTHON, ROOT, sharedPath } from '../helpers';
+
+const CLI = join(ROOT, 'dist', 'cjs', 'cli', 'index.js');
+const tmp = mkdtempSync(join(tmpdir(), 'tl-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function cli(args: string[], opts: { input?: string } = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: tmp, maxBuffer: 64 << 20, input: opts.input });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+function json(args: string[]): any {
+  const r = cli(['--json', ...args]);
+  if (r.code !== 0) throw new Error(`exit ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+const data = sharedPath('data', 'hymenoptera');
+const weights = sharedPath('weights', 'squeezenet1_1-imagenet.pth');
+const run = join(tmp, 'run');
+let trained: any;
+
+describe('CLI', () => {
+  test('train: squeezenet1_1 feature extraction on hymenoptera writes best weights, metrics.json and report.html', () => {
+    trained = json(['train', '--data', data, '--arch', 'squeezenet1_1', '--weights', weights, '--strategy', 'feature-extract', '--epochs', '2', '--batch-size', '32', '--seed', '1', '--out', run]);
+    console.log(`cli train: val accuracy ${trained.evaluation.accuracy.toFixed(3)}, ${trained.seconds.toFixed(1)} s`);
+    expect(trained.history).toHaveLength(2);
+    expect(trained.classes).toEqual(['ants', 'bees']);
+    expect(trained.trainSamples).toBe(244);
+    expect(trained.valSamples).toBe(153);
+    expect(trained.evaluation.count).toBe(153);
+    expect(trained.evaluation.accuracy).toBeGreaterThan(0.8);
+    for (const f of ['best.pth', 'metrics.json', 'report.html']) expect(existsSync(join(run, f))).toBe(true);
+    const metrics = JSON.parse(readFileSync(join(run, 'metrics.json'), 'utf8'));
+    expect(metrics.evaluation.accuracy).toBe(trained.evaluation.accuracy);
+    expect(metrics.misclassified.length).toBe(Math.min(24, trained.evaluation.errors.length));
+  });
+
+  test('eval: the saved best weights give the accuracy the run reported', () => {
+    const r = json(['eval', '--model', join(run, 'best.pth'), '--data', data]);
+    expect(r.count).toBe(153);
+    expect(r.accuracy).toBeCloseTo(trained.evaluation.accuracy, 6);
+    expect(r.perClass.map((c: any) => c.class)).toEqual(['ants', 'bees']);
+    const human = cli(['eval', '--model', join(run, 'best.pth'), '--data', data]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/accuracy \d+\.\d%/);
+  });
+
+  test('predict: same answers as model.predict in-process', async () => {
+    const imgs = [join(data, 'val', 'ants', '8398478_50ef10c47a.jpg'), join(data, 'val', 'bees', '1032546534_06907fe3b3.jpg')].filter(existsSync);
+    expect(imgs.length).toBe(2);
+    const r = json(['predict', '--model', join(run, 'best.pth'), '--topk', '2', ...imgs]);
+    const model = await Model.load(join(run, 'best.pth'));
+    const direct = (await model.predict(imgs, { topk: 2 })) as any[][];
+    model.dispose();
+    expect(r).toHaveLength(2);
+    r.forEach((x: any, i: number) => {
+      expect(x.image).toBe(imgs[i]);
+      expect(x.predictions.map((p: any) => p.label)).toEqual(direct[i].map((p) => p.label));
+      x.predictions.forEach((p: any, k: number) => expect(p.probability).toBeCloseTo(direct[i][k].probability, 5));
+    });
+  });
+
+  test('export: .pth and .safetensors; PyTorch loads the .pth strictly into torchvision', () => {
+    const pth = join(tmp, 'exported.pth');
+    const st = join(tmp, 'exported.safetensors');
+    expect(json(['export', '--model', join(run, 'best.pth'), '--to', st]).numClasses).toBe(2);
+    expect(json(['export', '--model', st, '--to', pth]).classes).toEqual(['ants', 'bees']);
+    const out = python(
+      `import sys, torch, torchvision\nm = torchvision.models.squeezenet1_1(num_classes=2)\nsd = torch.load(sys.argv[1], map_location='cpu')\nprint(m.load_state_dict(sd, strict=True))`,
+      [pth],
+    );
+    expect(out).toContain('All keys matched successfully');
+    expect(PYTHON).toBeTruthy();
+  });
+
+  test('info: libtorch version, devices, threads, CPU features', () => {
+    const r = json(['info']);
+    expect(r.libtorch).toMatch(/^\d+\.\d+/);
+    expect(r.devices).toContain('cpu');
+    expect(r.threads).toBeGreaterThan(0);
+    expect(typeof r.cpu.bf16).toBe('boolean');
+    expect(cli(['info']).stdout).toContain('libtorch');
+  });
+
+  test('experiment: prints the table and writes the summary report', () => {
+    const out = join(tmp, 'exp');
+    const r = cli(['experiment', '--data', data, '--archs', 'squeezenet1_1', '--strategies', 'scratch,feature-extract', '--epochs', '1', '--weights-dir', join(weights, '..'), '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/squeezenet1_1\s+scratch\s+\d+\.\d%/);
+    expect(r.stdout).toMatch(/squeezenet1_1\s+feature-extract\s+\d+\.\d%/);
+    const m = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+    expect(m.rows.map((x: any) => x.strategy)).toEqual(['scratch', 'feature-extract']);
+    expect(m.rows[1].weights).toBe(weights);
+    for (const d of ['report.html', 'squeezenet1_1-scratch/report.html', 'squeezenet1_1-feature-extract/best.pth']) expect(existsSync(join(out, d))).toBe(true);
+  });
+
+  test('bad arguments: one-line error, the usage, meaningful exit codes', () => {
+    const a = cli(['train', '--data', data, '--epochs', '0']);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/--epochs.*invalid/);
+    expect(a.stderr).toContain('Usage: torch-resnet-tl train');
+    const b = cli(['trian']);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toContain('Did you mean train?');
+    const c = cli(['eval', '--model', join(tmp, 'missing.pth'), '--data', data]);
+    expect(c.code).toBe(3);
+    expect(c.stderr).toContain('missing.pth');
+    const d = cli(['train', '--data', join(tmp, 'nowhere'), '--weights', 'none']);
+    expect(d.code).toBe(3);
+    expect(d.stderr).toContain('nowhere');
+    const cfg = join(tmp, 'bad.json');
+    writeFileSync(cfg, JSON.stringify({ epochs: 1, learningRate: 0.1 }));
+    const e = cli(['train', '--data', data, '--config', cfg]);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toContain('learningRate');
+    const f = cli(['--json', 'predict', '--model', join(tmp, 'missing.pth'), 'x.jpg']);
+    expect(f.code).toBe(3);
+    expect(JSON.parse(f.stdout).error.code).toBe('ERR_CHECKPOINT');
+  });
+});
+
+describe('report.html in headless Chromium', () => {
+  test('renders every chart without console errors', async () => {
+    const report = join(run, 'report.html');
+    expect(existsSync(report)).toBe(true);
+    const puppeteer = await import('puppeteer-core');
+    const browser = await puppeteer.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(m.text());
+      });
+      page.on('pageerror', (e) => errors.push(String(e)));
+      page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
+      await page.setViewport({ width: 1200, height: 1400 });
+      await page.goto(`file://${report}`, { waitUntil: 'load' });
+      await page.waitForFunction('window.reportReady === true', { timeout: 20000 });
+      // every chart container holds a canvas with more than a background colour
+      const charts = await page.evaluate(() =>
+        Array.from(document.querySelectorAll('.chart')).map((el) => {
+          const c = el.querySelector('canvas') as HTMLCanvasElement | null;
+          if (!c) return { id: el.id, colours: 0 };
+          const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+          const seen = new Set<number>();
+          for (let i = 0; i < d.length; i += 4 * 7) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2] | (d[i + 3] << 24));
+          return { id: el.id, colours: seen.size };
+        }),
+      );
+      expect(charts.map((c) => c.id)).toEqual(['chart-loss', 'chart-accuracy', 'chart-lr', 'chart-confusion']);
+      for (const c of charts) expect(c.colours).toBeGreaterThan(5);
+      const thumbs = await page.evaluate(() => Array.from(document.querySelectorAll('.thumbs img')).filter((i) => (i as HTMLImageElement).naturalWidth > 0).length);
+      expect(thumbs).toBe(Math.min(24, trained.evaluation.errors.length));
+      const shot = PNG.sync.read(Buffer.from(await page.screenshot({ type: 'png' })));
+      let nonWhite = 0;
+      for (let i = 0; i < shot.data.length; i += 4) if (shot.data[i] < 240 || shot.data[i + 1] < 240 || shot.data[i + 2] < 240) nonWhite++;
+      const frac = nonWhite / (shot.width * shot.height);
+      console.log(`report screenshot: ${shot.width}x${shot.height}, ${(100 * frac).toFixed(1)}% non-white pixels`);
+      expect(frac).toBeGreaterThan(0.03);
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+});
