@@ -172,9 +172,12 @@ export function getNative(): NativeAddon {
     throw new NativeLoadError(
       `Could not load the torch-resnet-tl native addon: ${msg}\n` +
         'Possible fixes:\n' +
-        '  - Debian/Ubuntu: sudo apt-get install libtorch-dev libturbojpeg0-dev libpng-dev, then `npm rebuild torch-resnet-tl`\n' +
-        '  - or download libtorch from pytorch.org, set LIBTORCH=/path/to/libtorch and rebuild (`npx cmake-js compile`)\n' +
-        '  - from a source checkout: `bash scripts/setup.sh` installs everything and builds',
+        '  - libtorch missing (e.g. "libtorch_cpu.so…: cannot open shared object file"): on Debian/Ubuntu install it with\n' +
+        '    `sudo apt-get install libtorch-dev libturbojpeg0-dev libpng-dev` (the prebuilt binary links to these)\n' +
+        '  - or use the official libtorch zip from pytorch.org (CPU or CUDA): set LIBTORCH=/path/to/libtorch and build from\n' +
+        '    source in the package folder: `npx cmake-js compile` (needs cmake and a C++17 compiler)\n' +
+        '  - no prebuilt binary for this platform ("No native build was found"): build from source as above\n' +
+        '  - from a source checkout: `bash scripts/setup.sh` installs everything and builds\n',
       { cause: err },
     );
   }
