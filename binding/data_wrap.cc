@@ -58,7 +58,7 @@ tl::DecodeOptions to_decode_options(const Napi::Value& v) {
 Napi::Function BatchWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeBatch",
                                  {InstanceMethod("images", &BatchWrap::Images), InstanceMethod("labels", &BatchWrap::Labels),
-                                  InstanceMethod("info", &BatchWrap::Info)});
+                                  InstanceMethod("info", &BatchWrap::Info), InstanceMethod("release", &BatchWrap::Release)});
   g_batch_ctor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
 }
@@ -71,7 +71,9 @@ Napi::Object BatchWrap::NewInstance(Napi::Env env, std::shared_ptr<tl::Batch> ba
 
 std::shared_ptr<tl::Batch> BatchWrap::FromValue(const Napi::Value& v) {
   if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(g_batch_ctor->Value())) return nullptr;
-  return Napi::ObjectWrap<BatchWrap>::Unwrap(v.As<Napi::Object>())->batch_;
+  auto batch = Napi::ObjectWrap<BatchWrap>::Unwrap(v.As<Napi::Object>())->batch_;
+  if (!batch->images.defined()) throw std::invalid_argument("this batch has been disposed");
+  return batch;
 }
 
 BatchWrap::BatchWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchWrap>(info) {
@@ -79,8 +81,18 @@ BatchWrap::BatchWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchWra
   batch_ = *info[0].As<Napi::External<std::shared_ptr<tl::Batch>>>().Data();
 }
 
-Napi::Value BatchWrap::Images(const Napi::CallbackInfo& info) { return tensor_to_js(info.Env(), batch_->images); }
-Napi::Value BatchWrap::Labels(const Napi::CallbackInfo& info) { return tensor_to_js(info.Env(), batch_->labels); }
+Napi::Value BatchWrap::Images(const Napi::CallbackInfo& info) {
+  if (!batch_->images.defined()) throw Napi::Error::New(info.Env(), "this batch has been disposed");
+  return tensor_to_js(info.Env(), batch_->images);
+}
+Napi::Value BatchWrap::Labels(const Napi::CallbackInfo& info) {
+  if (!batch_->labels.defined()) throw Napi::Error::New(info.Env(), "this batch has been disposed");
+  return tensor_to_js(info.Env(), batch_->labels);
+}
+Napi::Value BatchWrap::Release(const Napi::CallbackInfo& info) {
+  batch_->release();
+  return info.Env().Undefined();
+}
 Napi::Value BatchWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);

@@ -22,6 +22,7 @@ class BatchWrap : public Napi::ObjectWrap<BatchWrap> {
   Napi::Value Images(const Napi::CallbackInfo& info);
   Napi::Value Labels(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Release(const Napi::CallbackInfo& info);
   std::shared_ptr<tl::Batch> batch_;
 };
 

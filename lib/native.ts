@@ -64,6 +64,7 @@ export interface NativeBatch {
   images(): TensorData;
   labels(): { data: Float32Array | BigInt64Array; shape: number[]; dtype: string };
   info(): { size: number; indices: number[]; skipped: { path: string; reason: string }[]; softLabels: boolean };
+  release(): void;
 }
 
 export interface NativeLoader {

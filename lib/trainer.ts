@@ -308,6 +308,7 @@ export class Trainer extends EventEmitter {
         for await (const batch of train) {
           if (signal?.aborted) return false;
           cacheBytes = await this.model._run(() => nt.cacheBatch(batch.native, view));
+          batch.dispose();
           if (cacheBytes > limit) {
             await this.model._run(async () => nt.clearCache());
             this.emit('featureCache', { bytes: cacheBytes, enabled: false, reason: `over featureCacheMaxBytes (${limit})` });
@@ -367,6 +368,7 @@ export class Trainer extends EventEmitter {
         lrs = lrsAt(epoch, step);
         const { head, backbone } = lrs;
         const r = await this.model._run(() => nt.step(batch.native, head, backbone));
+        batch.dispose();
         lossSum += r.loss * r.count;
         correct += r.correct;
         count += r.count;
@@ -389,7 +391,10 @@ export class Trainer extends EventEmitter {
       if (val && cached && !o.tta && val.dataset.transform.deterministic && !val.mixing) {
         // validation through the feature cache: the frozen backbone's outputs never change
         if (!valCached) {
-          for await (const batch of val) cacheBytes = await this.model._run(() => nt.cacheEvalBatch(batch.native));
+          for await (const batch of val) {
+            cacheBytes = await this.model._run(() => nt.cacheEvalBatch(batch.native));
+            batch.dispose();
+          }
           valCached = true;
         }
         const r = await this.model._run(() => nt.evalCached());
@@ -455,6 +460,7 @@ export class Trainer extends EventEmitter {
     const acc = new MetricAccumulator(classes);
     for await (const batch of data) {
       const r = await this.model._run(() => nt.eval(batch.native, options.tta ?? false));
+      batch.dispose();
       acc.add(r.lossSum, r.logits.data, r.logits.shape, r.labels, batch.indices);
     }
     return acc.report();

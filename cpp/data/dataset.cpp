@@ -84,8 +84,9 @@ torch::Tensor ImageDataset::decode(size_t index, DecodedCache* cache) const {
   return img;
 }
 
-torch::Tensor ImageDataset::load(size_t index, SampleRng& rng, DecodedCache* cache, const TransformSpec* override_spec) const {
-  return apply_transforms(override_spec ? *override_spec : transform_, decode(index, cache), rng);
+torch::Tensor ImageDataset::load(size_t index, SampleRng& rng, DecodedCache* cache, const TransformSpec* override_spec,
+                                 const torch::Tensor* out) const {
+  return apply_transforms(override_spec ? *override_spec : transform_, decode(index, cache), rng, out);
 }
 
 }  // namespace tl

@@ -67,7 +67,8 @@ class ImageDataset {
   const Sample& sample(size_t i) const { return samples_[i]; }
   const TransformSpec& transform() const { return transform_; }
   // Decoded (cached when a cache is given) and transformed sample; throws ImageError naming the file.
-  torch::Tensor load(size_t index, SampleRng& rng, DecodedCache* cache, const TransformSpec* override_spec = nullptr) const;
+  torch::Tensor load(size_t index, SampleRng& rng, DecodedCache* cache, const TransformSpec* override_spec = nullptr,
+                     const torch::Tensor* out = nullptr) const;
   torch::Tensor decode(size_t index, DecodedCache* cache) const;
 
  private:

@@ -1,5 +1,7 @@
 #include "data/transforms.h"
 
+#include <cstdlib>
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -110,6 +112,104 @@ torch::Tensor pad_const(const torch::Tensor& img, int64_t l, int64_t t, int64_t 
   return out;
 }
 
+// Round half to even (torch.round, nearbyint) for |v| < 2^22 without a libm call: adding 1.5 * 2^23 leaves no fraction bits,
+// so the FPU's default round-to-nearest-even does the rounding.
+inline float round_half_even(float v) {
+  constexpr float kBig = 12582912.0f;
+  float r = v + kBig;
+  return r - kBig;
+}
+
+// ---- uint8 antialiased resize ---------------------------------------------------------------------------------
+// Separable resampling of planar uint8 images with the weights of ATen's _upsample_{bilinear,bicubic}2d_aa (the
+// PIL-derived filters torchvision's tensor resize uses, support scaled by the downsampling factor, weights
+// normalised per output pixel). Pass 1 resamples rows (height) into a float buffer, pass 2 columns, rounding half to
+// even and clamping as torchvision's uint8 path does. It skips the uint8 -> float -> uint8 tensor round trip and
+// the generic TensorIterator kernel; the vertical pass vectorises across a row.
+struct AxisWeights {
+  std::vector<int64_t> start;  // first input index per output index
+  std::vector<int64_t> size;   // taps per output index
+  std::vector<float> w;        // taps x out, row-major per output index
+  int64_t taps = 0;
+};
+
+AxisWeights aa_axis_weights(int64_t in, int64_t out, Interp interp) {
+  const double interp_size = interp == Interp::Bicubic ? 4.0 : 2.0;
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  const float support = scale >= 1.0f ? static_cast<float>(interp_size * 0.5) * scale : static_cast<float>(interp_size * 0.5);
+  const float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
+  auto filter = [interp](float x) -> float {
+    x = std::fabs(x);
+    if (interp == Interp::Bicubic) {
+      const float a = -0.5f;
+      if (x < 1.0f) return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
+      if (x < 2.0f) return (((x - 5.0f) * x + 8.0f) * x - 4.0f) * a;
+      return 0.0f;
+    }
+    return x < 1.0f ? 1.0f - x : 0.0f;
+  };
+  AxisWeights aw;
+  aw.taps = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
+  aw.start.resize(out);
+  aw.size.resize(out);
+  aw.w.assign(static_cast<size_t>(out * aw.taps), 0.0f);
+  for (int64_t i = 0; i < out; ++i) {
+    const float center = scale * (static_cast<float>(i) + 0.5f);
+    int64_t xmin = std::max<int64_t>(static_cast<int64_t>(center - support + 0.5f), 0);
+    int64_t xsize = std::min<int64_t>(static_cast<int64_t>(center + support + 0.5f), in) - xmin;
+    xsize = std::min(xsize, aw.taps);
+    float* w = aw.w.data() + i * aw.taps;
+    float total = 0.0f;
+    for (int64_t j = 0; j < xsize; ++j) {
+      w[j] = filter((static_cast<float>(j + xmin) - center + 0.5f) * invscale);
+      total += w[j];
+    }
+    if (total != 0.0f)
+      for (int64_t j = 0; j < xsize; ++j) w[j] /= total;
+    aw.start[i] = xmin;
+    aw.size[i] = std::max<int64_t>(xsize, 0);
+  }
+  return aw;
+}
+
+torch::Tensor resize_aa_uint8(const torch::Tensor& img, int64_t oh, int64_t ow, Interp interp) {
+  auto src = img.contiguous();
+  const int64_t c = src.size(0), h = src.size(1), w = src.size(2);
+  const AxisWeights wy = aa_axis_weights(h, oh, interp), wx = aa_axis_weights(w, ow, interp);
+  auto out = torch::empty({c, oh, ow}, torch::kUInt8);
+  std::vector<float> rows(static_cast<size_t>(oh * w));  // pass 1 result for one channel: [oh, w]
+  std::vector<float> acc(static_cast<size_t>(w));
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const uint8_t* in = src.data_ptr<uint8_t>() + ch * h * w;
+    uint8_t* o = out.data_ptr<uint8_t>() + ch * oh * ow;
+    // pass 1: vertical (rows), vectorised across the row
+    for (int64_t y = 0; y < oh; ++y) {
+      float* r = rows.data() + y * w;
+      std::fill(r, r + w, 0.0f);
+      const float* wt = wy.w.data() + y * wy.taps;
+      for (int64_t j = 0; j < wy.size[y]; ++j) {
+        const float k = wt[j];
+        const uint8_t* line = in + (wy.start[y] + j) * w;
+        for (int64_t x = 0; x < w; ++x) r[x] += k * static_cast<float>(line[x]);
+      }
+    }
+    // pass 2: horizontal (columns), rounding half to even and clamping like torchvision's uint8 cast
+    for (int64_t y = 0; y < oh; ++y) {
+      const float* r = rows.data() + y * w;
+      uint8_t* line = o + y * ow;
+      for (int64_t x = 0; x < ow; ++x) {
+        const float* wt = wx.w.data() + x * wx.taps;
+        const float* p = r + wx.start[x];
+        float v = 0.0f;
+        for (int64_t j = 0; j < wx.size[x]; ++j) v += wt[j] * p[j];
+        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+        line[x] = static_cast<uint8_t>(round_half_even(v));
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 torch::Tensor resize(const torch::Tensor& img, std::vector<int64_t> size, Interp interp, bool antialias) {
@@ -130,6 +230,8 @@ torch::Tensor resize(const torch::Tensor& img, std::vector<int64_t> size, Interp
   }
   if (oh == h && ow == w) return img;
   bool u8 = is_uint8(img);
+  if (u8 && antialias && img.dim() == 3 && (interp == Interp::Bilinear || interp == Interp::Bicubic))
+    return resize_aa_uint8(img, oh, ow, interp);
   auto x = img.to(torch::kFloat32).unsqueeze(0);
   torch::Tensor y;
   switch (interp) {
@@ -194,24 +296,49 @@ torch::Tensor rotation_grid(int64_t h, int64_t w, double angle, int64_t top, int
   return window.view({1, oh * ow, 3}).bmm(theta.transpose(1, 2) / scale).view({oh, ow, 2}).contiguous();
 }
 
-// Nearest-neighbour sampling of a uint8 image on a grid, exactly as grid_sample(mode=nearest,
-// padding_mode=zeros, align_corners=False) followed by the fill: no float copy of the image.
-torch::Tensor sample_nearest_u8(const torch::Tensor& img, const torch::Tensor& grid, double fill) {
+// torch.linspace(start, end, steps) in float, element i (ATen computes the second half from the end).
+inline float linspace_at(float start, float end, int64_t steps, int64_t i) {
+  if (steps == 1) return start;
+  const float step = (end - start) / static_cast<float>(steps - 1);
+  return i < steps / 2 ? start + step * static_cast<float>(i) : end - step * static_cast<float>(steps - i - 1);
+}
+
+// Nearest-neighbour rotation of a uint8 image restricted to an output window, computing each source coordinate
+// the way rotation_grid + grid_sample(nearest, zeros, align_corners=False) do (base grid from linspace, affine map,
+// unnormalisation)
+// without materialising either grid.
+torch::Tensor rotate_nearest_u8(const torch::Tensor& img, double angle, double fill, int64_t top, int64_t left, int64_t oh,
+                                int64_t ow) {
   const int64_t C = img.size(0), H = img.size(1), W = img.size(2);
-  const int64_t oh = grid.size(0), ow = grid.size(1);
+  const double rot = -angle * M_PI / 180.0;
+  const double a = std::cos(rot), b = -std::sin(rot), c = std::sin(rot), d = std::cos(rot);
+  const float t00 = static_cast<float>(d), t01 = static_cast<float>(-b), t10 = static_cast<float>(-c), t11 = static_cast<float>(a);
+  const float sx = 0.5f * static_cast<float>(W), sy = 0.5f * static_cast<float>(H);
+  // grid = base @ (theta^T / scale): column k of the product uses theta[k][:] / scale[k]
+  const float m00 = t00 / sx, m01 = t01 / sx, m10 = t10 / sy, m11 = t11 / sy;  // (translation terms are 0)
   auto src = img.contiguous();
   auto out = torch::empty({C, oh, ow}, torch::kUInt8);
   const uint8_t* s = src.data_ptr<uint8_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
-  const float* g = grid.data_ptr<float>();
   const uint8_t f = static_cast<uint8_t>(std::nearbyint(std::min(255.0, std::max(0.0, fill))));
+  const float fw = static_cast<float>(W), fh = static_cast<float>(H);
+  std::vector<float> bxs(static_cast<size_t>(ow));
+  for (int64_t x = 0; x < ow; ++x) bxs[x] = linspace_at(-fw * 0.5f + 0.5f, fw * 0.5f + 0.5f - 1.f, W, left + x);
+  const int64_t plane = oh * ow, in_plane = H * W;
   for (int64_t y = 0; y < oh; ++y) {
+    const float by = linspace_at(-fh * 0.5f + 0.5f, fh * 0.5f + 0.5f - 1.f, H, top + y);
     for (int64_t x = 0; x < ow; ++x) {
-      const float gx = g[(y * ow + x) * 2], gy = g[(y * ow + x) * 2 + 1];
-      const float fx = ((gx + 1.f) * W - 1.f) / 2.f, fy = ((gy + 1.f) * H - 1.f) / 2.f;
-      const int64_t ix = static_cast<int64_t>(std::nearbyint(fx)), iy = static_cast<int64_t>(std::nearbyint(fy));
-      const bool inside = ix >= 0 && ix < W && iy >= 0 && iy < H;
-      for (int64_t ch = 0; ch < C; ++ch) o[(ch * oh + y) * ow + x] = inside ? s[(ch * H + iy) * W + ix] : f;
+      const float bx = bxs[x];
+      const float gx = bx * m00 + by * m01, gy = bx * m10 + by * m11;
+      const float fx = ((gx + 1.f) * fw - 1.f) / 2.f, fy = ((gy + 1.f) * fh - 1.f) / 2.f;
+      const int64_t ix = static_cast<int64_t>(round_half_even(fx)), iy = static_cast<int64_t>(round_half_even(fy));
+      const int64_t at = y * ow + x;
+      if (ix >= 0 && ix < W && iy >= 0 && iy < H) {
+        const int64_t from = iy * W + ix;
+        for (int64_t ch = 0; ch < C; ++ch) o[ch * plane + at] = s[ch * in_plane + from];
+      } else {
+        for (int64_t ch = 0; ch < C; ++ch) o[ch * plane + at] = f;
+      }
     }
   }
   return out;
@@ -221,8 +348,8 @@ torch::Tensor sample_nearest_u8(const torch::Tensor& img, const torch::Tensor& g
 torch::Tensor rotate_window(const torch::Tensor& img, double angle, Interp interp, double fill, int64_t top, int64_t left,
                             int64_t oh, int64_t ow) {
   const int64_t h = img.size(-2), w = img.size(-1);
+  if (interp == Interp::Nearest && is_uint8(img)) return rotate_nearest_u8(img, angle, fill, top, left, oh, ow);
   auto grid = rotation_grid(h, w, angle, top, left, oh, ow);
-  if (interp == Interp::Nearest && is_uint8(img)) return sample_nearest_u8(img, grid, fill);
   bool u8 = is_uint8(img);
   auto x = img.to(torch::kFloat32).unsqueeze(0);
   x = torch::cat({x, torch::ones({1, 1, h, w}, torch::kFloat32)}, 1);  // mask channel for the fill
@@ -240,10 +367,12 @@ torch::Tensor rotate_window(const torch::Tensor& img, double angle, Interp inter
 }
 
 // toTensor followed by normalize in one pass, with torchvision's float32 operation order.
-torch::Tensor to_tensor_normalize(const torch::Tensor& img, const std::vector<double>& mean, const std::vector<double>& stdv) {
+torch::Tensor to_tensor_normalize(const torch::Tensor& img, const std::vector<double>& mean, const std::vector<double>& stdv,
+                                  const torch::Tensor* into) {
   const int64_t C = img.size(0), n = img.size(1) * img.size(2);
   auto src = img.contiguous();
-  auto out = torch::empty({C, img.size(1), img.size(2)}, torch::kFloat32);
+  const bool direct = into && into->scalar_type() == torch::kFloat32 && into->is_contiguous() && into->sizes() == img.sizes();
+  auto out = direct ? *into : torch::empty({C, img.size(1), img.size(2)}, torch::kFloat32);
   const uint8_t* s = src.data_ptr<uint8_t>();
   float* o = out.data_ptr<float>();
   for (int64_t c = 0; c < C; ++c) {
@@ -317,7 +446,7 @@ TransformSpec parse_transform_spec(const std::string& text) {
   return spec;
 }
 
-torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, SampleRng& rng) {
+torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, SampleRng& rng, const torch::Tensor* out) {
   for (size_t oi = 0; oi < spec.ops.size(); ++oi) {
     const auto& op = spec.ops[oi];
     const std::string& k = op.kind;
@@ -428,7 +557,7 @@ torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, Sam
     } else if (k == "toTensor") {
       if (is_uint8(img) && next && next->kind == "normalize" && next->mean.size() == static_cast<size_t>(img.size(0)) &&
           next->std.size() == next->mean.size()) {
-        img = to_tensor_normalize(img, next->mean, next->std);
+        img = to_tensor_normalize(img, next->mean, next->std, oi + 2 == spec.ops.size() ? out : nullptr);
         ++oi;
         continue;
       }

@@ -54,7 +54,9 @@ struct TransformSpec {
 TransformSpec parse_transform_spec(const std::string& json);
 
 // Applies the spec to a uint8 [3, H, W] image. Returns what the last op produced (float after toTensor).
-torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, SampleRng& rng);
+// `out`, when given, is a float tensor of the expected output shape (a slot of a batch): a final
+// toTensor + normalize writes into it directly and the returned tensor is `out` itself.
+torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, SampleRng& rng, const torch::Tensor* out = nullptr);
 
 // Building blocks (exposed for tests and other pipelines).
 torch::Tensor resize(const torch::Tensor& img, std::vector<int64_t> size, Interp interp, bool antialias);

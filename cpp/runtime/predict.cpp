@@ -17,6 +17,7 @@ std::vector<Prediction> predict(ModelRunner& runner, std::shared_ptr<const Image
   while (loader.next(&batch)) {
     auto logits = runner.forward(batch.images, precision, false);
     if (hflip_tta) logits = (logits + runner.forward(batch.images.flip({3}), precision, false)) / 2;
+    batch.release();  // the batch memory serves the next batch
     auto probs = torch::softmax(logits, 1);
     auto top = probs.topk(k, 1);
     auto values = std::get<0>(top).contiguous();

@@ -375,7 +375,9 @@ export function buildProgram(): Command {
     print(
       output,
       () =>
-        `\n${table(['arch', 'strategy', 'val acc', 'best epoch', 'time (s)'], rows.map((r) => [r.arch, r.strategy, r.note ? `n/a (${r.note.slice(0, 40)})` : pct(r.valAccuracy), r.bestEpoch === null ? '–' : r.bestEpoch + 1, r.seconds.toFixed(1)]))}\n\nreport: ${reportPath}`,
+        `\n${table(['arch', 'strategy', 'val acc', 'best epoch', 'time (s)'], rows.map((r) => [r.arch, r.strategy, r.note ? 'n/a' : pct(r.valAccuracy), r.bestEpoch === null ? '–' : r.bestEpoch + 1, r.note ? '–' : r.seconds.toFixed(1)]))}\n` +
+        [...new Set(rows.filter((r) => r.note).map((r) => `n/a ${r.arch}: ${r.note}`))].join('\n') +
+        `\nreport: ${reportPath}`,
       () => ({ rows, reportPath }),
     );
   });

@@ -65,6 +65,8 @@ export function attachProgress(trainer: Trainer, epochs: number, out: Output, la
 export function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  // numbers right-aligned, text left-aligned
+  const numeric = (c: string) => /^[-+]?[\d.,]+(e[-+]?\d+)?%?$|^–$/.test(c);
+  const line = (r: string[]) => r.map((c, i) => (numeric(c) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }

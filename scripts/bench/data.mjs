@@ -19,7 +19,10 @@ async function ours(workers, opts = {}) {
   for (let e = 0; e < epochs + (opts.warm ? 1 : 0); e++) {
     const t0 = performance.now();
     let n = 0;
-    for await (const b of loader) n += b.size;
+    for await (const b of loader) {
+      n += b.size;
+      b.dispose(); // as the Trainer does after each step
+    }
     if (opts.warm && e === 0) continue;
     best = Math.max(best, n / ((performance.now() - t0) / 1000));
   }
