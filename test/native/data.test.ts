@@ -81,13 +81,14 @@ describe('decoding and transforms match PIL + torchvision', () => {
     }
   });
 
-  test('resize bilinear+antialias: mean |Δ| <= 0.5, max <= 2', async () => {
+  test('resize bilinear/bicubic + antialias, down and up: mean |Δ| <= 0.5, max <= 2', async () => {
     for (const c of cases().filter((c) => c.kind === 'resize')) {
       const size = c.size!.length === 1 ? c.size![0] : (c.size as [number, number]);
-      const out = await Transform.resize(size).apply(c.file);
+      const interpolation = (c as { interpolation?: 'bilinear' | 'bicubic' }).interpolation ?? 'bilinear';
+      const out = await Transform.resize(size, { interpolation }).apply(c.file);
       expect(out.shape).toEqual(c.shape);
       const d = diff(out.data, ref(c));
-      console.log(`resize ${JSON.stringify(size)} ${c.file.split("/").pop()}: mean |Δ| ${d.mean.toFixed(4)}, max ${d.max}`);
+      console.log(`resize ${interpolation} ${JSON.stringify(size)} ${c.file.split('/').pop()}: mean |Δ| ${d.mean.toFixed(4)}, max ${d.max}`);
       expect(d.mean).toBeLessThanOrEqual(0.5);
       expect(d.max).toBeLessThanOrEqual(2);
     }
