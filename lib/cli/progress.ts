@@ -65,8 +65,9 @@ export function attachProgress(trainer: Trainer, epochs: number, out: Output, la
 export function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  // numbers right-aligned, text left-aligned
-  const numeric = (c: string) => /^[-+]?[\d.,]+(e[-+]?\d+)?%?$|^–$/.test(c);
-  const line = (r: string[]) => r.map((c, i) => (numeric(c) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  // numeric columns (every data cell a number, a percentage or '–') right-aligned, with their header
+  const numeric = (c: string) => /^[-+]?[\d.,]+(e[-+]?\d+)?%?$|^–$|^n\/a$/.test(c);
+  const right = header.map((_, i) => rows.length > 0 && cells.slice(1).every((r) => numeric(r[i] ?? '')));
+  const line = (r: string[]) => r.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
