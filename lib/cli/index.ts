@@ -272,7 +272,7 @@ export function buildProgram(): Command {
     .option('--data <root>', 'use this folder (train/ and val/) instead of the synthetic dataset')
     .addOption(new Option('--arch <name>', 'architecture (default resnet18)').choices(ARCHS as unknown as string[]))
     .option('--weights <w>', 'weights (default DEFAULT: cached, else downloaded, else random init with a notice)', weightsArg)
-    .option('--epochs <n>', 'epochs (default 12)', int(1))
+    .option('--epochs <n>', 'epochs (default 8)', int(1))
     .option('--image-size <n>', 'image size (default 64 for the synthetic data, else 224)', int(16))
     .option('--out <dir>', 'run directory (default <tmp>/torch-resnet-tl-demo)')
     .action(async (o) => {
