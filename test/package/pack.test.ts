@@ -23,7 +23,7 @@ const pkgDir = require('node:path').dirname(require.resolve('torch-resnet-tl/pac
 `;
 
 test('npm pack + install into an empty project: ESM import and CommonJS require both work from the prebuilt binary', () => {
-  execFileSync('npm', ['run', 'prebuild'], { cwd: ROOT, stdio: 'pipe' });
+  execFileSync('npm', ['run', 'prebuildify'], { cwd: ROOT, stdio: 'pipe' });
   const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: ROOT, encoding: 'utf8' }));
   const files: string[] = packed[0].files.map((f: { path: string }) => f.path);
   for (const f of ['prebuilds/linux-x64/torch-resnet-tl.node', 'dist/cjs/index.js', 'dist/esm/index.mjs', 'dist/esm/index.d.mts', 'dist/cjs/cli/index.js', 'package.json'])
