@@ -1,6 +1,7 @@
 // Addon entry: module-level functions and the NativeModel class.
 #include <napi.h>
 
+#include "../cpp/runtime/cpu_allocator.h"
 #include "../cpp/device.h"
 #include "../cpp/io/checkpoint.h"
 #include "../cpp/models/registry.h"
@@ -123,8 +124,29 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tl::get_num_threads()); }
 Napi::Value Architectures(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::architectures()); }
 
+Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    tl::set_cpu_cache_limit(static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()));
+    return info.Env().Undefined();
+  });
+}
+Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
+  tl::empty_cpu_cache();
+  return info.Env().Undefined();
+}
+Napi::Value CpuCacheStats(const Napi::CallbackInfo& info) {
+  auto s = tl::cpu_cache_stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("cachedBytes", static_cast<double>(s.cached_bytes));
+  o.Set("limitBytes", static_cast<double>(s.limit_bytes));
+  o.Set("hits", static_cast<double>(s.hits));
+  o.Set("misses", static_cast<double>(s.misses));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tl::get_num_threads();  // default: all cores
+  tl::install_cpu_cache(tl::default_cpu_cache_limit());
   exports.Set("NativeModel", ModelWrap::Init(env));
   InitData(env, exports);
   InitTrainer(env, exports);
@@ -141,6 +163,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("architectures", Napi::Function::New(env, Architectures));
+  exports.Set("setCpuCacheLimit", Napi::Function::New(env, SetCpuCacheLimit));
+  exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache));
+  exports.Set("cpuCacheStats", Napi::Function::New(env, CpuCacheStats));
   return exports;
 }
 

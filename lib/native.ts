@@ -40,6 +40,18 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** The caching CPU allocator's state. */
+export interface CpuCacheStats {
+  /** Bytes held in the free lists. */
+  cachedBytes: number;
+  /** Most bytes kept in the free lists. */
+  limitBytes: number;
+  /** Allocations served from the cache. */
+  hits: number;
+  /** Allocations that needed fresh memory. */
+  misses: number;
+}
+
 export interface NativeVersion {
   libtorch: string;
   cuda: boolean;
@@ -134,6 +146,9 @@ export interface NativeAddon {
   scanImageFolder(root: string, extensions?: string[]): Promise<{ classes: string[]; paths: string[]; labels: Int32Array; skipped: { path: string; reason: string }[] }>;
   transformImage(samples: NativeSamples, transform: string, seed: number, decode: NativeDecodeOptions): Promise<TensorData & { dtype: string }>;
   encodeJpeg(data: Uint8Array, shape: number[], quality: number): Promise<Buffer>;
+  setCpuCacheLimit(bytes: number): void;
+  emptyCpuCache(): void;
+  cpuCacheStats(): CpuCacheStats;
   createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean }): Promise<NativeModel>;
   readCheckpoint(path: string): Promise<{ keys: string[]; tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   readCheckpointMetadata(path: string): Promise<Record<string, string>>;
