@@ -71,7 +71,7 @@ const STYLE = `body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-wid
 h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta{color:#555}.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px}.chart{height:300px;border:1px solid #eee}
 table{border-collapse:collapse;margin-top:8px}td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
-th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}.thumbs{display:flex;flex-wrap:wrap;gap:10px}
+th{background:#f5f5f5}td:first-child,th:first-child,td.t,th.t{text-align:left}.thumbs{display:flex;flex-wrap:wrap;gap:10px}
 .thumbs figure{margin:0;width:112px;font-size:12px}.thumbs img{width:112px;height:112px;object-fit:cover;border:2px solid #c33}`;
 
 function page(title: string, body: string, script: string, data: unknown): string {
@@ -155,20 +155,23 @@ export function writeRunReport(dir: string, s: RunSummary): string {
 
 /** The summary report of an experiment: table + accuracy/time bar charts, links to each run's report. */
 export function renderExperimentReport(title: string, rows: ExperimentRow[], info: string): string {
+  const base = (w: string | null) => (w === null ? 'random init' : (w.split(/[\\/]/).pop() ?? w));
+  const notes = [...new Set(rows.filter((r) => r.note).map((r) => r.note as string))];
   const body = `<h1>${escapeHtml(title)}</h1><p class="meta">${escapeHtml(info)}</p>
-<table><tr><th>arch</th><th>strategy</th><th>weights</th><th>val accuracy</th><th>best epoch</th><th>epochs</th><th>time (s)</th><th>run</th></tr>
+<table><tr><th>arch</th><th class="t">strategy</th><th class="t">weights</th><th>val accuracy</th><th>best epoch</th><th>epochs</th><th>time (s)</th><th class="t">run</th></tr>
 ${rows
   .map(
     (r) =>
-      `<tr><td>${escapeHtml(r.arch)}</td><td>${escapeHtml(r.strategy)}</td><td>${escapeHtml(r.weights ?? 'random init')}</td><td>${pct(r.valAccuracy)}</td><td>${r.bestEpoch === null ? '–' : r.bestEpoch + 1}</td><td>${r.epochs}</td><td>${r.seconds.toFixed(1)}</td><td>${r.note ? escapeHtml(r.note) : `<a href="${escapeHtml(r.runDir)}/report.html">report</a>`}</td></tr>`,
+      `<tr><td>${escapeHtml(r.arch)}</td><td class="t">${escapeHtml(r.strategy)}</td><td class="t" title="${escapeHtml(r.weights ?? '')}">${escapeHtml(base(r.weights))}</td><td>${r.note ? 'n/a' : pct(r.valAccuracy)}</td><td>${r.bestEpoch === null ? '–' : r.bestEpoch + 1}</td><td>${r.note ? '–' : r.epochs}</td><td>${r.note ? '–' : r.seconds.toFixed(1)}</td><td class="t">${r.note ? `n/a<sup>${notes.indexOf(r.note) + 1}</sup>` : `<a href="${escapeHtml(r.runDir)}/report.html">report</a>`}</td></tr>`,
   )
   .join('\n')}</table>
+${notes.map((n, i) => `<p class="meta"><sup>${i + 1}</sup> ${escapeHtml(n)}</p>`).join('\n')}
 <div class="grid" style="margin-top:20px"><div id="chart-accuracy" class="chart"></div><div id="chart-time" class="chart"></div></div>`;
   const script = `
 const R = DATA.rows, names = R.map((r) => r.arch + ' · ' + r.strategy);
-const bars = (id, title, ys, name) => chart(id, { title: { text: title }, tooltip: {}, grid: { top: 40, left: 150, right: 20, bottom: 30 },
+const bars = (id, title, ys, name) => chart(id, { title: { text: title }, tooltip: {}, grid: { top: 40, left: 150, right: 50, bottom: 30 },
   yAxis: { type: 'category', data: names, inverse: true }, xAxis: { type: 'value', name }, series: [{ type: 'bar', data: ys, label: { show: true, position: 'right' } }] });
 bars('chart-accuracy', 'Validation accuracy', R.map((r) => r.valAccuracy === null ? null : +(100 * r.valAccuracy).toFixed(1)), '%');
-bars('chart-time', 'Training time', R.map((r) => +r.seconds.toFixed(1)), 's');`;
+bars('chart-time', 'Training time', R.map((r) => (r.note ? null : +r.seconds.toFixed(1))), 's');`;
   return page(title, body, script, { rows });
 }

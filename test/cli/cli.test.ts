@@ -127,23 +127,32 @@ describe('CLI', () => {
   });
 });
 
+/** Opens a report in headless Chromium (Debian's), collecting console errors, page errors and failed requests. */
+async function openReport(report: string, check: (page: import('puppeteer-core').Page, errors: string[]) => Promise<void>): Promise<void> {
+  expect(existsSync(report)).toBe(true);
+  const puppeteer = await import('puppeteer-core');
+  const browser = await puppeteer.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
+    await page.setViewport({ width: 1200, height: 1400 });
+    await page.goto(`file://${report}`, { waitUntil: 'load' });
+    await page.waitForFunction('window.reportReady === true', { timeout: 20000 });
+    await check(page, errors);
+    expect(errors).toEqual([]);
+  } finally {
+    await browser.close();
+  }
+}
+
 describe('report.html in headless Chromium', () => {
   test('renders every chart without console errors', async () => {
-    const report = join(run, 'report.html');
-    expect(existsSync(report)).toBe(true);
-    const puppeteer = await import('puppeteer-core');
-    const browser = await puppeteer.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
-    try {
-      const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on('console', (m) => {
-        if (m.type() === 'error') errors.push(m.text());
-      });
-      page.on('pageerror', (e) => errors.push(String(e)));
-      page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
-      await page.setViewport({ width: 1200, height: 1400 });
-      await page.goto(`file://${report}`, { waitUntil: 'load' });
-      await page.waitForFunction('window.reportReady === true', { timeout: 20000 });
+    await openReport(join(run, 'report.html'), async (page) => {
       // every chart container holds a canvas with more than a background colour
       const charts = await page.evaluate(() =>
         Array.from(document.querySelectorAll('.chart')).map((el) => {
@@ -165,9 +174,15 @@ describe('report.html in headless Chromium', () => {
       const frac = nonWhite / (shot.width * shot.height);
       console.log(`report screenshot: ${shot.width}x${shot.height}, ${(100 * frac).toFixed(1)}% non-white pixels`);
       expect(frac).toBeGreaterThan(0.03);
-      expect(errors).toEqual([]);
-    } finally {
-      await browser.close();
-    }
+    });
+  });
+
+  test('the experiment summary report renders its two charts without console errors', async () => {
+    await openReport(join(tmp, 'exp', 'report.html'), async (page) => {
+      const ids = await page.evaluate(() => Array.from(document.querySelectorAll('.chart canvas')).map((c) => c.closest('.chart')!.id));
+      expect(ids).toEqual(['chart-accuracy', 'chart-time']);
+      const links = await page.evaluate(() => Array.from(document.querySelectorAll('a')).map((a) => a.getAttribute('href')));
+      expect(links).toEqual(['squeezenet1_1-scratch/report.html', 'squeezenet1_1-feature-extract/report.html']);
+    });
   });
 });
