@@ -57,37 +57,13 @@ std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_
   return order;
 }
 
-torch::Tensor BatchPool::take(at::IntArrayRef shape) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < free_.size(); ++i) {
-    if (free_[i].sizes() == shape) {
-      torch::Tensor t = std::move(free_[i]);
-      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
-      return t;
-    }
-  }
-  return {};
-}
-
-void BatchPool::give(torch::Tensor images) {
-  if (!images.defined() || images.use_count() != 1 || images.storage().use_count() != 1 || !images.is_contiguous() ||
-      images.scalar_type() != torch::kFloat32 || !images.device().is_cpu())
-    return;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (free_.size() < capacity_) free_.push_back(std::move(images));
-}
-
 void Batch::release() {
-  if (pool) pool->give(std::move(images));
   images = torch::Tensor();
   labels = torch::Tensor();
 }
 
 Loader::Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, std::shared_ptr<DecodedCache> cache)
-    : dataset_(std::move(dataset)),
-      cfg_(cfg),
-      cache_(std::move(cache)),
-      pool_(std::make_shared<BatchPool>(static_cast<size_t>(std::max(cfg.prefetch, 1) * std::max(cfg.workers, 1) + 2))) {
+    : dataset_(std::move(dataset)), cfg_(cfg), cache_(std::move(cache)) {
   if (cfg_.batch_size < 1) throw std::invalid_argument("batchSize must be >= 1");
   if (cfg_.workers < 1) cfg_.workers = 1;
   if (cfg_.prefetch < 1) cfg_.prefetch = 1;
@@ -127,26 +103,25 @@ Batch Loader::build(int64_t b) {
   const int64_t begin = b * cfg_.batch_size;
   const int64_t end = std::min<int64_t>(begin + cfg_.batch_size, static_cast<int64_t>(order_.size()));
   std::vector<int64_t> labels;
-  torch::Tensor first;  // shape reference; samples are written straight into the batch tensor
   for (int64_t k = begin; k < end; ++k) {
     const int64_t idx = order_[k];
     SampleRng rng(cfg_.seed, epoch_, static_cast<uint64_t>(idx));
     try {
+      // samples are written straight into the batch tensor, which the first sample's shape sizes
       torch::Tensor slot;
       if (batch.images.defined()) slot = batch.images[static_cast<int64_t>(labels.size())];
       auto img = dataset_->load(static_cast<size_t>(idx), rng, cache_.get(), nullptr, slot.defined() ? &slot : nullptr);
-      if (!first.defined()) {
-        first = img;
+      if (!slot.defined()) {
         std::vector<int64_t> shape{end - begin};
         for (auto d : img.sizes()) shape.push_back(d);
-        batch.images = pool_->take(shape);
-        if (!batch.images.defined()) batch.images = torch::empty(shape, torch::kFloat32);
-      } else if (img.sizes() != first.sizes()) {
+        batch.images = torch::empty(shape, torch::kFloat32);
+        slot = batch.images[0];
+      } else if (img.sizes() != slot.sizes()) {
         throw DatasetError(dataset_->sample(idx).path + ": transformed to size " + shape_of(img) + " but the batch holds " +
-                           shape_of(first) + "; add a resize/crop so that every sample has one size");
+                           shape_of(slot) + "; add a resize/crop so that every sample has one size");
       }
       // written in place by a final toTensor + normalize; other pipelines are copied (and converted to float)
-      if (!slot.defined() || img.data_ptr() != slot.data_ptr()) batch.images[static_cast<int64_t>(labels.size())].copy_(img);
+      if (img.data_ptr() != slot.data_ptr()) slot.copy_(img);
       labels.push_back(dataset_->sample(idx).label);
       batch.indices.push_back(idx);
     } catch (const ImageError& e) {
@@ -167,7 +142,6 @@ Batch Loader::build(int64_t b) {
     bool cutmix = mix.cutmix_alpha > 0 && (mix.mixup_alpha <= 0 || rng.bernoulli(0.5));
     batch.labels = mix_batch(batch.images, batch.labels, mix, rng, cutmix);
   }
-  batch.pool = pool_;
   return batch;
 }
 

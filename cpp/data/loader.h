@@ -29,29 +29,13 @@ struct LoaderConfig {
   MixConfig mix;
 };
 
-// Image tensors of finished batches, kept for the next batches of the same shape: a fresh batch tensor (19 MB at
-// 32 x 3 x 224 x 224) costs thousands of page faults on first touch, which dominated the loader's profile.
-class BatchPool {
- public:
-  explicit BatchPool(size_t capacity) : capacity_(capacity) {}
-  // A pooled tensor of this shape, or an undefined tensor.
-  torch::Tensor take(at::IntArrayRef shape);
-  // Keeps `images` when nothing else references its memory and the pool has room.
-  void give(torch::Tensor images);
-
- private:
-  std::mutex mu_;
-  std::vector<torch::Tensor> free_;
-  size_t capacity_;
-};
-
 struct Batch {
   torch::Tensor images;   // float [B, 3, H, W]
   torch::Tensor labels;   // int64 [B], or float [B, C] soft labels when mixed
   std::vector<int64_t> indices;
   std::vector<Skipped> skipped;
-  std::shared_ptr<BatchPool> pool;  // where release() returns the images
-  // The consumer is done: the images go back to the pool (the batch is empty afterwards).
+  // The consumer is done: the tensors are freed now rather than when the last holder lets go (a JS wrapper waits
+  // for garbage collection), so the caching CPU allocator hands the memory to the next batch.
   void release();
 };
 
@@ -79,7 +63,6 @@ class Loader {
   std::shared_ptr<const ImageDataset> dataset_;
   LoaderConfig cfg_;
   std::shared_ptr<DecodedCache> cache_;
-  std::shared_ptr<BatchPool> pool_;
   std::vector<int64_t> order_;
   uint64_t epoch_ = 0;
   int64_t total_ = 0;

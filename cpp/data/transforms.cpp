@@ -1,7 +1,5 @@
 #include "data/transforms.h"
 
-#include <cstdlib>
-
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -178,7 +176,6 @@ torch::Tensor resize_aa_uint8(const torch::Tensor& img, int64_t oh, int64_t ow, 
   const AxisWeights wy = aa_axis_weights(h, oh, interp), wx = aa_axis_weights(w, ow, interp);
   auto out = torch::empty({c, oh, ow}, torch::kUInt8);
   std::vector<float> rows(static_cast<size_t>(oh * w));  // pass 1 result for one channel: [oh, w]
-  std::vector<float> acc(static_cast<size_t>(w));
   for (int64_t ch = 0; ch < c; ++ch) {
     const uint8_t* in = src.data_ptr<uint8_t>() + ch * h * w;
     uint8_t* o = out.data_ptr<uint8_t>() + ch * oh * ow;
