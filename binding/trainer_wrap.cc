@@ -17,7 +17,7 @@ Napi::Object eval_to_js(Napi::Env e, const tl::EvalResult& r) {
   o.Set("logits", tensor_to_js(e, r.logits));
   auto labels = Napi::Int32Array::New(e, r.labels.numel());
   auto acc = r.labels.accessor<int64_t, 1>();
-  for (int64_t i = 0; i < r.labels.numel(); ++i) labels[i] = static_cast<int32_t>(acc[i]);
+  for (int64_t i = 0; i < r.labels.numel(); ++i) labels[static_cast<size_t>(i)] = static_cast<int32_t>(acc[i]);
   o.Set("labels", labels);
   return o;
 }

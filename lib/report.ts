@@ -25,6 +25,20 @@ export interface RunSummary {
   /** Misclassified validation images (at most `maxThumbnails`), thumbnails as base64 JPEG. */
   misclassified: { path: string; label: string; predicted: string; thumbnail?: string }[];
   bestWeights?: string;
+  /** Files of each split that were not used: undecodable during the run, or refused at scan time. */
+  skipped?: { train: SkipSummary; val?: SkipSummary };
+}
+
+/** How many files of one split were left out, and the first few of them with the reason. */
+export interface SkipSummary {
+  /** Files the scan found with an image extension (decodable or not). */
+  files: number;
+  /** Of these, how many could not be decoded (onError 'skip'). */
+  undecodable: number;
+  /** Files refused at scan time (extension not supported), not part of `files`. */
+  unsupported: number;
+  /** The first few skipped files, undecodable first. */
+  examples: { path: string; reason: string }[];
 }
 
 /** One row of an experiment (one arch × strategy run). */
@@ -91,6 +105,17 @@ window.reportReady = true;
 `;
 }
 
+function skippedHtml(s: RunSummary): string {
+  const splits = Object.entries(s.skipped ?? {}).filter(([, k]) => k && (k.undecodable > 0 || k.unsupported > 0)) as [string, SkipSummary][];
+  if (!splits.length) return '';
+  const rows = splits
+    .map(([name, k]) => `<tr><td>${name}</td><td>${k.undecodable} of ${k.files} (${pct(k.files ? k.undecodable / k.files : 0)})</td><td>${k.unsupported}</td><td>${k.examples
+      .map((x) => `${escapeHtml(x.path.split(/[\\/]/).pop() ?? '')}: ${escapeHtml(x.reason.replace(x.path, '').replace(/^:\s*/, ''))}`)
+      .join('<br>')}</td></tr>`)
+    .join('');
+  return `<h2>Skipped files</h2><table><tr><th>split</th><th>undecodable</th><th>unsupported type</th><th>first files</th></tr>${rows}</table>`;
+}
+
 /** The report.html of one run. */
 export function renderRunReport(s: RunSummary): string {
   const e = s.evaluation;
@@ -118,6 +143,7 @@ ${e?.top5 !== undefined ? `<tr><td>validation top-5</td><td>${pct(e.top5)}</td><
 <tr><td>validation loss</td><td>${e ? e.loss.toFixed(4) : '–'}</td></tr>
 <tr><td>best epoch (${s.best ? 'monitored' : '–'})</td><td>${s.best ? `${s.best.epoch + 1} (${s.best.value.toFixed(4)})` : '–'}</td></tr>
 <tr><td>training accuracy (last epoch)</td><td>${pct(last?.accuracy)}</td></tr></table>
+${skippedHtml(s)}
 <h2>Curves</h2>
 <div class="grid"><div id="chart-loss" class="chart"></div><div id="chart-accuracy" class="chart"></div>
 <div id="chart-lr" class="chart"></div><div id="chart-confusion" class="chart"></div></div>

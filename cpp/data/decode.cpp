@@ -34,19 +34,36 @@ torch::Tensor hwc_to_chw(const torch::Tensor& hwc) {
 }
 
 #ifdef TL_HAVE_TURBOJPEG
+// One decompressor per thread. libjpeg leaves its state machine wherever an error longjmp'ed out of it, and
+// TurboJPEG 2.x does not always reset it: a handle that failed once can fail every later image ("Bogus marker
+// length" for files that decode fine elsewhere). So a failed handle is destroyed and the next call starts from a
+// fresh one: decoding is a pure function of the bytes and options, whatever the thread decoded before.
 struct TjHandle {
-  tjhandle h = tjInitDecompress();
-  ~TjHandle() {
-    if (h) tjDestroy(h);
+  tjhandle h = nullptr;
+  tjhandle get() {
+    if (!h) h = tjInitDecompress();
+    return h;
   }
+  void reset() {
+    if (h) tjDestroy(h);
+    h = nullptr;
+  }
+  ~TjHandle() { reset(); }
 };
+
+// Throws ImageError with libjpeg-turbo's message and drops the (possibly poisoned) handle.
+[[noreturn]] void jpeg_fail(TjHandle& tj, const std::string& what, const char* kind) {
+  std::string msg = what + ": " + kind + ": " + tjGetErrorStr2(tj.h);
+  tj.reset();
+  throw ImageError(msg);
+}
 
 torch::Tensor decode_jpeg(const uint8_t* data, size_t size, const DecodeOptions& o, const std::string& what) {
   thread_local TjHandle tj;
-  if (!tj.h) throw ImageError(what + ": cannot initialise libjpeg-turbo");
+  if (!tj.get()) throw ImageError(what + ": cannot initialise libjpeg-turbo");
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(tj.h, data, static_cast<unsigned long>(size), &w, &h, &subsamp, &colorspace) != 0)
-    throw ImageError(what + ": corrupt JPEG header: " + tjGetErrorStr2(tj.h));
+    jpeg_fail(tj, what, "corrupt JPEG header");
   check_pixels(w, h, o, what);
   int sw = w, sh = h;
   if (o.min_short_side > 0) {
@@ -68,7 +85,7 @@ torch::Tensor decode_jpeg(const uint8_t* data, size_t size, const DecodeOptions&
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
     auto cmyk = torch::empty({sh, sw, 4}, torch::kUInt8);
     if (tjDecompress2(tj.h, data, static_cast<unsigned long>(size), cmyk.data_ptr<uint8_t>(), sw, 0, sh, TJPF_CMYK, flags) != 0)
-      throw ImageError(what + ": corrupt JPEG data: " + tjGetErrorStr2(tj.h));
+      jpeg_fail(tj, what, "corrupt JPEG data");
     // Adobe CMYK JPEGs store inverted values; PIL inverts them back ("CMYK;I") and converts with
     // R = 255 - min(255, C + K), i.e. in stored values R = clamp(c + k - 255, 0, 255).
     auto c = cmyk.to(torch::kInt32);
@@ -78,10 +95,8 @@ torch::Tensor decode_jpeg(const uint8_t* data, size_t size, const DecodeOptions&
   }
   auto rgb = torch::empty({sh, sw, 3}, torch::kUInt8);
   if (tjDecompress2(tj.h, data, static_cast<unsigned long>(size), rgb.data_ptr<uint8_t>(), sw, 0, sh, TJPF_RGB, flags) != 0) {
-    int code = tjGetErrorCode(tj.h);
-    if (code == TJERR_FATAL) throw ImageError(what + ": corrupt JPEG data: " + tjGetErrorStr2(tj.h));
     // TJERR_WARNING: e.g. premature end of data. PIL refuses truncated files by default; so do we.
-    throw ImageError(what + ": truncated or corrupt JPEG: " + tjGetErrorStr2(tj.h));
+    jpeg_fail(tj, what, tjGetErrorCode(tj.h) == TJERR_FATAL ? "corrupt JPEG data" : "truncated or corrupt JPEG");
   }
   return hwc_to_chw(rgb);
 }

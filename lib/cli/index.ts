@@ -15,7 +15,7 @@ import { makeSyntheticDataset } from '../synthetic';
 import { Trainer, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
-import { evalTransform, RunConfig, splitConfig, trainRun } from './run';
+import { DEFAULT_MAX_SKIPPED, evalTransform, RunConfig, splitConfig, trainRun } from './run';
 
 const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, device: 4, interrupted: 130 } as const;
 
@@ -27,6 +27,11 @@ const int = (min: number) => (value: string): number => {
 const positive = (value: string): number => {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('Expected a positive number.');
+  return n;
+};
+const share = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('Expected a number in 0..1.');
   return n;
 };
 const archList = (value: string): Arch[] => {
@@ -136,7 +141,8 @@ export function buildProgram(): Command {
       .addOption(new Option('--strategy <s>', 'which layers train (default feature-extract with weights, else full)').choices(['feature-extract', 'partial', 'full']))
       .option('--train-from <stage>', "first trainable stage for --strategy partial (e.g. layer3)")
       .option('--out <dir>', 'run directory (default runs/<time>)')
-      .option('--config <file>', 'JSON file with the TS option names (CLI flags override it)'),
+      .option('--config <file>', 'JSON file with the TS option names (CLI flags override it)')
+      .option('--max-skipped <share>', `largest share (0..1) of a split's image files that may be undecodable; more fails with exit code 3 (default ${DEFAULT_MAX_SKIPPED})`, share),
   ).action(async (o) => {
     const output = out();
     const cfg = readConfig(o.config);
@@ -163,6 +169,7 @@ export function buildProgram(): Command {
       imageSize: o.imageSize ?? cfg.run.imageSize ?? 224,
       batchSize: o.batchSize ?? cfg.run.batchSize ?? 32,
       workers: o.workers ?? cfg.run.workers,
+      maxSkipped: o.maxSkipped ?? cfg.run.maxSkipped,
       trainer,
     };
     const r = await trainRun(run, output, interruptSignal(output));

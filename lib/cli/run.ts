@@ -7,14 +7,17 @@ import { manualSeed, version, getNumThreads } from '../device';
 import { DatasetError, InvalidOptionError } from '../errors';
 import { thumbnailJpeg } from '../image';
 import { ARCHS, Arch, Model, Precision } from '../model';
-import { RunSummary, writeRunReport } from '../report';
+import { RunSummary, SkipSummary, writeRunReport } from '../report';
 import { Trainer, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import * as v from '../validate';
 import { attachProgress, Output } from './progress';
 
 /** Keys a `--config` file may hold besides the Trainer's options. */
-export const RUN_KEYS = ['data', 'out', 'arch', 'weights', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix'] as const;
+export const RUN_KEYS = ['data', 'out', 'arch', 'weights', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix', 'maxSkipped'] as const;
+
+/** Default share of a split's image files that may be undecodable before a run fails (exit code 3). */
+export const DEFAULT_MAX_SKIPPED = 0.05;
 /** The Trainer's options a config may hold (everything but runtime objects). */
 export const TRAINER_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
 
@@ -35,6 +38,8 @@ export interface RunConfig {
   cache?: boolean | number;
   mixup?: { alpha: number; p?: number };
   cutmix?: { alpha: number; p?: number };
+  /** Largest share (0..1) of a split's files that may be undecodable; more fails the run. Default 0.05. */
+  maxSkipped?: number;
   trainer: TrainerOptions;
   /** Default `Transform.imagenetTrain(imageSize)`. */
   trainTransform?: Transform;
@@ -89,6 +94,49 @@ async function createModel(cfg: RunConfig, classes: string[], out: Output, label
   }
 }
 
+/**
+ * Counts the files each split's loader skips as undecodable. Once a split's share exceeds `maxShare` it aborts
+ * the run (through `stop`), so a training on a fraction of the data cannot pass silently.
+ */
+class SkipGuard {
+  private readonly undecodable = new Map<string, Map<string, string>>();
+  failure?: DatasetError;
+  constructor(
+    private readonly maxShare: number,
+    private readonly stop: AbortController,
+  ) {}
+
+  watch(name: string, ds: ImageFolder, loader: DataLoader): void {
+    const seen = new Map<string, string>();
+    this.undecodable.set(name, seen);
+    loader.on('skip', (s: { path: string; reason: string }) => {
+      seen.set(s.path, s.reason);
+      if (!this.failure && seen.size > this.maxShare * ds.length) {
+        const first = [...seen].slice(0, 3).map(([p, r]) => `${p} (${r.replace(p, '').replace(/^:\s*/, '')})`);
+        this.failure = new DatasetError(
+          `${ds.root}: ${seen.size} of ${ds.length} image files could not be decoded, more than the allowed ${(100 * this.maxShare).toFixed(1)} % ` +
+            `(maxSkipped / --max-skipped); first: ${first.join('; ')}`,
+        );
+        this.stop.abort();
+      }
+    });
+  }
+
+  summary(name: string, ds: ImageFolder): SkipSummary {
+    const seen = this.undecodable.get(name) ?? new Map<string, string>();
+    const examples = [...[...seen].map(([path, reason]) => ({ path, reason })), ...ds.skipped.filter((k) => !seen.has(k.path))].slice(0, 10);
+    return { files: ds.length, undecodable: seen.size, unsupported: ds.skipped.filter((k) => !seen.has(k.path)).length, examples };
+  }
+}
+
+function describeSkips(name: string, k: SkipSummary): string | undefined {
+  if (!k.undecodable && !k.unsupported) return undefined;
+  const parts = [];
+  if (k.undecodable) parts.push(`${k.undecodable} of ${k.files} ${name} files undecodable (${((100 * k.undecodable) / k.files).toFixed(1)} %)`);
+  if (k.unsupported) parts.push(`${k.unsupported} ${name} files of an unsupported type`);
+  return `skipped: ${parts.join(', ')}; first: ${k.examples.slice(0, 3).map((x) => x.path).join(', ')}`;
+}
+
 /** Trains, evaluates the best weights, writes best.pth, metrics.json and report.html into `cfg.out`. */
 export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal, label = ''): Promise<RunResult> {
   if (!ARCHS.includes(cfg.arch)) throw v.invalid('arch', ARCHS.join(' | '), cfg.arch);
@@ -100,15 +148,24 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
   if (val && val.classes.join('\n') !== train.classes.join('\n'))
     throw new DatasetError(`${roots.val}: classes (${val.classes.join(', ')}) differ from train/ (${train.classes.join(', ')})`);
   for (const s of [...train.skipped, ...(val?.skipped ?? [])]) out.log(`${label}skipped ${s.path}: ${s.reason}`);
+  const maxSkipped = cfg.maxSkipped === undefined ? DEFAULT_MAX_SKIPPED : v.numberInRange('maxSkipped', cfg.maxSkipped, 0, 1);
+  const stop = new AbortController();
+  if (signal) {
+    if (signal.aborted) stop.abort();
+    else signal.addEventListener('abort', () => stop.abort(), { once: true });
+  }
+  const guard = new SkipGuard(maxSkipped, stop);
 
   const seed = cfg.trainer.seed ?? 0;
   manualSeed(seed);
   const model = await createModel(cfg, train.classes, out, label);
   try {
     out.log(`${label}${model.arch}: ${model.loadReport.message}; ${train.length} training / ${val?.length ?? 0} validation images, ${train.classes.length} classes`);
-    const trainer = new Trainer(model, { ...cfg.trainer, seed, checkpointDir: runDir, signal });
+    const trainer = new Trainer(model, { ...cfg.trainer, seed, checkpointDir: runDir, signal: stop.signal });
     const loader = new DataLoader(train, { batchSize: cfg.batchSize, shuffle: true, seed, workers: cfg.workers, cache: cfg.cache, mixup: cfg.mixup, cutmix: cfg.cutmix });
     const valLoader = val ? new DataLoader(val, { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
+    guard.watch('train', train, loader);
+    if (val && valLoader) guard.watch('val', val, valLoader);
     const epochs = cfg.trainer.epochs ?? 25;
     const close = attachProgress(trainer, epochs, out, label);
     const t0 = performance.now();
@@ -119,9 +176,16 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       close();
     }
     const seconds = (performance.now() - t0) / 1000;
+    if (guard.failure) throw guard.failure;
     const bestWeights = join(runDir, existsSync(join(runDir, 'best.pth')) ? 'best.pth' : 'last.pth');
     if (existsSync(bestWeights)) await model.loadWeights(bestWeights);
     const evaluation = valLoader ? await trainer.evaluate(valLoader) : undefined;
+    if (guard.failure) throw guard.failure;
+    const skipped = { train: guard.summary('train', train), val: val ? guard.summary('val', val) : undefined };
+    for (const [name, k] of Object.entries(skipped)) {
+      const line = k && describeSkips(name, k);
+      if (line) out.log(`${label}${line}`);
+    }
     const misclassified: RunSummary['misclassified'] = [];
     if (evaluation && val) {
       for (const err of evaluation.errors.slice(0, cfg.maxThumbnails ?? 24)) {
@@ -153,6 +217,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       evaluation,
       misclassified,
       bestWeights,
+      skipped,
     };
     const reportPath = writeRunReport(runDir, summary);
     return { summary, reportPath, bestWeights };

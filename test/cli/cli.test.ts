@@ -1,7 +1,7 @@
 // The command line end to end (built package, real data): train → eval → predict → export, info, experiment,
 // bad arguments, and the HTML report opened in headless Chromium.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
@@ -124,6 +124,38 @@ describe('CLI', () => {
     const f = cli(['--json', 'predict', '--model', join(tmp, 'missing.pth'), 'x.jpg']);
     expect(f.code).toBe(3);
     expect(JSON.parse(f.stdout).error.code).toBe('ERR_CHECKPOINT');
+  });
+
+  test('undecodable files: counted and named in the output and metrics.json; over --max-skipped the run fails with exit 3', () => {
+    const root = join(tmp, 'skips');
+    const bad = (i: number) => Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xdb, 0x00, 0x01]), Buffer.alloc(64, i)]); // bogus marker length
+    const pick = (split: string, cls: string, n: number) => readdirSync(join(data, split, cls)).filter((f) => f.endsWith('.jpg')).slice(0, n);
+    for (const split of ['train', 'val'])
+      for (const cls of ['ants', 'bees']) {
+        mkdirSync(join(root, split, cls), { recursive: true });
+        for (const f of pick(split, cls, 20)) copyFileSync(join(data, split, cls, f), join(root, split, cls, f));
+      }
+    writeFileSync(join(root, 'train', 'ants', 'broken-0.jpg'), bad(0));
+    const args = ['train', '--data', root, '--arch', 'squeezenet1_1', '--weights', weights, '--epochs', '1', '--batch-size', '16', '--image-size', '64'];
+    const ok = json([...args, '--out', join(tmp, 'skips-ok')]);
+    expect(ok.skipped.train).toMatchObject({ files: 41, undecodable: 1, unsupported: 0 });
+    expect(ok.skipped.train.examples[0].path).toBe(join(root, 'train', 'ants', 'broken-0.jpg'));
+    expect(ok.skipped.train.examples[0].reason).toMatch(/corrupt JPEG header/);
+    expect(ok.skipped.val).toMatchObject({ files: 40, undecodable: 0 });
+    const metrics = JSON.parse(readFileSync(join(tmp, 'skips-ok', 'metrics.json'), 'utf8'));
+    expect(metrics.skipped.train.undecodable).toBe(1);
+    expect(readFileSync(join(tmp, 'skips-ok', 'report.html'), 'utf8')).toContain('Skipped files');
+    const human = cli([...args, '--quiet', '--out', join(tmp, 'skips-human')]);
+    expect(human.code).toBe(0);
+    // 3 broken of 43 = 7 %: over the default 5 %
+    for (const i of [1, 2]) writeFileSync(join(root, 'train', 'ants', `broken-${i}.jpg`), bad(i));
+    const failed = cli([...args, '--out', join(tmp, 'skips-fail')]);
+    expect(failed.code).toBe(3);
+    expect(failed.stderr).toMatch(/3 of 43 image files could not be decoded, more than the allowed 5\.0 %/);
+    expect(failed.stderr).toContain('broken-0.jpg');
+    // a larger allowance lets it through
+    expect(cli([...args, '--max-skipped', '0.1', '--quiet', '--out', join(tmp, 'skips-allowed')]).code).toBe(0);
+    expect(cli([...args, '--max-skipped', '2']).code).toBe(2);
   });
 });
 
