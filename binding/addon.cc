@@ -99,6 +99,7 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("libtorch", tl::torch_version());
+  o.Set("variant", tl::libtorch_variant());
   o.Set("cuda", tl::built_with_cuda() || tl::cuda_available());
   o.Set("cudaAvailable", tl::cuda_available());
   Napi::Object cpu = Napi::Object::New(env);
@@ -111,6 +112,30 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Devices(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::available_devices()); }
+Napi::Value CudaDevices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto list = tl::cuda_devices();
+  Napi::Array out = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("device", list[i].device);
+    o.Set("name", list[i].name);
+    o.Set("totalMemory", static_cast<double>(list[i].total_memory));
+    o.Set("computeCapability", std::to_string(list[i].major) + "." + std::to_string(list[i].minor));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+Napi::Value SetCudnnBenchmark(const Napi::CallbackInfo& info) {
+  tl::set_cudnn_benchmark(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+Napi::Value CudnnBenchmark(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), tl::cudnn_benchmark()); }
+Napi::Value SetAllowTF32(const Napi::CallbackInfo& info) {
+  tl::set_allow_tf32(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+Napi::Value AllowTF32(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), tl::allow_tf32()); }
 Napi::Value CudaAvailable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), tl::cuda_available()); }
 Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), tl::cuda_device_count());
@@ -159,6 +184,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version));
   exports.Set("devices", Napi::Function::New(env, Devices));
   exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable));
+  exports.Set("cudaDevices", Napi::Function::New(env, CudaDevices));
+  exports.Set("setCudnnBenchmark", Napi::Function::New(env, SetCudnnBenchmark));
+  exports.Set("cudnnBenchmark", Napi::Function::New(env, CudnnBenchmark));
+  exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
+  exports.Set("allowTF32", Napi::Function::New(env, AllowTF32));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));

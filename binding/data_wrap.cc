@@ -130,6 +130,7 @@ LoaderWrap::LoaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Loader
     cfg.workers = static_cast<int>(get_number(c, "workers", 2));
     cfg.prefetch = static_cast<int>(get_number(c, "prefetch", 2));
     cfg.skip_errors = get_bool(c, "skipErrors", false);
+    cfg.pin_memory = get_bool(c, "pinMemory", false);
     cfg.mix.mixup_alpha = get_number(c, "mixupAlpha", 0);
     cfg.mix.cutmix_alpha = get_number(c, "cutmixAlpha", 0);
     cfg.mix.p = get_number(c, "mixP", 1.0);

@@ -21,10 +21,12 @@ ErrorInfo classify_current_exception() {
     return {"ERR_DEVICE", e.what()};
   } catch (const std::invalid_argument& e) {
     return {"ERR_INVALID_OPTION", e.what()};
+  } catch (const c10::OutOfMemoryError& e) {  // CUDA's caching allocator, and ours on the CPU
+    return {"ERR_OUT_OF_MEMORY", e.what_without_backtrace()};
   } catch (const c10::Error& e) {
     return {"ERR_NATIVE", e.what_without_backtrace()};
   } catch (const std::bad_alloc&) {
-    return {"ERR_NATIVE", "out of memory"};
+    return {"ERR_OUT_OF_MEMORY", "out of memory (std::bad_alloc)"};
   } catch (const std::exception& e) {
     return {"ERR_NATIVE", e.what()};
   } catch (...) {

@@ -144,12 +144,13 @@ Napi::Value ModelWrap::SgdStep(const Napi::CallbackInfo& info) {
     auto input = copy_float32(info[0], shape, "input");
     auto labels = copy_int64_labels(info[2], shape.empty() ? 0 : shape[0], "labels");
     double lr = info[3].As<Napi::Number>().DoubleValue();
+    const auto precision = tl::parse_precision(info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "fp32");
     auto loss = std::make_shared<double>(0);
     return PromiseWorker::Start(
         env, "tl.sgdStep",
-        [r, input, labels, lr, loss] {
+        [r, input, labels, lr, loss, precision] {
           std::lock_guard<std::mutex> lock(r->mutex());
-          *loss = r->sgd_step(input, labels, lr);
+          *loss = r->sgd_step(input, labels, lr, precision);
         },
         [loss](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *loss); }, {Value()});
   });

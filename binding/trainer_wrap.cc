@@ -64,6 +64,14 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
       cfg.clip_grad_norm = get_number(c, "clipGradNorm", 0);
       cfg.accumulate = static_cast<int>(get_number(c, "accumulate", 1));
       cfg.precision = tl::parse_precision(get_string(c, "precision", "fp32"));
+      if (c.Has("lossScale") && c.Get("lossScale").IsObject()) {
+        auto ls = c.Get("lossScale").As<Napi::Object>();
+        cfg.loss_scale.enabled = get_bool(ls, "enabled", false);
+        cfg.loss_scale.init_scale = get_number(ls, "initScale", 65536.0);
+        cfg.loss_scale.growth_factor = get_number(ls, "growthFactor", 2.0);
+        cfg.loss_scale.backoff_factor = get_number(ls, "backoffFactor", 0.5);
+        cfg.loss_scale.growth_interval = static_cast<int64_t>(get_number(ls, "growthInterval", 2000));
+      }
       std::lock_guard<std::mutex> lock(runner_->mutex());
       session_ = std::make_shared<tl::TrainSession>(runner_, cfg);
       return 0;
@@ -94,6 +102,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
           o.Set("correct", Napi::Number::New(e, static_cast<double>(out->correct)));
           o.Set("count", Napi::Number::New(e, static_cast<double>(out->count)));
           o.Set("stepped", out->stepped);
+          o.Set("skipped", out->skipped);
+          o.Set("lossScale", out->loss_scale);
           return o;
         },
         {Value(), info[0].As<Napi::Object>()});

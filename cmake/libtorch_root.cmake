@@ -15,7 +15,11 @@ set(TORCH_LIBRARIES torch "${_root}/lib/libtorch_cpu.so" "${_root}/lib/libc10.so
 set(TL_LIBTORCH_RPATH "${_root}/lib")
 
 # libtorch 2.10+ headers need C++20 (their TorchConfig says so); older ones are fine with C++17.
-file(STRINGS "${_root}/include/torch/csrc/api/include/torch/version.h" _ver REGEX "define TORCH_VERSION_(MAJOR|MINOR) ")
+set(_vh "${_root}/include/torch/headeronly/version.h")  # 2.9+; older releases define it in the API's version.h
+if(NOT EXISTS "${_vh}")
+  set(_vh "${_root}/include/torch/csrc/api/include/torch/version.h")
+endif()
+file(STRINGS "${_vh}" _ver REGEX "define TORCH_VERSION_(MAJOR|MINOR) ")
 string(REGEX MATCH "MAJOR ([0-9]+)" _m "${_ver}")
 set(_major ${CMAKE_MATCH_1})
 string(REGEX MATCH "MINOR ([0-9]+)" _m "${_ver}")
@@ -29,11 +33,12 @@ if(NOT DEFINED TL_CUDA)
   set(TL_CUDA AUTO)
 endif()
 if(EXISTS "${_root}/lib/libtorch_cuda.so" AND NOT TL_CUDA STREQUAL "OFF")
-  # CUDA runtime headers: TL_CUDA_INCLUDE, else PyPI's nvidia wheels next to the torch package, else a toolkit.
+  # CUDA runtime headers (with crt/): TL_CUDA_INCLUDE, else PyPI's nvidia wheels next to the torch package
+  # (nvidia-cuda-runtime + nvidia-cuda-crt), else a toolkit ($CUDA_HOME, /usr/local/cuda).
   if(NOT TL_CUDA_INCLUDE)
     file(GLOB _cands "${_root}/../nvidia/cu*/include" "${_root}/../nvidia/cuda_runtime/include" "$ENV{CUDA_HOME}/include" /usr/local/cuda/include)
     foreach(_c ${_cands})
-      if(EXISTS "${_c}/cuda_runtime_api.h")
+      if(EXISTS "${_c}/cuda_runtime_api.h" AND EXISTS "${_c}/crt/host_defines.h")
         set(TL_CUDA_INCLUDE "${_c}")
         break()
       endif()

@@ -6,6 +6,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <torch/version.h>
+#ifdef TL_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 #include <atomic>
 #include <fstream>
@@ -104,6 +107,26 @@ bool cpu_has_bf16() {
 bool cpu_has_avx512() { return cpu_flags().find(" avx512f ") != std::string::npos; }
 
 std::string torch_version() { return TORCH_VERSION; }
+std::string libtorch_variant() { return TL_LIBTORCH_VARIANT; }
+
+std::vector<CudaDeviceInfo> cuda_devices() {
+  std::vector<CudaDeviceInfo> out;
+#ifdef TL_WITH_CUDA
+  for (int i = 0; i < cuda_device_count(); ++i) {
+    const cudaDeviceProp* p = at::cuda::getDeviceProperties(i);
+    out.push_back(CudaDeviceInfo{"cuda:" + std::to_string(i), p->name, static_cast<int64_t>(p->totalGlobalMem), p->major, p->minor});
+  }
+#endif
+  return out;
+}
+
+void set_cudnn_benchmark(bool on) { at::globalContext().setBenchmarkCuDNN(on); }
+bool cudnn_benchmark() { return at::globalContext().benchmarkCuDNN(); }
+void set_allow_tf32(bool on) {
+  at::globalContext().setAllowTF32CuDNN(on);
+  at::globalContext().setAllowTF32CuBLAS(on);
+}
+bool allow_tf32() { return at::globalContext().allowTF32CuDNN(); }
 
 bool built_with_cuda() {
 #ifdef TL_WITH_CUDA

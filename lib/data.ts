@@ -230,6 +230,11 @@ export interface DataLoaderOptions {
   workers?: number;
   /** Batches prepared ahead per worker. Default 2. */
   prefetch?: number;
+  /**
+   * Batches in page-locked host memory, so that copies to a CUDA model are asynchronous and overlap compute (as
+   * torch's `pin_memory`). Ignored without a CUDA device. Default false.
+   */
+  pinMemory?: boolean;
   /** Keep decoded images in memory for later epochs: `true` (1 GiB), a byte budget, or false (default). */
   cache?: boolean | number;
   /** MixUp with Beta(alpha, alpha); soft labels. Default off. */
@@ -238,7 +243,7 @@ export interface DataLoaderOptions {
   cutmix?: { alpha: number; p?: number };
 }
 
-const LOADER_KEYS = ['batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'cache', 'mixup', 'cutmix'] as const;
+const LOADER_KEYS = ['batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'pinMemory', 'cache', 'mixup', 'cutmix'] as const;
 
 /**
  * Batches from a dataset, prepared by native threads. `for await (const batch of loader)` runs one epoch; each new
@@ -266,6 +271,7 @@ export class DataLoader extends EventEmitter {
     this.seed = options.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : v.nonNegativeInt('seed', options.seed);
     const workers = options.workers === undefined ? cpus().length : v.positiveInt('workers', options.workers);
     const prefetch = options.prefetch === undefined ? 2 : v.positiveInt('prefetch', options.prefetch);
+    const pinMemory = options.pinMemory === undefined ? false : v.bool('pinMemory', options.pinMemory);
     const cache = options.cache === undefined || options.cache === false ? 0 : options.cache === true ? 1 << 30 : v.positiveInt('cache', options.cache);
     const mix = (name: 'mixup' | 'cutmix') => {
       const m = options[name];
@@ -288,6 +294,7 @@ export class DataLoader extends EventEmitter {
       workers,
       prefetch,
       skipErrors: dataset.onError === 'skip',
+      pinMemory,
       cacheBytes: cache,
       mixupAlpha: mixup.alpha,
       cutmixAlpha: cutmix.alpha,

@@ -1,5 +1,5 @@
-import { CpuCacheStats, getNative, NativeVersion } from './native';
-import { nonNegativeInt, positiveInt } from './validate';
+import { CpuCacheStats, CudaDeviceInfo, getNative, NativeVersion } from './native';
+import { bool, nonNegativeInt, positiveInt } from './validate';
 import { DeviceError } from './errors';
 
 /** Devices this process can use: `'cpu'` and one `'cuda:N'` per visible GPU. */
@@ -15,6 +15,30 @@ export const cuda = {
   /** Number of visible CUDA devices (0 without CUDA). */
   deviceCount(): number {
     return getNative().cudaDeviceCount();
+  },
+  /** Visible GPUs with name, memory and compute capability (empty without CUDA). */
+  devices(): CudaDeviceInfo[] {
+    return getNative().cudaDevices();
+  },
+  /**
+   * cuDNN autotuning (torch.backends.cudnn.benchmark): the first batch of each input shape times the convolution
+   * algorithms and keeps the fastest. Worth it for fixed-size training batches. Default false.
+   */
+  setCudnnBenchmark(on: boolean): void {
+    getNative().setCudnnBenchmark(bool('on', on));
+  },
+  cudnnBenchmark(): boolean {
+    return getNative().cudnnBenchmark();
+  },
+  /**
+   * TensorFloat-32 for fp32 convolutions and matrix products on Ampere and later GPUs: faster, with ~1e-3 relative
+   * error. `false` gives IEEE fp32 (what the parity checks use). Default: libtorch's (on for cuDNN convolutions).
+   */
+  setAllowTF32(on: boolean): void {
+    getNative().setAllowTF32(bool('on', on));
+  },
+  allowTF32(): boolean {
+    return getNative().allowTF32();
   },
 };
 

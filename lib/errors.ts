@@ -63,6 +63,16 @@ export class DisposedError extends TorchResNetError {
   }
 }
 
+/**
+ * Memory ran out on the device (CUDA's allocator) or on the host. The process survives and the model stays usable:
+ * retry with a smaller batch, or free memory (`cpuCache.empty()`, dispose unused models).
+ */
+export class OutOfMemoryError extends TorchResNetError {
+  constructor(message: string) {
+    super(message, 'ERR_OUT_OF_MEMORY');
+  }
+}
+
 /** Any other failure inside libtorch. */
 export class NativeError extends TorchResNetError {
   constructor(message: string) {
@@ -88,6 +98,8 @@ export function fromNative(err: unknown): Error {
       return new TorchResNetError((err as Error).message, 'ERR_DISPOSED');
     case 'ERR_NATIVE':
       return new NativeError((err as Error).message);
+    case 'ERR_OUT_OF_MEMORY':
+      return new OutOfMemoryError((err as Error).message);
     default:
       return err as Error;
   }

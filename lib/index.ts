@@ -5,7 +5,7 @@ export type { TransformOp, Interpolation } from './transform';
 export { ImageDataset, ImageFolder, ImageList, DataLoader, Batch } from './data';
 export type { DatasetOptions, DataLoaderOptions, SkippedSample } from './data';
 export { devices, cuda, setNumThreads, getNumThreads, version, manualSeed, cpuCache } from './device';
-export type { CpuCacheStats } from './native';
+export type { CpuCacheStats, CudaDeviceInfo } from './native';
 export { fetchWeights, downloadWeightsFile, hubCacheDir, weightsFileName, KNOWN_WEIGHTS, DEFAULT_HUB_BASE_URL } from './weights';
 export type { WeightsName, HubOptions, DownloadProgress } from './weights';
 export { readStateDict } from './state-dict';
@@ -20,6 +20,7 @@ export {
   DatasetError,
   DisposedError,
   NativeError,
+  OutOfMemoryError,
 } from './errors';
 export { Trainer } from './trainer';
 export type { TrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, BatchEndEvent, FitResult } from './trainer';

@@ -25,8 +25,9 @@ export type Arch = (typeof ARCHS)[number];
 export type ResNetArch = Exclude<Arch, 'squeezenet1_1'>;
 
 /** Numeric precision of a forward pass. `auto`: bf16 on CPUs with native BF16 and on CUDA, else fp32. */
-export type Precision = 'fp32' | 'bf16' | 'auto';
-const PRECISIONS = ['fp32', 'bf16', 'auto'] as const;
+/** `'fp16'` (autocast to half with dynamic loss scaling when training) needs a CUDA device. */
+export type Precision = 'fp32' | 'bf16' | 'fp16' | 'auto';
+const PRECISIONS = ['fp32', 'bf16', 'fp16', 'auto'] as const;
 
 export interface ModelOptions extends HubOptions {
   /** Architecture name as in torchvision. */
@@ -238,8 +239,10 @@ export class Model {
   }
 
   /** @internal Resolves 'auto' for this model's device. */
-  precision(p: unknown): 'fp32' | 'bf16' {
+  precision(p: unknown): 'fp32' | 'bf16' | 'fp16' {
     const precision = p === undefined ? this.defaultPrecision : v.oneOf('precision', p, PRECISIONS);
+    if (precision === 'fp16' && !this.device_.startsWith('cuda'))
+      throw new InvalidOptionError('precision', `precision 'fp16' needs a CUDA device (the model is on ${this.device_}); use 'bf16' on the CPU`);
     if (precision !== 'auto') return precision;
     return this.device_.startsWith('cuda') || version().cpu.bf16 ? 'bf16' : 'fp32';
   }
@@ -297,16 +300,18 @@ export class Model {
 
   /**
    * One plain SGD step (train mode, cross-entropy, `p -= lr * grad`): the reference step used by parity checks.
-   * Returns the loss. Training proper goes through `Trainer`.
+   * Returns the loss. `options.precision`: autocast of the forward pass, default `'fp32'` (not the model's default).
+   * Training proper goes through `Trainer`.
    */
-  sgdStep(input: Float32Array, shape: number[], labels: ArrayLike<number>, lr: number): Promise<number> {
+  sgdStep(input: Float32Array, shape: number[], labels: ArrayLike<number>, lr: number, options: ForwardOptions = {}): Promise<number> {
     const t = v.tensorInput(input, shape, 4);
     v.positiveNumber('lr', lr);
+    const precision = options.precision === undefined ? 'fp32' : this.precision(options.precision);
     if (labels.length !== shape[0]) throw v.invalid('labels', `${shape[0]} labels`, labels);
     for (let i = 0; i < labels.length; i++)
       if (!Number.isInteger(labels[i]) || labels[i] < 0 || labels[i] >= this.numClasses)
         throw v.invalid(`labels[${i}]`, `integer in [0, ${this.numClasses - 1}]`, labels[i]);
-    return this.enqueue((h) => h.sgdStep(t.data, t.shape, labels, lr));
+    return this.enqueue((h) => h.sgdStep(t.data, t.shape, labels, lr, precision));
   }
 
   /**

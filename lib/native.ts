@@ -32,7 +32,7 @@ export interface NativeModel {
   loadWeights(path: string, allowHeadMismatch: boolean): Promise<NativeLoadReport>;
   save(path: string, metadata: Record<string, string>): Promise<void>;
   to(device: string): Promise<string>;
-  sgdStep(data: Float32Array, shape: number[], labels: ArrayLike<number>, lr: number): Promise<number>;
+  sgdStep(data: Float32Array, shape: number[], labels: ArrayLike<number>, lr: number, precision: string): Promise<number>;
   stateDict(): Promise<Record<string, TensorData>>;
   parameterCount(): number;
   info(): NativeModelInfo;
@@ -52,8 +52,22 @@ export interface CpuCacheStats {
   misses: number;
 }
 
+/** One visible GPU. */
+export interface CudaDeviceInfo {
+  /** `'cuda:N'`, usable as a `device` option. */
+  device: string;
+  /** e.g. `'NVIDIA H200'`. */
+  name: string;
+  /** Bytes of device memory. */
+  totalMemory: number;
+  /** e.g. `'9.0'`. */
+  computeCapability: string;
+}
+
 export interface NativeVersion {
   libtorch: string;
+  /** The libtorch this binary was built against: 'system' (Debian's), 'pypi' (PyPI's torch) or 'custom' (a folder). */
+  variant: string;
   cuda: boolean;
   cudaAvailable: boolean;
   cpu: { bf16: boolean; avx512: boolean };
@@ -95,6 +109,7 @@ export interface NativeLoaderConfig {
   workers: number;
   prefetch: number;
   skipErrors: boolean;
+  pinMemory: boolean;
   cacheBytes: number;
   mixupAlpha: number;
   cutmixAlpha: number;
@@ -121,10 +136,11 @@ export interface NativeTrainerConfig {
   clipGradNorm: number;
   accumulate: number;
   precision: string;
+  lossScale: { enabled: boolean; initScale: number; growthFactor: number; backoffFactor: number; growthInterval: number };
 }
 
 export interface NativeTrainer {
-  step(batch: NativeBatch, headLr: number, backboneLr: number): Promise<{ loss: number; correct: number; count: number; stepped: boolean }>;
+  step(batch: NativeBatch, headLr: number, backboneLr: number): Promise<{ loss: number; correct: number; count: number; stepped: boolean; skipped: boolean; lossScale: number }>;
   eval(batch: NativeBatch, tta: boolean): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array }>;
   setTrainFrom(stage: number): number;
   saveOptimizer(path: string): Promise<void>;
@@ -156,6 +172,11 @@ export interface NativeAddon {
   devices(): string[];
   cudaAvailable(): boolean;
   cudaDeviceCount(): number;
+  cudaDevices(): CudaDeviceInfo[];
+  setCudnnBenchmark(on: boolean): void;
+  cudnnBenchmark(): boolean;
+  setAllowTF32(on: boolean): void;
+  allowTF32(): boolean;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   architectures(): string[];
@@ -175,14 +196,31 @@ function packageRoot(): string {
   }
 }
 
-/** Loads the addon once: a prebuilt binary (prebuilds/) or the local build (build/Release). */
+/**
+ * The libtorch variant to load, from `TORCH_RESNET_TL_LIBTORCH`: unset or `system` = Debian's libtorch-dev (build/,
+ * prebuilds/); `pypi` = PyPI's current torch (build-pypi/, variants/pypi/prebuilds/); any other value is a libtorch
+ * folder (build-custom/). scripts/setup.sh builds each variant into its own folder.
+ */
+export function libtorchVariant(): 'system' | 'pypi' | 'custom' {
+  const v = process.env.TORCH_RESNET_TL_LIBTORCH;
+  if (!v || v === 'system') return 'system';
+  return v === 'pypi' ? 'pypi' : 'custom';
+}
+
+/** Loads the addon once: the local build of the selected libtorch variant, else its prebuilt binary. */
 export function getNative(): NativeAddon {
   if (addon) return addon;
   const root = packageRoot();
+  const variant = libtorchVariant();
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    addon = load(root);
+    if (variant === 'system') addon = load(root);
+    else {
+      const local = join(root, `build-${variant}`, 'Release', 'torch_resnet_tl.node');
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      addon = existsSync(local) ? (require(local) as NativeAddon) : load(join(root, 'variants', variant));
+    }
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     throw new NativeLoadError(
@@ -193,7 +231,10 @@ export function getNative(): NativeAddon {
         '  - or use the official libtorch zip from pytorch.org (CPU or CUDA): set LIBTORCH=/path/to/libtorch and build from\n' +
         '    source in the package folder: `npx cmake-js compile` (needs cmake and a C++17 compiler)\n' +
         '  - no prebuilt binary for this platform ("No native build was found"): build from source as above\n' +
-        '  - from a source checkout: `bash scripts/setup.sh` installs everything and builds\n',
+        '  - from a source checkout: `bash scripts/setup.sh` installs everything and builds\n' +
+        `  - libtorch variant in use: ${variant} (TORCH_RESNET_TL_LIBTORCH=${process.env.TORCH_RESNET_TL_LIBTORCH ?? ''}); a binary built\n` +
+        '    against another libtorch fails with undefined symbols: rebuild with that variant, e.g.\n' +
+        '    `TORCH_RESNET_TL_LIBTORCH=pypi bash scripts/setup.sh` (PyPI\'s current torch), or unset it for Debian\'s libtorch\n',
       { cause: err },
     );
   }

@@ -56,6 +56,12 @@ export interface TrainerOptions {
    * the model (`channelsLast`, default true).
    */
   precision?: Precision;
+  /**
+   * Dynamic loss scaling (torch.amp.GradScaler): the loss is scaled before backward, gradients are unscaled before
+   * clipping and the step, a step with inf/NaN gradients is skipped and the scale halved; after `growthInterval`
+   * clean steps it doubles. Default: on for `precision: 'fp16'`, off otherwise. `true` = the defaults below.
+   */
+  lossScale?: boolean | { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number };
   /** BatchNorm layers of frozen stages stay in eval mode (running statistics frozen). Default true. */
   freezeBatchNormStats?: boolean;
   /** Metric for best checkpoints, plateau schedules and early stopping. Default `'valAccuracy'` (`'accuracy'` without validation data). */
@@ -83,6 +89,26 @@ export interface TrainerOptions {
   featureCacheMaxBytes?: number;
 }
 
+/** GradScaler defaults (torch.amp.GradScaler's). */
+const LOSS_SCALE_DEFAULTS = { initScale: 65536, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000 };
+
+function validateLossScale(ls: TrainerOptions['lossScale'], precision: string) {
+  if (ls === undefined || typeof ls === 'boolean') return { enabled: ls ?? precision === 'fp16', ...LOSS_SCALE_DEFAULTS };
+  v.plainObject('lossScale', ls);
+  v.knownKeys('lossScale', ls as Record<string, unknown>, Object.keys(LOSS_SCALE_DEFAULTS));
+  const growthFactor = ls.growthFactor === undefined ? LOSS_SCALE_DEFAULTS.growthFactor : v.positiveNumber('lossScale.growthFactor', ls.growthFactor);
+  const backoffFactor = ls.backoffFactor === undefined ? LOSS_SCALE_DEFAULTS.backoffFactor : v.numberInRange('lossScale.backoffFactor', ls.backoffFactor, 0, 1, false);
+  if (growthFactor <= 1) throw v.invalid('lossScale.growthFactor', 'number > 1', growthFactor);
+  if (backoffFactor <= 0) throw v.invalid('lossScale.backoffFactor', 'number in (0, 1)', backoffFactor);
+  return {
+    enabled: true,
+    initScale: ls.initScale === undefined ? LOSS_SCALE_DEFAULTS.initScale : v.positiveNumber('lossScale.initScale', ls.initScale),
+    growthFactor,
+    backoffFactor,
+    growthInterval: ls.growthInterval === undefined ? LOSS_SCALE_DEFAULTS.growthInterval : v.positiveInt('lossScale.growthInterval', ls.growthInterval),
+  };
+}
+
 export interface EpochRecord {
   epoch: number;
   loss: number;
@@ -95,6 +121,9 @@ export interface EpochRecord {
   trainableParameters: number;
   /** Bytes held by the feature cache (0 when not used). */
   featureCacheBytes: number;
+  /** With loss scaling: the scale at the end of the epoch, and the optimizer steps skipped for inf/NaN gradients. */
+  lossScale?: number;
+  skippedSteps?: number;
 }
 
 export interface BatchEndEvent {
@@ -114,7 +143,7 @@ export interface FitResult {
   aborted: boolean;
 }
 
-const KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
+const KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
 
 interface CheckpointState {
   version: 1;
@@ -146,7 +175,8 @@ export class Trainer extends EventEmitter {
   private readonly unfreeze: { epoch: number; stage: number; from: string; lrScale: number }[];
   private readonly schedule: Schedule;
   private native?: NativeTrainer;
-  private readonly precision: 'fp32' | 'bf16';
+  private readonly precision: 'fp32' | 'bf16' | 'fp16';
+  private readonly lossScale: { enabled: boolean; initScale: number; growthFactor: number; backoffFactor: number; growthInterval: number };
 
   constructor(model: Model, options: TrainerOptions = {}) {
     super();
@@ -199,6 +229,7 @@ export class Trainer extends EventEmitter {
     });
     this.schedule = validateSchedule(options.schedule);
     this.precision = model.precision(options.precision ?? 'auto');
+    this.lossScale = validateLossScale(options.lossScale, this.precision);
     this.options = { ...options, strategy };
   }
 
@@ -233,6 +264,7 @@ export class Trainer extends EventEmitter {
       clipGradNorm: o.clipGradNorm ?? 0,
       accumulate: o.accumulate ?? 1,
       precision: this.precision,
+      lossScale: this.lossScale,
     });
     return this.native;
   }
@@ -299,6 +331,7 @@ export class Trainer extends EventEmitter {
       !train.mixing &&
       (o.featureCache === true || ((o.featureCache ?? 'auto') === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViews !== undefined)));
     let cacheBytes = 0;
+    let lossScale = this.lossScale.initScale;
     let cached = false;
     let valCached = false;
     const buildCache = async (): Promise<boolean> => {
@@ -335,6 +368,7 @@ export class Trainer extends EventEmitter {
       let correct = 0;
       let count = 0;
       let step = 0;
+      let skippedSteps = 0;
       let lrs = { head: 0, backbone: 0 };
       if (useCache && !cached) {
         cached = await buildCache();
@@ -369,6 +403,8 @@ export class Trainer extends EventEmitter {
         const { head, backbone } = lrs;
         const r = await this.model._run(() => nt.step(batch.native, head, backbone));
         batch.dispose();
+        if (r.skipped) skippedSteps++;
+        lossScale = r.lossScale;
         lossSum += r.loss * r.count;
         correct += r.correct;
         count += r.count;
@@ -387,6 +423,7 @@ export class Trainer extends EventEmitter {
         seconds: 0,
         trainableParameters: nt.trainableParameters(),
         featureCacheBytes: cacheBytes,
+        ...(this.lossScale.enabled ? { lossScale, skippedSteps } : {}),
       };
       if (val && cached && !o.tta && val.dataset.transform.deterministic && !val.mixing) {
         // validation through the feature cache: the frozen backbone's outputs never change

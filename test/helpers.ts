@@ -5,7 +5,8 @@ import { execFileSync } from 'node:child_process';
 export const ROOT = resolve(__dirname, '..');
 /** Shared read-only data: $TORCH_RESNET_TL_SHARED, default ../shared next to the project. */
 export const SHARED = resolve(process.env.TORCH_RESNET_TL_SHARED ?? join(ROOT, '..', 'shared'));
-export const FIXTURES = join(ROOT, '.fixtures');
+/** Reference fixtures: $TORCH_RESNET_TL_FIXTURES (the libtorch-2 suite uses .fixtures-pypi), default .fixtures. */
+export const FIXTURES = resolve(process.env.TORCH_RESNET_TL_FIXTURES ?? join(ROOT, '.fixtures'));
 export const PYTHON = process.env.TORCH_RESNET_TL_PYTHON ?? '/usr/bin/python3';
 
 /** Path inside ../shared; throws when missing (tests never skip silently, and CI=true demands the data). */

@@ -142,6 +142,12 @@ Batch Loader::build(int64_t b) {
     bool cutmix = mix.cutmix_alpha > 0 && (mix.mixup_alpha <= 0 || rng.bernoulli(0.5));
     batch.labels = mix_batch(batch.images, batch.labels, mix, rng, cutmix);
   }
+  // Page-locked copies made here, on the worker thread, so the training step's host->device copy is asynchronous.
+  // Without a CUDA device there is nothing to pin for (as torch's DataLoader, the option is then ignored).
+  if (cfg_.pin_memory && cuda_available()) {
+    batch.images = batch.images.pin_memory();
+    batch.labels = batch.labels.pin_memory();
+  }
   return batch;
 }
 

@@ -26,6 +26,7 @@ struct LoaderConfig {
   int workers = 2;
   int prefetch = 2;           // batches ready ahead, per worker
   bool skip_errors = false;   // drop undecodable samples (reported) instead of failing
+  bool pin_memory = false;    // batches in page-locked memory (worker threads) for async host->CUDA copies
   MixConfig mix;
 };
 

@@ -2,6 +2,7 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include "torch_compat.h"
 #include <c10/util/Exception.h>
 #include <unistd.h>
 
@@ -30,11 +31,12 @@ size_t size_class(size_t n) {
 
 class CachingCpuAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t nbytes) const override {
+  c10::DataPtr allocate(size_t nbytes) TL_ALLOCATE_CONST override {
     void* data = const_cast<CachingCpuAllocator*>(this)->alloc(nbytes);
     return {data, data, &CachingCpuAllocator::deleter, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &CachingCpuAllocator::deleter; }
+  TL_ALLOCATOR_COPY_DATA
 
   void set_limit(size_t limit) {
     std::vector<void*> drop;
@@ -85,7 +87,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     if (posix_memalign(&base, kAlign, cls + kHeader) != 0) {
       empty();  // give the cache back to the system and try once more
       if (posix_memalign(&base, kAlign, cls + kHeader) != 0)
-        TORCH_CHECK(false, "DefaultCPUAllocator: not enough memory: you tried to allocate ", nbytes, " bytes.");
+        TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU out of memory: tried to allocate ", nbytes, " bytes");
     }
     *static_cast<size_t*>(base) = cls;
     return static_cast<char*>(base) + kHeader;

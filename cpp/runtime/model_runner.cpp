@@ -58,7 +58,8 @@ void ModelRunner::to(const std::string& device) {
 }
 
 torch::Tensor ModelRunner::prepare(const torch::Tensor& input) const {
-  auto x = input.to(device_, /*non_blocking=*/false);
+  // Pinned host batches (DataLoader pinMemory) copy asynchronously; the stream orders the copy before the compute.
+  auto x = input.to(device_, /*non_blocking=*/input.is_cpu() && !device_.is_cpu() && input.is_pinned());
   if (config_.channels_last && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   return x;
 }
@@ -73,11 +74,15 @@ torch::Tensor ModelRunner::forward(const torch::Tensor& input, Precision precisi
   return out.to(torch::kCPU, torch::kFloat32).contiguous();
 }
 
-double ModelRunner::sgd_step(const torch::Tensor& input, const torch::Tensor& labels, double lr) {
+double ModelRunner::sgd_step(const torch::Tensor& input, const torch::Tensor& labels, double lr, Precision precision) {
   apply_threads();
   model_->train();
   model_->zero_grad();
-  auto logits = model_->forward(prepare(input));
+  torch::Tensor logits;
+  {
+    AutocastScope autocast(device_, precision);
+    logits = model_->forward(prepare(input)).to(torch::kFloat32);
+  }
   auto loss = torch::nn::functional::cross_entropy(logits, labels.to(device_));
   loss.backward();
   {

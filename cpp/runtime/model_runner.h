@@ -30,7 +30,8 @@ class ModelRunner {
   // Inference (InferenceMode, eval mode). Input is a CPU float tensor [N, 3, H, W]; returns a CPU float tensor.
   torch::Tensor forward(const torch::Tensor& input, Precision precision, bool embed);
   // One plain SGD step with cross-entropy (train mode): the parity reference step. Returns the loss.
-  double sgd_step(const torch::Tensor& input, const torch::Tensor& labels, double lr);
+  // One plain SGD step (forward under `precision` autocast): the reference step of parity checks and benchmarks.
+  double sgd_step(const torch::Tensor& input, const torch::Tensor& labels, double lr, Precision precision = Precision::FP32);
 
   int64_t parameter_count(bool trainable_only) const;
   StateDict state_dict() const;

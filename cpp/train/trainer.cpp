@@ -1,21 +1,21 @@
 #include "train/trainer.h"
 
-#include <c10/util/string_utils.h>
-
 #include "device.h"
 #include "errors.h"
 #include "io/checkpoint.h"
+#include "torch_compat.h"
 
 namespace tl {
 namespace {
 
 bool is_norm_or_bias(const std::string& name, const torch::Tensor& p) { return p.dim() <= 1; }
 
-std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+compat::OptimizerStateKey key_of(const torch::Tensor& p) { return compat::optimizer_state_key(p); }
 
 }  // namespace
 
-TrainSession::TrainSession(std::shared_ptr<ModelRunner> runner, TrainConfig cfg) : runner_(std::move(runner)), cfg_(cfg) {
+TrainSession::TrainSession(std::shared_ptr<ModelRunner> runner, TrainConfig cfg)
+    : runner_(std::move(runner)), cfg_(cfg), scaler_(cfg.loss_scale) {
   if (cfg_.accumulate < 1) cfg_.accumulate = 1;
   apply_freezing();
   build_optimizer();
@@ -109,7 +109,7 @@ int64_t TrainSession::trainable_parameters() const {
 StepResult TrainSession::step(const Batch& batch) {
   apply_threads();
   if (batch.images.size(0) == 0) return StepResult{};
-  return run_step(runner_->prepare(batch.images), batch.labels.to(runner_->device()), false);
+  return run_step(runner_->prepare(batch.images), batch.labels.to(runner_->device(), /*non_blocking=*/batch.labels.is_pinned()), false);
 }
 
 StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only) {
@@ -125,15 +125,22 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   logits = logits.to(torch::kFloat32);
   auto opts = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg_.label_smoothing);
   auto loss = torch::nn::functional::cross_entropy(logits, y, opts);
-  (loss / cfg_.accumulate).backward();
+  scaler_.scale_loss(loss / cfg_.accumulate).backward();
   if (++pending_ >= cfg_.accumulate) {
     sync_.sync(trainable_);
-    if (cfg_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable_, cfg_.clip_grad_norm);
-    opt_->step();
+    const bool finite = scaler_.unscale(trainable_);  // clipping sees the true gradients
+    if (finite) {
+      if (cfg_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable_, cfg_.clip_grad_norm);
+      opt_->step();
+      r.stepped = true;
+    } else {
+      r.skipped = true;
+    }
+    scaler_.update(finite);
     opt_->zero_grad();
     pending_ = 0;
-    r.stepped = true;
   }
+  r.loss_scale = scaler_.scale();
   torch::NoGradGuard ng;
   auto target = y.dim() == 2 ? y.argmax(1) : y;
   r.correct = logits.argmax(1).eq(target).sum().item<int64_t>();

@@ -5,6 +5,7 @@
 
 #include "data/loader.h"
 #include "runtime/model_runner.h"
+#include "train/grad_scaler.h"
 
 namespace tl {
 
@@ -25,6 +26,7 @@ struct TrainConfig {
   double clip_grad_norm = 0;    // 0: off
   int accumulate = 1;           // batches per optimizer step
   Precision precision = Precision::FP32;
+  GradScalerConfig loss_scale;  // dynamic loss scaling (fp16)
 };
 
 struct StepResult {
@@ -32,6 +34,8 @@ struct StepResult {
   int64_t correct = 0; // argmax == label (hard labels, or argmax of soft labels)
   int64_t count = 0;
   bool stepped = false;
+  bool skipped = false;     // an optimizer step was due but skipped: inf/NaN gradients under loss scaling
+  double loss_scale = 1.0;  // the scale after this step
 };
 
 struct EvalResult {
@@ -82,6 +86,7 @@ class TrainSession {
   std::vector<torch::Tensor> trainable_;
   std::vector<std::string> trainable_names_;
   GradientSync sync_;
+  GradScaler scaler_;
   int pending_ = 0;
   std::vector<std::map<int64_t, torch::Tensor>> cache_;  // [view][sample index] -> backbone output
   std::map<int64_t, int64_t> cache_labels_;

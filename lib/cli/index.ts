@@ -257,13 +257,13 @@ export function buildProgram(): Command {
     .action(() => {
       const output = out();
       const v = version();
-      const info = { version: require('../../../package.json').version as string, libtorch: v.libtorch, cudaBuild: v.cuda, cudaAvailable: v.cudaAvailable, devices: devices(), threads: getNumThreads(), cores: cpus().length, cpu: v.cpu, napi: v.napi, node: process.version, archs: [...ARCHS] };
+      const info = { version: require('../../../package.json').version as string, libtorch: v.libtorch, libtorchVariant: v.variant, cudaBuild: v.cuda, cudaAvailable: v.cudaAvailable, devices: devices(), threads: getNumThreads(), cores: cpus().length, cpu: v.cpu, napi: v.napi, node: process.version, archs: [...ARCHS] };
       print(
         output,
         () =>
           table(['item', 'value'], [
             ['torch-resnet-tl', info.version],
-            ['libtorch', `${info.libtorch} (${info.cudaBuild ? 'CUDA' : 'CPU'} build)`],
+            ['libtorch', `${info.libtorch} (${info.libtorchVariant}, ${info.cudaBuild ? 'CUDA' : 'CPU'} build)`],
             ['devices', info.devices.join(', ')],
             ['threads', `${info.threads} of ${info.cores} cores`],
             ['CPU BF16 / AVX-512', `${info.cpu.bf16} / ${info.cpu.avx512}`],

@@ -1,4 +1,8 @@
-"""Python/torchvision side of bench:compute. Prints one JSON line per case."""
+"""Python/torchvision side of bench:compute. Prints one JSON line per case.
+usage: compute_py.py ARCH BATCH ITERS THREADS [best]
+  default: fp32 NCHW and fp32 channels_last (the loop people write).
+  best: PyTorch's best CPU configuration -- channels_last, bf16 autocast, inference_mode (run it with jemalloc
+  preloaded, decay off), plus the bf16 convolution peak of this CPU ("peak" line, GFLOP/s)."""
 import json
 import sys
 import time
@@ -7,6 +11,7 @@ import torch
 import torchvision
 
 arch, batch, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+best = len(sys.argv) > 5 and sys.argv[5] == "best"
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 x = torch.randn(batch, 3, 224, 224)
@@ -20,6 +25,39 @@ def timeit(fn):
         fn()
     return batch * iters / (time.perf_counter() - t0)
 
+
+def conv_peak():
+    """bf16 GFLOP/s of a large 3x3 convolution (256 channels, 56x56, batch 32, channels_last): the ceiling figure."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    xi = torch.randn(32, 256, 56, 56).contiguous(memory_format=torch.channels_last)
+    flops = 2 * 32 * 256 * 256 * 9 * 56 * 56
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(xi)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            conv(xi)
+        return flops * 5 / (time.perf_counter() - t0) / 1e9
+
+
+if best:
+    m = getattr(torchvision.models, arch)().to(memory_format=torch.channels_last)
+    xi = x.contiguous(memory_format=torch.channels_last)
+    m.eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        inf = timeit(lambda: m(xi))
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+
+    def step_bf16():
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(xi)
+        torch.nn.functional.cross_entropy(out.float(), y).backward()
+        opt.step()
+
+    print(json.dumps({"arch": arch, "layout": "best", "torch": torch.__version__, "infer": inf, "train": timeit(step_bf16)}), flush=True)
+    print(json.dumps({"peak": conv_peak()}), flush=True)
+    sys.exit(0)
 
 for layout in ("nchw", "channels_last"):
     m = getattr(torchvision.models, arch)()

@@ -1,7 +1,7 @@
 // bench:train — hymenoptera, the document's training transforms, batch 32, Adam 1e-3: ours vs the tutorial-style
 // Python loop (torchvision DataLoader num_workers=2) in the same run.
 // usage: node scripts/bench/train.mjs [--full-epochs 2] [--fe-epochs 25] [--full-arch resnet18]
-import { execFileSync } from 'node:child_process';
+import { runPython } from './peer.mjs';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 
@@ -19,9 +19,8 @@ const { values } = parseArgs({
 const weights = `${shared}/weights/squeezenet1_1-imagenet.pth`;
 const threads = getNumThreads();
 
-function python(arch, strategy, epochs, w) {
-  const out = execFileSync('/usr/bin/python3', ['scripts/bench/train_py.py', values.data, arch, strategy, String(epochs), w, String(threads)], { encoding: 'utf8' });
-  return JSON.parse(out.trim().split('\n').pop());
+function python(arch, strategy, epochs, w, kind = 'default') {
+  return runPython(kind, ['scripts/bench/train_py.py', values.data, arch, strategy, String(epochs), w, String(threads)]).pop();
 }
 
 async function ours(arch, strategy, epochs, w, extra = {}, trainTransform = Transform.documentTrain()) {
@@ -44,7 +43,9 @@ const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
 const pyFull = python(arch, 'full', fullEpochs, '-');
 const ourFullDefault = await ours(arch, 'full', fullEpochs, null);
 const ourFullEqual = await ours(arch, 'full', fullEpochs, null, { precision: 'fp32', channelsLast: false });
+const pyFullBest = python(arch, 'full', fullEpochs, '-', 'best');
 rows.push([`${arch} full fine-tuning, s/epoch (train+val)`, `${mean(ourFullDefault.epoch_seconds).toFixed(1)} (default) / ${mean(ourFullEqual.epoch_seconds).toFixed(1)} (fp32 NCHW)`, mean(pyFull.epoch_seconds).toFixed(1), `${(mean(pyFull.epoch_seconds) / mean(ourFullDefault.epoch_seconds)).toFixed(2)}× / ${(mean(pyFull.epoch_seconds) / mean(ourFullEqual.epoch_seconds)).toFixed(2)}×`]);
+rows.push([`${arch} full fine-tuning vs PyPI torch best CPU config (bf16, channels_last, jemalloc), s/epoch`, `${mean(ourFullDefault.epoch_seconds).toFixed(1)} (default)`, mean(pyFullBest.epoch_seconds).toFixed(1), `${(mean(pyFullBest.epoch_seconds) / mean(ourFullDefault.epoch_seconds)).toFixed(2)}×`]);
 const pyFe = python('squeezenet1_1', 'feature-extract-fixed', fe, weights);
 const ourFe = await ours('squeezenet1_1', 'feature-extract', fe, weights, {}, Transform.imagenetEval());
 rows.push([`squeezenet1_1 feature-extract, ${fe} epochs total s (cached features)`, ourFe.total.toFixed(1), pyFe.total.toFixed(1), `${(pyFe.total / ourFe.total).toFixed(2)}×`]);

@@ -1,0 +1,61 @@
+// The only place that knows libtorch 1.13 (Debian's libtorch-dev) from 2.x (PyPI's torch, the official zips).
+// Everything else calls these helpers.
+#pragma once
+#include <ATen/autocast_mode.h>
+#include <c10/core/Allocator.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#define TL_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace tl::compat {
+
+// Autocast state of the calling thread for one device type (2.4 replaced the per-device setters).
+inline void set_autocast(c10::DeviceType type, bool enabled, at::ScalarType dtype) {
+#if TL_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(type, enabled);
+  if (enabled) at::autocast::set_autocast_dtype(type, dtype);
+#else
+  if (type == c10::DeviceType::CUDA) {
+    at::autocast::set_enabled(enabled);
+    if (enabled) at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_cpu_enabled(enabled);
+    if (enabled) at::autocast::set_autocast_cpu_dtype(dtype);
+  }
+#endif
+}
+
+// Key of a parameter in torch::optim::Optimizer::state(): the TensorImpl address printed as a string in 1.13, the
+// address itself in 2.x. Deduced from the map's key type rather than from a version number.
+using OptimizerStateKey = std::remove_reference_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+
+template <class Key = OptimizerStateKey>
+Key optimizer_state_key(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;  // what c10::guts::to_string did
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
+}  // namespace tl::compat
+
+// c10::Allocator::allocate lost its const in 2.3, which also added the pure virtual copy_data.
+#if TL_TORCH_AT_LEAST(2, 3)
+#define TL_ALLOCATE_CONST
+#define TL_ALLOCATOR_COPY_DATA                                                     \
+  void copy_data(void* dest, const void* src, std::size_t count) const override { \
+    default_copy_data(dest, src, count);                                           \
+  }
+#else
+#define TL_ALLOCATE_CONST const
+#define TL_ALLOCATOR_COPY_DATA
+#endif

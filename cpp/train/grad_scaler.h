@@ -1,0 +1,45 @@
+// Dynamic loss scaling for fp16 training (torch.amp.GradScaler's algorithm): the loss is multiplied by `scale`
+// before backward so small fp16 gradients do not flush to zero; before the optimizer step the gradients are divided
+// back, and a step whose gradients hold an inf or NaN is skipped and the scale backed off. After
+// `growth_interval` clean steps in a row the scale grows. Device-generic tensor ops; the maths are unit-tested on
+// the CPU (any precision can use it; fp16 on CUDA turns it on by default).
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace tl {
+
+struct GradScalerConfig {
+  bool enabled = false;
+  double init_scale = 65536.0;  // 2^16, torch's default
+  double growth_factor = 2.0;
+  double backoff_factor = 0.5;
+  int64_t growth_interval = 2000;
+};
+
+class GradScaler {
+ public:
+  explicit GradScaler(GradScalerConfig cfg = {}) : cfg_(cfg), scale_(cfg.init_scale) {}
+  bool enabled() const { return cfg_.enabled; }
+  double scale() const { return cfg_.enabled ? scale_ : 1.0; }
+  // loss * scale (the loss itself when disabled).
+  torch::Tensor scale_loss(const torch::Tensor& loss) const { return cfg_.enabled ? loss * scale_ : loss; }
+  // Divides every gradient by the scale in place; returns true when all of them are finite. Call once per step.
+  bool unscale(std::vector<torch::Tensor>& params);
+  // After a step (taken when `finite`, skipped otherwise): backs off or grows the scale.
+  void update(bool finite);
+  int64_t growth_tracker() const { return growth_tracker_; }
+  // Restores a saved state (resume).
+  void set_state(double scale, int64_t growth_tracker) {
+    scale_ = scale;
+    growth_tracker_ = growth_tracker;
+  }
+
+ private:
+  GradScalerConfig cfg_;
+  double scale_;
+  int64_t growth_tracker_ = 0;
+};
+
+}  // namespace tl

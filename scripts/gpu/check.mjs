@@ -1,0 +1,153 @@
+// The GPU check proper (run by scripts/gpu/check.sh on the lent machine, or here with GPU_CHECK_DRY_RUN=1).
+// Prints one line per check and writes $GPU_CHECK_OUT/gpu-check.json. Exit 1 when a check fails.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+const tl = require('../../dist/cjs/index.js');
+const { Model, Trainer, DataLoader, ImageFolder, Transform, cuda, version, manualSeed, makeSyntheticDataset } = tl;
+const OUT = process.env.GPU_CHECK_OUT ?? '.';
+const PY = process.env.GPU_CHECK_PY ?? 'python3';
+const dry = process.env.GPU_CHECK_DRY_RUN === '1';
+const report = { version: version(), devices: cuda.devices(), checks: [], bench: {} };
+let failed = 0;
+function record(name, ok, detail) {
+  report.checks.push({ name, ok, ...detail });
+  if (ok === false) failed++;
+  console.log(`${ok === null ? 'SKIP' : ok ? 'PASS' : 'FAIL'} ${name} ${JSON.stringify(detail)}`);
+}
+const save = () => writeFileSync(join(OUT, 'gpu-check.json'), JSON.stringify(report, null, 2));
+
+console.log('version', JSON.stringify(report.version), 'devices', JSON.stringify(report.devices));
+const gpu = cuda.isAvailable();
+if (!gpu && !dry) {
+  record('cuda available', false, { devices: tl.devices() });
+  save();
+  process.exit(1);
+}
+const DEV = gpu ? 'cuda:0' : 'cpu';
+
+const rand = (n, seed) => {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1);
+};
+const scaledMax = (a, b) => {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(a[i]));
+  }
+  return d / Math.max(m, 1e-12);
+};
+
+// 1. CPU vs CUDA logits, IEEE fp32 (TF32 off), and the same with libtorch's TF32 default for information.
+const tf32Default = cuda.allowTF32();
+for (const arch of ['resnet18', 'resnet50', 'squeezenet1_1']) {
+  manualSeed(0);
+  const m = await Model.create({ arch, weights: null, numClasses: 1000, precision: 'fp32' });
+  const shape = [8, 3, 224, 224];
+  const x = rand(8 * 3 * 224 * 224, 1);
+  const cpu = await m.forward(x, shape);
+  await m.to(DEV);
+  cuda.setAllowTF32(false);
+  const dev = await m.forward(x, shape);
+  cuda.setAllowTF32(true);
+  const devTf32 = await m.forward(x, shape);
+  cuda.setAllowTF32(tf32Default);
+  const d = scaledMax(cpu.data, dev.data);
+  record(`logits cpu vs ${DEV} ${arch} fp32`, d <= 1e-3, { scaledMaxDiff: d, withTF32: scaledMax(cpu.data, devTf32.data) });
+  m.dispose();
+}
+
+// 2. One SGD training step: the loss and the updated model agree between CPU and CUDA.
+{
+  manualSeed(0);
+  const a = await Model.create({ arch: 'resnet18', weights: null, numClasses: 10, precision: 'fp32' });
+  const path = join(mkdtempSync(join(tmpdir(), 'gpu-check-')), 'r18.safetensors');
+  await a.save(path);
+  const b = await Model.load(path, { device: DEV });
+  const x = rand(16 * 3 * 128 * 128, 2);
+  const shape = [16, 3, 128, 128];
+  const labels = Array.from({ length: 16 }, (_, i) => i % 10);
+  cuda.setAllowTF32(false);
+  const la = await a.sgdStep(x, shape, labels, 0.01);
+  const lb = await b.sgdStep(x, shape, labels, 0.01);
+  const after = scaledMax((await a.forward(x, shape)).data, (await b.forward(x, shape)).data);
+  cuda.setAllowTF32(tf32Default);
+  record(`training step cpu vs ${DEV}`, Math.abs(la - lb) <= 1e-3 * Math.abs(la) && after <= 1e-3, { lossCpu: la, lossDevice: lb, logitsAfterScaledMaxDiff: after });
+  a.dispose();
+  b.dispose();
+}
+
+// 3. Trainer epochs on the device: pinned batches, bf16 autocast, and fp16 with dynamic loss scaling.
+{
+  const root = mkdtempSync(join(tmpdir(), 'gpu-check-data-'));
+  await makeSyntheticDataset(root, { classes: 4, trainPerClass: 64, valPerClass: 16, size: 64, seed: 0 });
+  const t = Transform.compose(Transform.randomHorizontalFlip(), Transform.toTensor(), Transform.normalize());
+  const train = await ImageFolder.open(join(root, 'train'), { transform: t });
+  const val = await ImageFolder.open(join(root, 'val'), { transform: Transform.compose(Transform.toTensor(), Transform.normalize()) });
+  for (const precision of gpu ? ['bf16', 'fp16'] : ['bf16']) {
+    manualSeed(0);
+    const m = await Model.create({ arch: 'resnet18', weights: null, classes: train.classes, device: DEV });
+    const trainer = new Trainer(m, { strategy: 'full', epochs: 3, lr: 1e-3, precision, seed: 0 });
+    const t0 = performance.now();
+    const { history } = await trainer.fit(new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0, pinMemory: true }), new DataLoader(val, { batchSize: 64, pinMemory: true }));
+    const last = history[history.length - 1];
+    record(`trainer ${DEV} ${precision} (pinned batches)`, Number.isFinite(last.loss) && last.loss < history[0].loss, {
+      losses: history.map((h) => h.loss),
+      valAccuracy: last.valAccuracy,
+      lossScale: last.lossScale,
+      skippedSteps: last.skippedSteps,
+      seconds: (performance.now() - t0) / 1000,
+    });
+    m.dispose();
+  }
+  if (!gpu) record('trainer fp16 + loss scaling', null, { reason: 'no CUDA device (dry run)' });
+}
+
+// 4. CUDA out of memory is a typed error and the model stays usable.
+if (gpu) {
+  const m = await Model.create({ arch: 'resnet152', weights: null, numClasses: 10, device: DEV, precision: 'fp32' });
+  const shape = [64, 3, 1024, 1024]; // ~270 GB of training activations
+  const err = await m.sgdStep(new Float32Array(64 * 3 * 1024 * 1024), shape, Array(64).fill(0), 0.01).catch((e) => e);
+  const ok = err instanceof tl.OutOfMemoryError;
+  const small = await m.forward(rand(2 * 3 * 64 * 64, 3), [2, 3, 64, 64]).then((r) => r.shape, (e) => String(e));
+  record('CUDA out of memory -> OutOfMemoryError, model still usable', ok && Array.isArray(small), { error: err?.constructor?.name, code: err?.code, message: String(err?.message).slice(0, 160), after: small });
+  m.dispose();
+} else record('CUDA out of memory', null, { reason: 'no CUDA device (dry run)' });
+
+// 5. Benchmark: resnet50, batch 128 (dry run: 8), bf16 autocast, channels_last; ours vs this machine's Python torch.
+{
+  const batch = gpu ? 128 : 8;
+  const iters = gpu ? 20 : 2;
+  const size = 224;
+  cuda.setCudnnBenchmark(true);
+  const m = await Model.create({ arch: 'resnet50', weights: null, numClasses: 1000, device: DEV });
+  const x = rand(batch * 3 * size * size, 4);
+  const shape = [batch, 3, size, size];
+  const labels = Array.from({ length: batch }, (_, i) => i % 1000);
+  const time = async (fn) => {
+    for (let i = 0; i < 3; i++) await fn();
+    const t0 = performance.now();
+    for (let i = 0; i < iters; i++) await fn();
+    return (batch * iters) / ((performance.now() - t0) / 1000);
+  };
+  const infer = await time(() => m.forward(x, shape, { precision: 'bf16' }));
+  const train = await time(() => m.sgdStep(x, shape, labels, 0.01, { precision: 'bf16' }));
+  m.dispose();
+  let py = {};
+  try {
+    py = JSON.parse(execFileSync(PY, ['scripts/gpu/bench_py.py', DEV, String(batch), String(iters)], { encoding: 'utf8' }).trim().split('\n').pop());
+  } catch (e) {
+    py = { error: String(e).slice(0, 300) };
+  }
+  report.bench = { arch: 'resnet50', batch, size, precision: 'bf16', device: DEV, ours: { infer, train }, python: py, ratio: { infer: infer / py.infer, train: train / py.train } };
+  console.log('bench', JSON.stringify(report.bench));
+}
+save();
+console.log(failed ? `${failed} check(s) failed` : 'all checks passed');
+process.exit(failed ? 1 : 0);
