@@ -83,7 +83,7 @@ BatchWrap::BatchWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchWra
 
 Napi::Value BatchWrap::Images(const Napi::CallbackInfo& info) {
   if (!batch_->images.defined()) throw Napi::Error::New(info.Env(), "this batch has been disposed");
-  return tensor_to_js(info.Env(), batch_->images);
+  return tensor_to_js(info.Env(), batch_->materialize(torch::kCPU));
 }
 Napi::Value BatchWrap::Labels(const Napi::CallbackInfo& info) {
   if (!batch_->labels.defined()) throw Napi::Error::New(info.Env(), "this batch has been disposed");
@@ -111,7 +111,8 @@ Napi::Function LoaderWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativeLoader",
                      {InstanceMethod("start", &LoaderWrap::Start), InstanceMethod("next", &LoaderWrap::Next),
                       InstanceMethod("stop", &LoaderWrap::Stop), InstanceMethod("length", &LoaderWrap::Length),
-                      InstanceMethod("cacheBytes", &LoaderWrap::CacheBytes)});
+                      InstanceMethod("cacheBytes", &LoaderWrap::CacheBytes),
+                      InstanceMethod("setDeviceAugment", &LoaderWrap::SetDeviceAugment)});
 }
 
 // new NativeLoader(samples, transformJson, decode, config)
@@ -131,6 +132,7 @@ LoaderWrap::LoaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Loader
     cfg.prefetch = static_cast<int>(get_number(c, "prefetch", 2));
     cfg.skip_errors = get_bool(c, "skipErrors", false);
     cfg.pin_memory = get_bool(c, "pinMemory", false);
+    cfg.defer_augment = get_bool(c, "deviceAugment", false);
     cfg.mix.mixup_alpha = get_number(c, "mixupAlpha", 0);
     cfg.mix.cutmix_alpha = get_number(c, "cutmixAlpha", 0);
     cfg.mix.p = get_number(c, "mixP", 1.0);
@@ -161,6 +163,10 @@ Napi::Value LoaderWrap::Next(const Napi::CallbackInfo& info) {
 
 Napi::Value LoaderWrap::Stop(const Napi::CallbackInfo& info) {
   loader_->stop();
+  return info.Env().Undefined();
+}
+Napi::Value LoaderWrap::SetDeviceAugment(const Napi::CallbackInfo& info) {
+  loader_->set_defer_augment(info[0].As<Napi::Boolean>().Value());
   return info.Env().Undefined();
 }
 Napi::Value LoaderWrap::Length(const Napi::CallbackInfo& info) {

@@ -37,6 +37,7 @@ class LoaderWrap : public Napi::ObjectWrap<LoaderWrap> {
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Length(const Napi::CallbackInfo& info);
   Napi::Value CacheBytes(const Napi::CallbackInfo& info);
+  Napi::Value SetDeviceAugment(const Napi::CallbackInfo& info);
   std::shared_ptr<tl::Loader> loader_;
   std::shared_ptr<tl::DecodedCache> cache_;
 };

@@ -235,6 +235,14 @@ export interface DataLoaderOptions {
    * torch's `pin_memory`). Ignored without a CUDA device. Default false.
    */
   pinMemory?: boolean;
+  /**
+   * Where the pixel-wise random ops at the end of the transform (flips, colour jitter, random grayscale, random
+   * erasing, toTensor, normalize — the ops after the last crop/resize to a fixed size) and MixUp/CutMix run: `false`
+   * per sample on the loader threads; `true` on the whole uint8 batch on the consuming model's device (the GPU for a
+   * CUDA model), with the random parameters drawn on the loader threads exactly as the per-sample path draws them;
+   * `'auto'` (default): true when a Trainer consumes the loader with a CUDA model.
+   */
+  deviceAugment?: boolean | 'auto';
   /** Keep decoded images in memory for later epochs: `true` (1 GiB), a byte budget, or false (default). */
   cache?: boolean | number;
   /** MixUp with Beta(alpha, alpha); soft labels. Default off. */
@@ -243,7 +251,7 @@ export interface DataLoaderOptions {
   cutmix?: { alpha: number; p?: number };
 }
 
-const LOADER_KEYS = ['batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'pinMemory', 'cache', 'mixup', 'cutmix'] as const;
+const LOADER_KEYS = ['batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'pinMemory', 'deviceAugment', 'cache', 'mixup', 'cutmix'] as const;
 
 /**
  * Batches from a dataset, prepared by native threads. `for await (const batch of loader)` runs one epoch; each new
@@ -260,6 +268,9 @@ export class DataLoader extends EventEmitter {
   private readonly loader: NativeLoader;
   private epoch = 0;
   private running = false;
+  /** `deviceAugment` as given ('auto' until a consumer's device resolves it). */
+  readonly deviceAugment: boolean | 'auto';
+  private deferring = false;
 
   constructor(dataset: ImageDataset, options: DataLoaderOptions = {}) {
     super();
@@ -272,6 +283,7 @@ export class DataLoader extends EventEmitter {
     const workers = options.workers === undefined ? cpus().length : v.positiveInt('workers', options.workers);
     const prefetch = options.prefetch === undefined ? 2 : v.positiveInt('prefetch', options.prefetch);
     const pinMemory = options.pinMemory === undefined ? false : v.bool('pinMemory', options.pinMemory);
+    this.deviceAugment = options.deviceAugment === undefined || options.deviceAugment === 'auto' ? 'auto' : v.bool('deviceAugment', options.deviceAugment);
     const cache = options.cache === undefined || options.cache === false ? 0 : options.cache === true ? 1 << 30 : v.positiveInt('cache', options.cache);
     const mix = (name: 'mixup' | 'cutmix') => {
       const m = options[name];
@@ -295,12 +307,21 @@ export class DataLoader extends EventEmitter {
       prefetch,
       skipErrors: dataset.onError === 'skip',
       pinMemory,
+      deviceAugment: this.deviceAugment === true,
       cacheBytes: cache,
       mixupAlpha: mixup.alpha,
       cutmixAlpha: cutmix.alpha,
       mixP: mixup.alpha > 0 ? mixup.p : cutmix.p,
       numClasses: dataset.classes.length,
     });
+  }
+
+  /** @internal Resolves `deviceAugment: 'auto'` for the device of the model that consumes the batches. */
+  _useDevice(device: string): void {
+    if (this.deviceAugment !== 'auto' || this.running) return;
+    const on = device.startsWith('cuda');
+    if (on !== this.deferring) this.loader.setDeviceAugment(on);
+    this.deferring = on;
   }
 
   /** Sets the epoch the next iteration runs (shuffle and augmentation depend on it); used by resume. */

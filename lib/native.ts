@@ -99,6 +99,7 @@ export interface NativeLoader {
   stop(): void;
   length(): number;
   cacheBytes(): number;
+  setDeviceAugment(on: boolean): void;
 }
 
 export interface NativeLoaderConfig {
@@ -110,6 +111,7 @@ export interface NativeLoaderConfig {
   prefetch: number;
   skipErrors: boolean;
   pinMemory: boolean;
+  deviceAugment: boolean;
   cacheBytes: number;
   mixupAlpha: number;
   cutmixAlpha: number;

@@ -285,6 +285,8 @@ export class Trainer extends EventEmitter {
     if (monitor.startsWith('val') && !val) throw new InvalidOptionError('monitor', `monitor '${monitor}' needs validation data`);
     if (o.seed !== undefined) getNative().manualSeed(o.seed);
     const nt = this.ensureNative();
+    train._useDevice(this.model.device);
+    val?._useDevice(this.model.device);
     const scheduler = new Scheduler(this.schedule, epochs, train.length, mode);
     let history: EpochRecord[] = [];
     let best: FitResult['best'];
@@ -493,6 +495,7 @@ export class Trainer extends EventEmitter {
   async evaluate(data: DataLoader, options: { tta?: boolean } = {}): Promise<EvalReport> {
     if (!(data instanceof DataLoader)) throw v.invalid('data', 'DataLoader', data);
     const nt = this.ensureNative();
+    data._useDevice(this.model.device);
     const classes = data.dataset.classes.length ? data.dataset.classes : Array.from({ length: this.model.numClasses }, (_, i) => String(i));
     const acc = new MetricAccumulator(classes);
     for await (const batch of data) {

@@ -9,13 +9,6 @@
 namespace tl {
 namespace {
 
-double sample_beta(SampleRng& rng, double alpha) {
-  std::mt19937_64 g(rng.next());
-  std::gamma_distribution<double> ga(alpha, 1.0);
-  double x = ga(g), y = ga(g);
-  return x + y > 0 ? x / (x + y) : 0.5;
-}
-
 std::string shape_of(const torch::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
@@ -25,26 +18,9 @@ std::string shape_of(const torch::Tensor& t) {
 }  // namespace
 
 torch::Tensor mix_batch(torch::Tensor& images, const torch::Tensor& labels, const MixConfig& cfg, SampleRng& rng, bool cutmix) {
-  auto onehot = torch::one_hot(labels, cfg.num_classes).to(torch::kFloat32);
-  if (!rng.bernoulli(cfg.p)) return onehot;
-  auto rolled = images.roll(1, 0);
-  auto rolled_t = onehot.roll(1, 0);
-  double lam;
-  if (!cutmix) {
-    lam = sample_beta(rng, cfg.mixup_alpha);
-    images.mul_(lam).add_(rolled, 1.0 - lam);
-  } else {
-    lam = sample_beta(rng, cfg.cutmix_alpha);
-    const int64_t H = images.size(2), W = images.size(3);
-    int64_t rx = rng.randint(0, W), ry = rng.randint(0, H);
-    double r = 0.5 * std::sqrt(1.0 - lam);
-    int64_t rw = static_cast<int64_t>(r * W), rh = static_cast<int64_t>(r * H);
-    int64_t x1 = std::max<int64_t>(rx - rw, 0), y1 = std::max<int64_t>(ry - rh, 0);
-    int64_t x2 = std::min<int64_t>(rx + rw, W), y2 = std::min<int64_t>(ry + rh, H);
-    images.narrow(2, y1, y2 - y1).narrow(3, x1, x2 - x1).copy_(rolled.narrow(2, y1, y2 - y1).narrow(3, x1, x2 - x1));
-    lam = 1.0 - static_cast<double>((x2 - x1) * (y2 - y1)) / static_cast<double>(W * H);
-  }
-  return onehot.mul_(lam).add_(rolled_t, 1.0 - lam);
+  auto plan = draw_mix(cfg, rng, cutmix, images.size(2), images.size(3));
+  apply_mix(images, plan);
+  return mix_labels(labels, cfg.num_classes, plan);
 }
 
 std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_t epoch) {
@@ -60,6 +36,12 @@ std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_
 void Batch::release() {
   images = torch::Tensor();
   labels = torch::Tensor();
+  deferred.reset();
+}
+
+torch::Tensor Batch::materialize(const torch::Device& device) const {
+  auto x = images.to(device, /*non_blocking=*/images.is_cpu() && !device.is_cpu() && images.is_pinned());
+  return deferred ? apply_deferred(x, *deferred) : x;
 }
 
 Loader::Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, std::shared_ptr<DecodedCache> cache)
@@ -67,6 +49,22 @@ Loader::Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, st
   if (cfg_.batch_size < 1) throw std::invalid_argument("batchSize must be >= 1");
   if (cfg_.workers < 1) cfg_.workers = 1;
   if (cfg_.prefetch < 1) cfg_.prefetch = 1;
+  set_defer_augment(cfg_.defer_augment);
+}
+
+void Loader::set_defer_augment(bool on) {
+  stop();
+  cfg_.defer_augment = on;
+  deferring_ = false;
+  prefix_.ops.clear();
+  tail_.clear();
+  if (on) {
+    const auto& ops = dataset_->transform().ops;
+    const size_t k = tail_start(dataset_->transform());
+    deferring_ = k < ops.size() || (cfg_.mix.num_classes > 0 && (cfg_.mix.mixup_alpha > 0 || cfg_.mix.cutmix_alpha > 0));
+    prefix_.ops.assign(ops.begin(), ops.begin() + static_cast<std::ptrdiff_t>(k));
+    tail_.assign(ops.begin() + static_cast<std::ptrdiff_t>(k), ops.end());
+  }
 }
 
 Loader::~Loader() { stop(); }
@@ -103,6 +101,12 @@ Batch Loader::build(int64_t b) {
   const int64_t begin = b * cfg_.batch_size;
   const int64_t end = std::min<int64_t>(begin + cfg_.batch_size, static_cast<int64_t>(order_.size()));
   std::vector<int64_t> labels;
+  std::shared_ptr<DeferredAugment> deferred;
+  if (deferring_) {
+    deferred = std::make_shared<DeferredAugment>();
+    deferred->ops = tail_;
+    deferred->draws.resize(tail_.size());
+  }
   for (int64_t k = begin; k < end; ++k) {
     const int64_t idx = order_[k];
     SampleRng rng(cfg_.seed, epoch_, static_cast<uint64_t>(idx));
@@ -110,11 +114,19 @@ Batch Loader::build(int64_t b) {
       // samples are written straight into the batch tensor, which the first sample's shape sizes
       torch::Tensor slot;
       if (batch.images.defined()) slot = batch.images[static_cast<int64_t>(labels.size())];
-      auto img = dataset_->load(static_cast<size_t>(idx), rng, cache_.get(), nullptr, slot.defined() ? &slot : nullptr);
+      torch::Tensor img;
+      std::vector<TailDraw> draws;
+      if (deferring_) {
+        // the spec up to its tail here; the tail's draws continue the same per-sample stream
+        img = dataset_->load(static_cast<size_t>(idx), rng, cache_.get(), &prefix_, nullptr);
+        for (const auto& op : tail_) draws.push_back(draw_tail(op, rng, img.size(-2), img.size(-1)));
+      } else {
+        img = dataset_->load(static_cast<size_t>(idx), rng, cache_.get(), nullptr, slot.defined() ? &slot : nullptr);
+      }
       if (!slot.defined()) {
         std::vector<int64_t> shape{end - begin};
         for (auto d : img.sizes()) shape.push_back(d);
-        batch.images = torch::empty(shape, torch::kFloat32);
+        batch.images = torch::empty(shape, deferring_ ? img.scalar_type() : torch::kFloat32);
         slot = batch.images[0];
       } else if (img.sizes() != slot.sizes()) {
         throw DatasetError(dataset_->sample(idx).path + ": transformed to size " + shape_of(img) + " but the batch holds " +
@@ -124,6 +136,7 @@ Batch Loader::build(int64_t b) {
       if (img.data_ptr() != slot.data_ptr()) slot.copy_(img);
       labels.push_back(dataset_->sample(idx).label);
       batch.indices.push_back(idx);
+      for (size_t t = 0; t < draws.size(); ++t) deferred->draws[t].push_back(draws[t]);
     } catch (const ImageError& e) {
       if (!cfg_.skip_errors) throw DatasetError(e.what());
       batch.skipped.push_back(Skipped{dataset_->sample(idx).path, e.what()});
@@ -140,8 +153,14 @@ Batch Loader::build(int64_t b) {
   if (mix.num_classes > 0 && (mix.mixup_alpha > 0 || mix.cutmix_alpha > 0)) {
     SampleRng rng(cfg_.seed ^ 0x9e3779b97f4a7c15ull, epoch_, static_cast<uint64_t>(b));
     bool cutmix = mix.cutmix_alpha > 0 && (mix.mixup_alpha <= 0 || rng.bernoulli(0.5));
-    batch.labels = mix_batch(batch.images, batch.labels, mix, rng, cutmix);
+    if (deferred) {
+      deferred->mix = draw_mix(mix, rng, cutmix, batch.images.size(2), batch.images.size(3));
+      batch.labels = mix_labels(batch.labels, mix.num_classes, deferred->mix);
+    } else {
+      batch.labels = mix_batch(batch.images, batch.labels, mix, rng, cutmix);
+    }
   }
+  batch.deferred = deferred;
   // Page-locked copies made here, on the worker thread, so the training step's host->device copy is asynchronous.
   // Without a CUDA device there is nothing to pin for (as torch's DataLoader, the option is then ignored).
   if (cfg_.pin_memory && cuda_available()) {

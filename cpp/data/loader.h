@@ -7,16 +7,10 @@
 #include <mutex>
 #include <thread>
 
+#include "data/batch_augment.h"
 #include "data/dataset.h"
 
 namespace tl {
-
-struct MixConfig {
-  double mixup_alpha = 0;   // 0: off
-  double cutmix_alpha = 0;  // 0: off
-  double p = 1.0;           // probability of mixing a batch
-  int64_t num_classes = 0;
-};
 
 struct LoaderConfig {
   int64_t batch_size = 32;
@@ -27,17 +21,24 @@ struct LoaderConfig {
   int prefetch = 2;           // batches ready ahead, per worker
   bool skip_errors = false;   // drop undecodable samples (reported) instead of failing
   bool pin_memory = false;    // batches in page-locked memory (worker threads) for async host->CUDA copies
+  // The spec's pixel-wise random tail and MixUp/CutMix run on the consumer's device (Batch::materialize) on a uint8
+  // batch, instead of per sample on the loader threads. Same results (parameters drawn here, identically).
+  bool defer_augment = false;
   MixConfig mix;
 };
 
 struct Batch {
-  torch::Tensor images;   // float [B, 3, H, W]
+  torch::Tensor images;   // float [B, 3, H, W]; uint8 while `deferred` holds the rest of the augmentation
   torch::Tensor labels;   // int64 [B], or float [B, C] soft labels when mixed
+  std::shared_ptr<const DeferredAugment> deferred;
   std::vector<int64_t> indices;
   std::vector<Skipped> skipped;
   // The consumer is done: the tensors are freed now rather than when the last holder lets go (a JS wrapper waits
   // for garbage collection), so the caching CPU allocator hands the memory to the next batch.
   void release();
+  // The float batch on `device`: the images moved there (asynchronously from pinned memory) and, when the loader
+  // deferred augmentation, the tail and mixing applied there.
+  torch::Tensor materialize(const torch::Device& device) const;
 };
 
 // Sample order of an epoch: identity, or a permutation seeded by (seed, epoch).
@@ -51,6 +52,8 @@ class Loader {
   Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, std::shared_ptr<DecodedCache> cache);
   ~Loader();
   int64_t num_batches() const;
+  // Turns deferred augmentation on or off from the next start() on.
+  void set_defer_augment(bool on);
   // Starts an epoch (stops any running one). Order: a permutation seeded by (seed, epoch) when shuffling.
   void start(uint64_t epoch);
   // Blocks until the next batch is ready. Returns false at the end of the epoch. Throws DatasetError.
@@ -64,6 +67,10 @@ class Loader {
   std::shared_ptr<const ImageDataset> dataset_;
   LoaderConfig cfg_;
   std::shared_ptr<DecodedCache> cache_;
+  // defer_augment: the spec up to the batchable tail (run per sample here) and the tail (drawn here, run later)
+  bool deferring_ = false;
+  TransformSpec prefix_;
+  std::vector<TransformOp> tail_;
   std::vector<int64_t> order_;
   uint64_t epoch_ = 0;
   int64_t total_ = 0;

@@ -1,5 +1,7 @@
 #include "data/transforms.h"
 
+#include "data/batch_augment.h"
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -39,17 +41,21 @@ torch::Tensor back_to(const torch::Tensor& f, bool was_uint8) {
   return was_uint8 ? f.round().clamp(0, 255).to(torch::kUInt8) : f;
 }
 
-torch::Tensor blend(const torch::Tensor& a, const torch::Tensor& b, double ratio) {
+}  // namespace
+
+torch::Tensor blend_images(const torch::Tensor& a, const torch::Tensor& b, double ratio) {
   double bound = is_uint8(a) ? 255.0 : 1.0;
   auto out = (ratio * a.to(torch::kFloat32) + (1.0 - ratio) * b.to(torch::kFloat32)).clamp(0, bound);
   return out.to(a.scalar_type());
 }
 
-torch::Tensor grayscale(const torch::Tensor& img, int channels) {
+torch::Tensor rgb_to_grayscale(const torch::Tensor& img, int channels) {
   auto f = img.to(torch::kFloat32);
   auto l = (0.2989 * f[0] + 0.587 * f[1] + 0.114 * f[2]).to(img.scalar_type()).unsqueeze(0);
   return channels == 3 ? l.expand({3, l.size(1), l.size(2)}).contiguous() : l;
 }
+
+namespace {
 
 // torchvision _rgb2hsv / _hsv2rgb on float images in [0, 1].
 torch::Tensor rgb2hsv(const torch::Tensor& img) {
@@ -87,6 +93,8 @@ torch::Tensor hsv2rgb(const torch::Tensor& img) {
   return torch::einsum("ijk, xijk -> xjk", {mask.to(img.scalar_type()), a4});
 }
 
+}  // namespace
+
 torch::Tensor adjust_hue(const torch::Tensor& img, double factor) {
   bool u8 = is_uint8(img);
   auto f = u8 ? img.to(torch::kFloat32) / 255.0 : img;
@@ -95,6 +103,8 @@ torch::Tensor adjust_hue(const torch::Tensor& img, double factor) {
   auto out = hsv2rgb(torch::stack({h, hsv[1], hsv[2]}));
   return u8 ? (out * 255.0).to(torch::kUInt8) : out;
 }
+
+namespace {
 
 Interp parse_interp(const std::string& s, const std::string& where) {
   if (s == "bilinear") return Interp::Bilinear;
@@ -515,42 +525,10 @@ torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, Sam
         }
       }
       img = rotate(img, angle, op.interp, op.fill);
-    } else if (k == "randomHorizontalFlip") {
-      if (rng.bernoulli(op.p)) img = img.flip({-1});
-    } else if (k == "randomVerticalFlip") {
-      if (rng.bernoulli(op.p)) img = img.flip({-2});
-    } else if (k == "colorJitter") {
-      auto order = rng.permutation(4);
-      auto draw = [&](const std::vector<double>& r) { return r.size() == 2 ? rng.uniform(r[0], r[1]) : NAN; };
-      double bf = draw(op.brightness), cf = draw(op.contrast), sf = draw(op.saturation), hf = draw(op.hue);
-      for (int fn : order) {
-        if (fn == 0 && !std::isnan(bf)) img = blend(img, torch::zeros_like(img), bf);
-        if (fn == 1 && !std::isnan(cf)) {
-          auto mean = grayscale(img, 1).to(torch::kFloat32).mean();
-          img = blend(img, mean.expand(img.sizes()), cf);
-        }
-        if (fn == 2 && !std::isnan(sf)) img = blend(img, grayscale(img, 1).expand(img.sizes()), sf);
-        if (fn == 3 && !std::isnan(hf)) img = adjust_hue(img, hf);
-      }
-    } else if (k == "randomGrayscale") {
-      if (rng.bernoulli(op.p)) img = grayscale(img, 3);
-    } else if (k == "randomErasing") {
-      if (rng.bernoulli(op.p)) {
-        const int64_t ih = img.size(1), iw = img.size(2);
-        const double area = static_cast<double>(ih) * iw;
-        const double lr0 = std::log(op.ratio[0]), lr1 = std::log(op.ratio[1]);
-        for (int attempt = 0; attempt < 10; ++attempt) {
-          double erase = area * rng.uniform(op.scale[0], op.scale[1]);
-          double aspect = std::exp(rng.uniform(lr0, lr1));
-          int64_t h = static_cast<int64_t>(std::nearbyint(std::sqrt(erase * aspect)));
-          int64_t w = static_cast<int64_t>(std::nearbyint(std::sqrt(erase / aspect)));
-          if (!(h < ih && w < iw)) continue;
-          int64_t i = rng.randint(0, ih - h + 1), j = rng.randint(0, iw - w + 1);
-          img = img.clone();
-          img.narrow(1, i, h).narrow(2, j, w).fill_(op.erase_value);
-          break;
-        }
-      }
+    } else if (k != "toTensor" && k != "normalize") {
+      // flips, colour jitter, random grayscale, random erasing: the draws and the op as the batched (deferred)
+      // path has them, so both give the same images
+      img = apply_tail_one(img, op, draw_tail(op, rng, img.size(-2), img.size(-1)));
     } else if (k == "toTensor") {
       if (is_uint8(img) && next && next->kind == "normalize" && next->mean.size() == static_cast<size_t>(img.size(0)) &&
           next->std.size() == next->mean.size()) {

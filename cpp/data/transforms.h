@@ -63,5 +63,10 @@ torch::Tensor resize(const torch::Tensor& img, std::vector<int64_t> size, Interp
 torch::Tensor crop(const torch::Tensor& img, int64_t top, int64_t left, int64_t h, int64_t w);
 torch::Tensor center_crop(const torch::Tensor& img, int64_t h, int64_t w);
 torch::Tensor rotate(const torch::Tensor& img, double angle, Interp interp, double fill);
+// torchvision's _blend: (ratio * a + (1 - ratio) * b) clamped to the dtype's range, cast back (uint8 truncates).
+torch::Tensor blend_images(const torch::Tensor& a, const torch::Tensor& b, double ratio);
+// ITU-R 601-2 luma of an RGB image [3, H, W], as 1 or 3 channels, in its dtype.
+torch::Tensor rgb_to_grayscale(const torch::Tensor& img, int channels);
+torch::Tensor adjust_hue(const torch::Tensor& img, double factor);
 
 }  // namespace tl

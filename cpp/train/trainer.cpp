@@ -109,7 +109,7 @@ int64_t TrainSession::trainable_parameters() const {
 StepResult TrainSession::step(const Batch& batch) {
   apply_threads();
   if (batch.images.size(0) == 0) return StepResult{};
-  return run_step(runner_->prepare(batch.images), batch.labels.to(runner_->device(), /*non_blocking=*/batch.labels.is_pinned()), false);
+  return run_step(runner_->prepare(batch.materialize(runner_->device())), batch.labels.to(runner_->device(), /*non_blocking=*/batch.labels.is_pinned()), false);
 }
 
 StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only) {
@@ -161,7 +161,7 @@ int64_t TrainSession::cache_batch(const Batch& batch, int view) {
     c10::InferenceMode guard;
     set_train_mode();  // frozen BatchNorm is in eval mode: the same features a training step computes
     AutocastScope ac(runner_->device(), cfg_.precision);
-    feats = model->backbone(runner_->prepare(batch.images));
+    feats = model->backbone(runner_->prepare(batch.materialize(runner_->device())));
   }
   // Leave inference mode: cached tensors are inputs of autograd graphs later.
   feats = feats.clone();
@@ -195,7 +195,8 @@ StepResult TrainSession::train_cached_epoch(uint64_t epoch, int64_t dataset_size
     }
     if (xs.empty()) continue;
     if (step < lrs.size()) set_lrs(lrs[step].first, lrs[step].second);
-    auto r = run_step(torch::stack(xs), torch::tensor(ys, torch::kInt64).to(runner_->device()), true);
+    // in the model's memory format, as the uncached path sees them: libtorch 2 draws dropout masks in memory order
+    auto r = run_step(runner_->prepare(torch::stack(xs)), torch::tensor(ys, torch::kInt64).to(runner_->device()), true);
     total.loss += r.loss * r.count;
     total.correct += r.correct;
     total.count += r.count;
@@ -213,7 +214,7 @@ int64_t TrainSession::cache_eval_batch(const Batch& batch) {
     c10::InferenceMode guard;
     model->eval();
     AutocastScope ac(runner_->device(), cfg_.precision);
-    feats = model->backbone(runner_->prepare(batch.images));
+    feats = model->backbone(runner_->prepare(batch.materialize(runner_->device())));
   }
   Batch meta;
   meta.labels = batch.labels.dim() == 2 ? batch.labels.argmax(1) : batch.labels;
@@ -263,7 +264,7 @@ EvalResult TrainSession::eval(const Batch& batch, bool hflip_tta) {
     r.labels = torch::empty({0}, torch::kInt64);
     return r;
   }
-  auto x = runner_->prepare(batch.images);
+  auto x = runner_->prepare(batch.materialize(runner_->device()));
   torch::Tensor logits;
   {
     AutocastScope ac(runner_->device(), cfg_.precision);

@@ -69,7 +69,7 @@ for (const arch of ['resnet18', 'resnet50', 'squeezenet1_1']) {
   const a = await Model.create({ arch: 'resnet18', weights: null, numClasses: 10, precision: 'fp32' });
   const path = join(mkdtempSync(join(tmpdir(), 'gpu-check-')), 'r18.safetensors');
   await a.save(path);
-  const b = await Model.load(path, { device: DEV });
+  const b = await Model.load(path, { device: DEV, precision: 'fp32' });
   const x = rand(16 * 3 * 128 * 128, 2);
   const shape = [16, 3, 128, 128];
   const labels = Array.from({ length: 16 }, (_, i) => i % 10);

@@ -35,6 +35,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 TORCH="$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
 "$PY" -c 'import torch; print("python torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
 
+VARIANT="$TORCH"
+if [ "${GPU_CHECK_DRY_RUN:-}" = 1 ] && [ -f build-pypi/Release/torch_resnet_tl.node ]; then
+  step "dry run: using the existing build-pypi/ (no rebuild)"
+  VARIANT=pypi
+else
 step "build against $TORCH"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_JS_INC="$PWD/node_modules/node-api-headers/include" \
@@ -44,9 +49,10 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
 grep -E "libtorch|CUDA" "$OUT/cmake.log"
 cmake --build build-gpu -j"$(nproc)" >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
 grep -c "warning" "$OUT/build.log" | sed 's/^/compiler warnings: /'
+fi
 
 step "checks"
-export TORCH_RESNET_TL_LIBTORCH="$TORCH" GPU_CHECK_PY="$PY" GPU_CHECK_OUT="$OUT"
+export TORCH_RESNET_TL_LIBTORCH="$VARIANT" GPU_CHECK_PY="$PY" GPU_CHECK_OUT="$OUT"
 node scripts/gpu/check.mjs
 rc=$?
 step "done (exit $rc)"
