@@ -13,6 +13,12 @@ add_library(torch INTERFACE IMPORTED)
 set_target_properties(torch PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_root}/include;${_root}/include/torch/csrc/api/include")
 set(TORCH_LIBRARIES torch "${_root}/lib/libtorch_cpu.so" "${_root}/lib/libc10.so")
 set(TL_LIBTORCH_RPATH "${_root}/lib")
+# A libtorch inside the package (the pypi variant's .torch2/venv) is also found relative to the binary, from the
+# local build (build-<variant>/Release) and from a prebuilt one (variants/<variant>/prebuilds/<platform>/).
+file(RELATIVE_PATH _rel "${CMAKE_SOURCE_DIR}" "${_root}/lib")
+if(NOT _rel MATCHES "^\\.\\.")
+  list(APPEND TL_LIBTORCH_RPATH "$ORIGIN/../../${_rel}" "$ORIGIN/../../../../${_rel}")
+endif()
 
 # libtorch 2.10+ headers need C++20 (their TorchConfig says so); older ones are fine with C++17.
 set(_vh "${_root}/include/torch/headeronly/version.h")  # 2.9+; older releases define it in the API's version.h
