@@ -1,5 +1,7 @@
 #include "io/pickle.h"
 
+#include <unordered_set>
+
 #include <cstring>
 #include <map>
 #include <set>
@@ -91,6 +93,7 @@ class Unpickler {
         case 't': {                                                // TUPLE
           auto v = make(PyValue::Tuple);
           v->items = pop_mark();
+          hold_all(*v, v->items);
           push(v);
           break;
         }
@@ -100,6 +103,7 @@ class Unpickler {
         case 'l': {                                                // LIST
           auto v = make(PyValue::List);
           v->items = pop_mark();
+          hold_all(*v, v->items);
           push(v);
           break;
         }
@@ -107,6 +111,7 @@ class Unpickler {
           auto v = make(PyValue::Dict);
           auto items = pop_mark();
           if (items.size() % 2) fail("malformed pickle: odd DICT item count");
+          hold_all(*v, items);
           for (size_t k = 0; k < items.size(); k += 2) v->dict.emplace_back(items[k], items[k + 1]);
           push(v);
           break;
@@ -115,6 +120,7 @@ class Unpickler {
           auto x = pop();
           auto list = top();
           if (list->kind != PyValue::List) fail("malformed pickle: APPEND to a non-list");
+          hold(*list, *x);
           list->items.push_back(x);
           break;
         }
@@ -122,6 +128,7 @@ class Unpickler {
           auto items = pop_mark();
           auto list = top();
           if (list->kind != PyValue::List) fail("malformed pickle: APPENDS to a non-list");
+          hold_all(*list, items);
           list->items.insert(list->items.end(), items.begin(), items.end());
           break;
         }
@@ -130,6 +137,8 @@ class Unpickler {
           auto k = pop();
           auto d = top();
           if (d->kind != PyValue::Dict) fail("malformed pickle: SETITEM on a non-dict");
+          hold(*d, *k);
+          hold(*d, *v);
           d->dict.emplace_back(k, v);
           break;
         }
@@ -137,6 +146,7 @@ class Unpickler {
           auto items = pop_mark();
           auto d = top();
           if (d->kind != PyValue::Dict || items.size() % 2) fail("malformed pickle: bad SETITEMS");
+          hold_all(*d, items);
           for (size_t k = 0; k < items.size(); k += 2) d->dict.emplace_back(items[k], items[k + 1]);
           break;
         }
@@ -148,6 +158,7 @@ class Unpickler {
           auto items = pop_mark();
           auto s = top();
           if (s->kind != PyValue::List) fail("malformed pickle: ADDITEMS to a non-set");
+          hold_all(*s, items);
           s->items.insert(s->items.end(), items.begin(), items.end());
           break;
         }
@@ -265,10 +276,20 @@ class Unpickler {
     stack_.resize(m);
     return items;
   }
+  // `child` becomes part of `parent`: nesting depth checked as it grows (iterative code elsewhere never recurses
+  // deeper than this, and destroying a nested value recurses at most this far).
+  void hold(PyValue& parent, const PyValue& child) {
+    if (child.depth + 1 > parent.depth) parent.depth = child.depth + 1;
+    if (parent.depth > kMaxPickleDepth) fail("pickle nests containers deeper than " + std::to_string(kMaxPickleDepth) + " levels");
+  }
+  void hold_all(PyValue& parent, const std::vector<PyRef>& children) {
+    for (const auto& c : children) hold(parent, *c);
+  }
   void tuple_n(size_t n) {
     auto v = make(PyValue::Tuple);
     v->items.resize(n);
     for (size_t k = n; k-- > 0;) v->items[k] = pop();
+    hold_all(*v, v->items);
     push(v);
   }
   void push_bool(bool b) {
@@ -376,7 +397,10 @@ class Unpickler {
     }
     if (name == "builtins.set" || name == "builtins.frozenset") {
       auto l = make(PyValue::List);
-      if (!args->items.empty() && args->items[0]->kind == PyValue::List) l->items = args->items[0]->items;
+      if (!args->items.empty() && args->items[0]->kind == PyValue::List) {
+        l->items = args->items[0]->items;
+        l->depth = args->items[0]->depth;
+      }
       return l;
     }
     fail("refused to call '" + name + "'");
@@ -474,6 +498,24 @@ std::string pickle_state_dict(const std::vector<std::pair<std::string, torch::Te
   }
   o += "u.";
   return o;
+}
+
+void release_pickle(const PyRef& root) {
+  if (!root) return;
+  std::vector<PyRef> todo{root};
+  std::unordered_set<const PyValue*> seen;
+  while (!todo.empty()) {
+    PyRef v = std::move(todo.back());
+    todo.pop_back();
+    if (!seen.insert(v.get()).second) continue;
+    for (auto& c : v->items) todo.push_back(std::move(c));
+    for (auto& kv : v->dict) {
+      todo.push_back(std::move(kv.first));
+      todo.push_back(std::move(kv.second));
+    }
+    v->items.clear();
+    v->dict.clear();
+  }
 }
 
 }  // namespace tl

@@ -22,13 +22,20 @@ struct PyValue {
   std::vector<PyRef> items;                    // Tuple/List
   std::vector<std::pair<PyRef, PyRef>> dict;   // Dict (insertion order)
   torch::Tensor tensor;                        // Tensor; Storage: flat 1-D tensor of the storage
+  uint32_t depth = 0;                          // nesting depth of containers below (bounded while unpickling)
 };
 
 // Resolves a persistent id ('storage', <Global torch.XStorage>, key, location, numel) to a storage tensor.
 using StorageResolver = std::function<torch::Tensor(const std::string& key, torch::ScalarType dtype, int64_t numel)>;
 
-// Throws CheckpointError with `source` in the message on malformed input or a refused global.
+// Throws CheckpointError with `source` in the message on malformed input or a refused global. Containers nest at
+// most kMaxPickleDepth levels (a state dict needs a handful; deeper is refused, not a stack overflow).
+constexpr uint32_t kMaxPickleDepth = 100;
 PyRef unpickle(const uint8_t* data, size_t size, const StorageResolver& resolve, const std::string& source);
+
+// Empties every container reachable from `root` (iteratively, cycle-safe), so that reference cycles a hostile pickle
+// built (a list that holds itself) are freed too. Call when done with an unpickled object.
+void release_pickle(const PyRef& root);
 
 // Pickles an OrderedDict of tensors as torch.save does; storages are written by the caller as
 // data/<index> in the order given (one storage per tensor, contiguous).

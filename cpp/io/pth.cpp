@@ -1,5 +1,6 @@
 #include <caffe2/serialize/inline_container.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -26,14 +27,29 @@ void byteswap_inplace(torch::Tensor& t) {
 }
 
 // Picks the tensor dict out of the unpickled object.
+// Follows {state_dict|model_state_dict|model} wrappers a few levels down; a wrapper that leads back to a dict
+// already visited (a dict that holds itself) is refused rather than followed forever.
 const PyValue* find_state_dict(const PyValue& root, const std::string& path) {
-  if (root.kind != PyValue::Dict) throw CheckpointError(path + ": checkpoint does not hold a dict of tensors");
-  for (const char* wrapper : {"state_dict", "model_state_dict", "model"}) {
-    for (const auto& kv : root.dict)
-      if (kv.first->kind == PyValue::Str && kv.first->s == wrapper && kv.second->kind == PyValue::Dict)
-        return find_state_dict(*kv.second, path);
+  const PyValue* cur = &root;
+  std::vector<const PyValue*> seen;
+  for (int level = 0; level < 8; ++level) {
+    if (cur->kind != PyValue::Dict) throw CheckpointError(path + ": checkpoint does not hold a dict of tensors");
+    seen.push_back(cur);
+    const PyValue* inner = nullptr;
+    for (const char* wrapper : {"state_dict", "model_state_dict", "model"}) {
+      for (const auto& kv : cur->dict)
+        if (kv.first->kind == PyValue::Str && kv.first->s == wrapper && kv.second->kind == PyValue::Dict) {
+          inner = kv.second.get();
+          break;
+        }
+      if (inner) break;
+    }
+    if (!inner) return cur;
+    if (std::find(seen.begin(), seen.end(), inner) != seen.end())
+      throw CheckpointError(path + ": malformed checkpoint: a state_dict wrapper contains itself");
+    cur = inner;
   }
-  return &root;
+  throw CheckpointError(path + ": malformed checkpoint: state_dict wrappers nested more than 8 levels");
 }
 
 }  // namespace
@@ -84,6 +100,8 @@ StateDict read_pth(const std::string& path) {
   } catch (const c10::Error& e) {
     throw CheckpointError(path + ": corrupt zip checkpoint: " + e.what_without_backtrace());
   }
+  // whatever happens below, the unpickled graph is emptied afterwards (cycles a hostile pickle made are freed)
+  std::unique_ptr<PyRef, void (*)(PyRef*)> release(&root, [](PyRef* r) { release_pickle(*r); });
   const PyValue* dict = find_state_dict(*root, path);
   StateDict sd;
   for (const auto& kv : dict->dict) {

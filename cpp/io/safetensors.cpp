@@ -47,7 +47,12 @@ nlohmann::json read_header(std::ifstream& in, const std::string& path, uint64_t*
   *data_size = file_size - *data_start;
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(header);
+    // A header is two levels deep (tensor name -> {dtype, shape, data_offsets}); anything nested deeper than a few
+    // levels is refused while parsing (no deep values to destroy or print).
+    j = nlohmann::json::parse(header, [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+      if (depth > 8) throw CheckpointError(path + ": safetensors header nests JSON deeper than 8 levels");
+      return true;
+    });
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(path + ": safetensors header is not valid JSON: " + e.what());
   }
@@ -96,7 +101,8 @@ StateDict read_safetensors(const std::string& path) {
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
       throw CheckpointError(where + " lacks dtype, shape or data_offsets");
     if (!v["dtype"].is_string() || !dtypes().count(v["dtype"].get<std::string>()))
-      throw CheckpointError(where + " has unsupported dtype " + v["dtype"].dump());
+      throw CheckpointError(where + " has unsupported dtype " +
+                            (v["dtype"].is_string() ? "\"" + v["dtype"].get<std::string>().substr(0, 32) + "\"" : std::string("of JSON type ") + v["dtype"].type_name()));
     Entry e;
     e.name = it.key();
     e.dtype = dtypes().at(v["dtype"].get<std::string>());
@@ -121,6 +127,17 @@ StateDict read_safetensors(const std::string& path) {
     entries.push_back(std::move(e));
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  // As the reference implementation requires: the tensors tile the data section, in order, without gaps or overlap.
+  uint64_t next = 0;
+  for (const auto& e : entries) {
+    if (e.begin != next)
+      throw CheckpointError(path + ": tensor '" + e.name + "' starts at byte " + std::to_string(e.begin) + " of the data section where " +
+                            std::to_string(next) + " was expected (tensors must not overlap or leave gaps)");
+    next = e.end;
+  }
+  if (next != data_size)
+    throw CheckpointError(path + ": the tensors cover " + std::to_string(next) + " of the " + std::to_string(data_size) +
+                          " bytes of the data section");
   for (const auto& e : entries) {
     auto t = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype));
     in.seekg(static_cast<std::streamoff>(data_start + e.begin));

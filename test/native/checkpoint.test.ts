@@ -175,6 +175,57 @@ describe('hostile and broken files give typed errors and run nothing', () => {
     await expectCheckpointError(p5, /not valid JSON|no tensors/);
   });
 
+  test('pickles that hung or crashed the reader: a dict holding itself, 200 000 nested tuples, a list holding itself', async () => {
+    const zip = (name: string, pkl: string) => {
+      const path = join(tmp, `${name}.pth`);
+      writeFileSync(`${path}.pkl`, Buffer.from(pkl, 'hex'));
+      python(
+        'import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_STORED) as z:\n' +
+          '    z.writestr("archive/data.pkl", open(sys.argv[2], "rb").read())\n    z.writestr("archive/version", "3\\n")',
+        [path, `${path}.pkl`],
+      );
+      return path;
+    };
+    const hex = (b: number[]) => Buffer.from(b).toString('hex');
+    const key = [...Buffer.from('X\x0a\x00\x00\x00state_dict', 'latin1')];
+    // PROTO 2, EMPTY_DICT, BINPUT 0, 'state_dict', BINGET 0, SETITEM, STOP: {'state_dict': <itself>}
+    const selfDict = zip('self-dict', hex([0x80, 2, 0x7d, 0x71, 0, ...key, 0x68, 0, 0x73, 0x2e]));
+    // EMPTY_TUPLE then TUPLE1 200 000 times: ((((...),),),)
+    const deep = zip('deep-tuples', hex([0x80, 2, 0x29]) + '85'.repeat(200000) + '2e');
+    // EMPTY_LIST, BINPUT 0, BINGET 0, APPEND: [<itself>]
+    const selfList = zip('self-list', hex([0x80, 2, 0x5d, 0x71, 0, 0x68, 0, 0x61, 0x2e]));
+    for (const [path, pattern] of [
+      [selfDict, /state_dict wrapper contains itself/],
+      [deep, /nests containers deeper than 100 levels/],
+      [selfList, /does not hold a dict of tensors/],
+    ] as const) {
+      const t0 = Date.now();
+      await expectCheckpointError(path, pattern);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    }
+  });
+
+  test('safetensors that crashed or fooled the reader: deeply nested dtype, tensors sharing one byte range', async () => {
+    const mk = (header: string, data = Buffer.alloc(16)) => {
+      let h = header;
+      while (h.length % 8) h += ' ';
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(h.length));
+      return Buffer.concat([len, Buffer.from(h), data]);
+    };
+    const nested = join(tmp, 'nested.safetensors');
+    writeFileSync(nested, mk(`{"w":{"dtype":${'['.repeat(100000)}${']'.repeat(100000)},"shape":[4],"data_offsets":[0,16]}}`));
+    await expectCheckpointError(nested, /nests JSON deeper than 8 levels/);
+    const shared = join(tmp, 'shared-range.safetensors');
+    const header: Record<string, object> = {};
+    for (let i = 0; i < 2000; i++) header[`w${i}`] = { dtype: 'F32', shape: [4], data_offsets: [0, 16] };
+    writeFileSync(shared, mk(JSON.stringify(header)));
+    await expectCheckpointError(shared, /must not overlap or leave gaps/);
+    const gap = join(tmp, 'gap.safetensors');
+    writeFileSync(gap, mk(JSON.stringify({ w: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } })));
+    await expectCheckpointError(gap, /starts at byte 8 of the data section where 0 was expected/);
+  });
+
   test('Model.load refuses files without our metadata, naming the alternative', async () => {
     const src = join(tmp, 'plain.pth');
     copyFileSync(sharedPath('weights', 'squeezenet1_1-imagenet.pth'), src);
