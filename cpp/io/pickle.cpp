@@ -364,17 +364,24 @@ class Unpickler {
     auto size = int_tuple(a[2], "size");
     auto stride = int_tuple(a[3], "stride");
     if (size.size() != stride.size()) fail("tensor size and stride have different lengths");
-    // Bounds: the furthest element must lie inside the storage.
+    // Bounds: the furthest element must lie inside the storage. Checked arithmetic: sizes and strides come from the
+    // file, and (size - 1) * stride overflows int64 long before any limit on one of them would.
+    if (offset < 0) fail("negative tensor storage offset");
     int64_t numel = 1, last = offset;
     for (size_t k = 0; k < size.size(); ++k) {
-      if (size[k] > (int64_t(1) << 40) || stride[k] > (int64_t(1) << 40)) fail("tensor dimension out of range");
-      numel *= size[k];
-      if (numel > (int64_t(1) << 40)) fail("tensor too large");
-      if (size[k] > 0) last += (size[k] - 1) * stride[k];
+      if (size[k] < 0 || stride[k] < 0) fail("negative tensor size or stride");
+      int64_t reach = 0;
+      if (__builtin_mul_overflow(numel, size[k], &numel) || numel > (int64_t(1) << 40)) fail("tensor too large");
+      if (size[k] > 0 && (__builtin_mul_overflow(size[k] - 1, stride[k], &reach) || __builtin_add_overflow(last, reach, &last)))
+        fail("tensor storage offset/stride out of bounds (overflow)");
     }
-    if (offset < 0 || (numel > 0 && last >= storage.numel()))
+    if (numel > 0 && last >= storage.numel())
       fail("tensor storage offset/stride out of bounds (storage has " + std::to_string(storage.numel()) +
            " elements, tensor needs " + std::to_string(last + 1) + ")");
+    // Overlapping strides (stride 0) would let a few bytes stand for a huge logical tensor that later copies expand.
+    if (numel > storage.numel())
+      fail("tensor of " + std::to_string(numel) + " elements views a storage of " + std::to_string(storage.numel()) +
+           " (overlapping strides are not supported)");
     auto v = make(PyValue::Tensor);
     v->tensor = numel == 0 ? torch::empty(size, storage.options()) : storage.as_strided(size, stride, offset);
     return v;

@@ -205,6 +205,38 @@ describe('hostile and broken files give typed errors and run nothing', () => {
     }
   });
 
+  test('size x stride overflow, stride 0 and negative strides are refused before any view is made', async () => {
+    const script = `
+import collections, io, pickle, sys, zipfile, torch
+path, size, stride = sys.argv[1], eval(sys.argv[2]), eval(sys.argv[3])
+class Placeholder: pass
+storage = Placeholder()
+class T:
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, (storage, 0, size, stride, False, collections.OrderedDict()))
+class P(pickle.Pickler):
+    def persistent_id(self, obj):
+        return ("storage", torch.FloatStorage, "0", "cpu", 10) if obj is storage else None
+buf = io.BytesIO()
+P(buf, protocol=2).dump(collections.OrderedDict(w=T()))
+with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+    z.writestr("archive/data.pkl", buf.getvalue())
+    z.writestr("archive/data/0", bytes(40))
+    z.writestr("archive/version", "3\\n")
+`;
+    const cases: [string, string, string, RegExp][] = [
+      ['numel', '(2**39, 2**39)', '(1, 1)', /tensor too large/],
+      ['reach', '(3,)', '(2**62,)', /out of bounds \(overflow\)/],
+      ['stride0', '(2**30,)', '(0,)', /overlapping strides are not supported/],
+      ['negative', '(4,)', '(-1,)', /malformed tensor stride|negative tensor size or stride/],
+    ];
+    for (const [name, size, stride, pattern] of cases) {
+      const path = join(tmp, `stride-${name}.pth`);
+      python(script, [path, size, stride]);
+      await expectCheckpointError(path, pattern);
+    }
+  });
+
   test('safetensors that crashed or fooled the reader: deeply nested dtype, tensors sharing one byte range', async () => {
     const mk = (header: string, data = Buffer.alloc(16)) => {
       let h = header;
