@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -132,8 +133,18 @@ void write_pth(const std::string& path, const StateDict& sd) {
     tensors.emplace_back(kv.key(), kv.value().detach().to(torch::kCPU).contiguous());
   std::string pkl = pickle_state_dict(tensors);
   write_atomic(path, [&](const Sink& sink) {
+    // A failing sink (disk full) must not throw through the zip writer: its destructor finishes the archive and
+    // would call the sink again, and an exception there ends the process. The first error is kept, later writes are
+    // dropped, and the error is thrown once the writer is done (the temporary file is then removed).
+    std::exception_ptr failed;
     caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t n) -> size_t {
-      sink(data, n);
+      if (!failed) {
+        try {
+          sink(data, n);
+        } catch (...) {
+          failed = std::current_exception();
+        }
+      }
       return n;
     });
     writer.writeRecord("data.pkl", pkl.data(), pkl.size());
@@ -147,6 +158,7 @@ void write_pth(const std::string& path, const StateDict& sd) {
       writer.writeRecord(kMetadataRecord, meta.data(), meta.size());
     }
     writer.writeEndOfFile();
+    if (failed) std::rethrow_exception(failed);
   });
 }
 

@@ -3,7 +3,8 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model, ResNet, readStateDict, CheckpointError } from '../../lib';
-import { fixture, maxAbsDiff, python, sharedPath } from '../helpers';
+import { fixture, maxAbsDiff, python, ROOT, sharedPath } from '../helpers';
+import { spawnSync } from 'node:child_process';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-ckpt-'));
 
@@ -256,6 +257,29 @@ with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
     const gap = join(tmp, 'gap.safetensors');
     writeFileSync(gap, mk(JSON.stringify({ w: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } })));
     await expectCheckpointError(gap, /starts at byte 8 of the data section where 0 was expected/);
+  });
+
+  test('a write that fails midway (file-size limit, as a full disk) is a CheckpointError; the previous file stays intact', async () => {
+    const model = await Model.create({ arch: 'squeezenet1_1', weights: null, numClasses: 3 });
+    const dir = mkdtempSync(join(tmpdir(), 'tl-full-'));
+    try {
+      for (const ext of ['pth', 'safetensors']) {
+        const path = join(dir, `model.${ext}`);
+        await model.save(path);
+        const before = readFileSync(path);
+        // SIGXFSZ ignored + a 256 KiB file-size limit: fwrite fails with EFBIG partway through the ~5 MB save
+        const script = `require(${JSON.stringify(join(ROOT, 'dist', 'cjs', 'index.js'))}).Model.create({ arch: 'squeezenet1_1', weights: null, numClasses: 3 })
+          .then((m) => m.save(${JSON.stringify(path)})).then(() => console.log('SAVED'), (e) => console.log(e.constructor.name, e.code, e.message))`;
+        const r = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 256; exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8' });
+        expect(r.status).toBe(0); // no std::terminate / abort
+        expect(r.stdout).toMatch(/CheckpointError ERR_CHECKPOINT .*write failed/);
+        expect(readFileSync(path).equals(before)).toBe(true);
+        expect(readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+        expect(Object.keys((await readStateDict(path)).tensors).length).toBeGreaterThan(0);
+      }
+    } finally {
+      model.dispose();
+    }
   });
 
   test('Model.load refuses files without our metadata, naming the alternative', async () => {
