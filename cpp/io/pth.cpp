@@ -4,6 +4,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
@@ -79,9 +80,18 @@ StateDict read_pth(const std::string& path) {
   }
   if (!reader->hasRecord("data.pkl")) throw CheckpointError(path + ": zip checkpoint has no data.pkl");
   auto pkl = reader->getRecord("data.pkl");
+  // One tensor per storage record, as torch.load shares one storage among its views: a pickle that names the same
+  // record many times gets the same memory, not a copy each time.
+  std::map<std::string, torch::Tensor> storages;
   StorageResolver resolve = [&](const std::string& key, torch::ScalarType dtype, int64_t numel) {
     if (key.empty() || key.find_first_not_of("0123456789") != std::string::npos)
       throw CheckpointError(path + ": invalid storage key '" + key + "'");
+    auto known = storages.find(key);
+    if (known != storages.end()) {
+      if (known->second.scalar_type() != dtype || known->second.numel() < numel)
+        throw CheckpointError(path + ": storage " + key + " is named with two different types or sizes");
+      return known->second;
+    }
     std::string name = "data/" + key;
     if (!reader->hasRecord(name)) throw CheckpointError(path + ": storage record " + name + " is missing");
     auto rec = reader->getRecord(name);
@@ -93,6 +103,7 @@ StateDict read_pth(const std::string& path) {
     auto t = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
     if (numel) std::memcpy(t.data_ptr(), std::get<0>(rec).get(), numel * es);
     if (big_endian) byteswap_inplace(t);
+    storages.emplace(key, t);
     return t;
   };
   PyRef root;

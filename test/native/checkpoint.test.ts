@@ -206,6 +206,16 @@ describe('hostile and broken files give typed errors and run nothing', () => {
     }
   });
 
+  test('tensors that share one storage (tied weights, views) read once and equal PyTorch\'s values', async () => {
+    const path = join(tmp, 'shared-storage.pth');
+    python('import sys, torch\nt = torch.arange(12, dtype=torch.float32)\ntorch.save({"a": t, "b": t[2:6], "c": t.view(3, 4).t()}, sys.argv[1])', [path]);
+    const sd = (await readStateDict(path)).tensors;
+    expect(Array.from(sd.a.data)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    expect(Array.from(sd.b.data)).toEqual([2, 3, 4, 5]);
+    expect(sd.c.shape).toEqual([4, 3]);
+    expect(Array.from(sd.c.data)).toEqual([0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]);
+  });
+
   test('size x stride overflow, stride 0 and negative strides are refused before any view is made', async () => {
     const script = `
 import collections, io, pickle, sys, zipfile, torch
