@@ -116,19 +116,23 @@ export class ImageFolder extends ImageDataset {
 /** Samples from an explicit list, a CSV file, or in-memory encoded images. */
 export class ImageList extends ImageDataset {
   /**
-   * From `{ path, label }` items. Labels are class indices, or class names (then `classes` is derived, sorted,
-   * unless given).
+   * From `{ path, label }` items. Labels are class names (then `classes` is derived, sorted, unless given) or class
+   * indices: numeric labels keep their values, so labels {0, 5} mean at least 6 classes (`classes` default
+   * `'0'`…`'5'`; given `classes` must have more entries than the largest label).
    */
   static from(items: { path: string; label: number | string }[], options: DatasetOptions & { classes?: string[] } = {}): ImageList {
     if (!Array.isArray(items) || items.length === 0) throw v.invalid('items', 'non-empty array of { path, label }', items);
     const { classes: given, ...rest } = options;
     const named = items.some((it) => typeof it.label === 'string');
-    const classes = given ?? (named ? [...new Set(items.map((it) => String(it.label)))].sort() : [...new Set(items.map((it) => Number(it.label)))].sort((a, b) => a - b).map(String));
+    const maxIndex = named ? -1 : Math.max(...items.map((it, i) => v.nonNegativeInt(`items[${i}].label`, it?.label)));
+    const classes = given ?? (named ? [...new Set(items.map((it) => String(it.label)))].sort() : Array.from({ length: maxIndex + 1 }, (_, i) => String(i)));
+    if (!named && maxIndex >= classes.length)
+      throw new InvalidOptionError('classes', `Expected more than ${maxIndex} class names (the largest numeric label) but received ${classes.length}`);
     const index = new Map(classes.map((c, i) => [c, i]));
     const labels = new Int32Array(items.length);
     const paths = items.map((it, i) => {
       if (typeof it?.path !== 'string' || it.path.length === 0) throw v.invalid(`items[${i}].path`, 'non-empty string', it?.path);
-      if (named || given) {
+      if (named) {
         const l = index.get(String(it.label));
         if (l === undefined) throw new InvalidOptionError(`items[${i}].label`, `Unknown class ${JSON.stringify(it.label)} for items[${i}].label; classes: ${classes.join(', ')}`);
         labels[i] = l;

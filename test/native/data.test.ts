@@ -58,6 +58,13 @@ describe('ImageFolder', () => {
     expect(list.targets).toEqual([0, 1]);
     const l2 = ImageList.from([{ path: a, label: 3 }]);
     expect(l2.targets).toEqual([3]);
+    // numeric labels are class indices: {0, 5} mean six classes, not two
+    const l3 = ImageList.from([{ path: a, label: 0 }, { path: a, label: 5 }]);
+    expect(l3.targets).toEqual([0, 5]);
+    expect(l3.classes).toEqual(['0', '1', '2', '3', '4', '5']);
+    expect(ImageList.from([{ path: a, label: 1 }], { classes: ['ants', 'bees'] }).targets).toEqual([1]);
+    expect(() => ImageList.from([{ path: a, label: 2 }], { classes: ['ants', 'bees'] })).toThrow(/more than 2 class names .* received 2/);
+    expect(() => ImageList.from([{ path: a, label: -1 }])).toThrow(/items\[0\]\.label/);
     expect(() => ImageList.from([{ path: a, label: 'x' }], { classes: ['a'] })).toThrow(/Unknown class "x"/);
   });
 });
