@@ -273,8 +273,9 @@ export class Model {
   save(path: string): Promise<void> {
     v.nonEmptyString('path', path);
     const ext = extname(path).toLowerCase();
-    if (!['.pth', '.pt', '.safetensors', '.bin', '.ckpt'].includes(ext))
-      throw v.invalid('path', 'a .pth, .pt or .safetensors file name', path);
+    // .safetensors is written as safetensors, .pth/.pt in PyTorch's zip format; other extensions are refused
+    // rather than written in a format their name does not promise
+    if (!['.pth', '.pt', '.safetensors'].includes(ext)) throw v.invalid('path', 'a .pth, .pt or .safetensors file name', path);
     const meta: Record<string, string> = { format: META_FORMAT, arch: this.arch, num_classes: String(this.numClasses) };
     if (this.classes) meta.classes = JSON.stringify(this.classes);
     const abs = resolvePath(path);

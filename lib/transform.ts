@@ -64,8 +64,9 @@ export class Transform {
     this.ops = Object.freeze([...ops]);
   }
 
-  /** Runs transforms in order. */
-  static compose(...transforms: Transform[]): Transform {
+  /** Runs transforms in order: `compose(a, b, c)` or, as torchvision's `transforms.Compose`, `compose([a, b, c])`. */
+  static compose(...args: (Transform | Transform[])[]): Transform {
+    const transforms = args.length === 1 && Array.isArray(args[0]) ? args[0] : (args as Transform[]);
     transforms.forEach((t, i) => {
       if (!(t instanceof Transform)) throw v.invalid(`compose[${i}]`, 'Transform', t);
     });

@@ -296,5 +296,8 @@ with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
     const src = join(tmp, 'plain.pth');
     copyFileSync(sharedPath('weights', 'squeezenet1_1-imagenet.pth'), src);
     await expect(Model.load(src)).rejects.toThrow(/not saved by torch-resnet-tl/);
+    const m = await Model.create({ arch: 'squeezenet1_1', weights: null, numClasses: 2 });
+    for (const bad of ['w.bin', 'w.ckpt', 'w.onnx']) expect(() => m.save(join(tmp, bad))).toThrow(/a \.pth, \.pt or \.safetensors file name/);
+    m.dispose();
   });
 });

@@ -67,6 +67,14 @@ describe('ImageFolder', () => {
     expect(() => ImageList.from([{ path: a, label: -1 }])).toThrow(/items\[0\]\.label/);
     expect(() => ImageList.from([{ path: a, label: 'x' }], { classes: ['a'] })).toThrow(/Unknown class "x"/);
   });
+
+  test('Transform.compose takes an array like transforms.Compose, or the transforms as arguments', () => {
+    const list = Transform.compose([Transform.resize(32), Transform.centerCrop(32)]);
+    const args = Transform.compose(Transform.resize(32), Transform.centerCrop(32));
+    expect(list.ops).toEqual(args.ops);
+    expect(list.ops).toHaveLength(2);
+    expect(() => Transform.compose([Transform.resize(32), 'x' as never])).toThrow(/compose\[1\]/);
+  });
 });
 
 describe('decoding and transforms match PIL + torchvision', () => {
