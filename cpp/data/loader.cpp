@@ -185,15 +185,15 @@ void Loader::worker_loop() {
       b = next_build_++;
     }
     Batch batch;
-    std::string error;
+    std::exception_ptr error;
     try {
       batch = build(b);
-    } catch (const std::exception& e) {
-      error = e.what();
+    } catch (...) {
+      error = std::current_exception();
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (error.empty())
+      if (!error)
         ready_[b] = std::move(batch);
       else
         errors_[b] = error;
@@ -208,11 +208,13 @@ bool Loader::next(Batch* out) {
   const int64_t b = next_take_;
   cv_.wait(lock, [&] { return ready_.count(b) || errors_.count(b) || threads_.empty(); });
   if (errors_.count(b)) {
-    std::string e = errors_[b];
+    std::exception_ptr e = errors_[b];
     lock.unlock();
     stop();
     next_take_ = total_;
-    throw DatasetError(e);
+    // undecodable images were made DatasetErrors by build(); out-of-memory, option and internal errors keep their
+    // type (and so their error code in JS)
+    std::rethrow_exception(e);
   }
   if (!ready_.count(b)) return false;
   *out = std::move(ready_[b]);

@@ -2,6 +2,7 @@
 #pragma once
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,7 +79,7 @@ class Loader {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<int64_t, Batch> ready_;
-  std::map<int64_t, std::string> errors_;
+  std::map<int64_t, std::exception_ptr> errors_;  // rethrown as they are: only image errors are DatasetErrors
   int64_t next_build_ = 0;
   int64_t next_take_ = 0;
   bool stopping_ = false;

@@ -81,5 +81,11 @@ describe('out of memory', () => {
     expect(err).toBeInstanceOf(OutOfMemoryError);
     expect(err.code).toBe('ERR_OUT_OF_MEMORY');
     expect((await Transform.resize(32).apply(photo)).shape[1]).toBe(32);
+    // the same inside a DataLoader's worker thread: not mislabelled as a DatasetError
+    const ds = ImageList.from([{ path: photo, label: 0 }], { transform: Transform.resize(100000) });
+    const fromLoader = await (async () => {
+      for await (const b of new DataLoader(ds, { batchSize: 1, workers: 1 })) b.dispose();
+    })().catch((e) => e);
+    expect(fromLoader).toBeInstanceOf(OutOfMemoryError);
   });
 });
