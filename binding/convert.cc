@@ -16,6 +16,20 @@ bool get_bool(const Napi::Object& o, const char* key, bool fallback) {
   auto v = o.Get(key);
   return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : fallback;
 }
+double need_number(const Napi::Object& o, const char* key) {
+  auto v = o.Get(key);
+  if (!v.IsNumber()) throw std::invalid_argument(std::string("option ") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+bool need_bool(const Napi::Object& o, const char* key) {
+  auto v = o.Get(key);
+  if (!v.IsBoolean()) throw std::invalid_argument(std::string("option ") + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+std::string need_string(const Napi::Value& v, const char* key) {
+  if (!v.IsString()) throw std::invalid_argument(std::string("option ") + key + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
 
 std::vector<int64_t> to_shape(const Napi::Value& v, const char* what) {
   if (!v.IsArray()) throw std::invalid_argument(std::string(what) + " must be an array of dimensions");

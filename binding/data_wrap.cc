@@ -131,8 +131,8 @@ LoaderWrap::LoaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Loader
     cfg.workers = static_cast<int>(get_number(c, "workers", 2));
     cfg.prefetch = static_cast<int>(get_number(c, "prefetch", 2));
     cfg.skip_errors = get_bool(c, "skipErrors", false);
-    cfg.pin_memory = get_bool(c, "pinMemory", false);
-    cfg.defer_augment = get_bool(c, "deviceAugment", false);
+    cfg.pin_memory = need_bool(c, "pinMemory");
+    cfg.defer_augment = need_bool(c, "deviceAugment");
     cfg.mix.mixup_alpha = get_number(c, "mixupAlpha", 0);
     cfg.mix.cutmix_alpha = get_number(c, "cutmixAlpha", 0);
     cfg.mix.p = get_number(c, "mixP", 1.0);

@@ -144,7 +144,7 @@ Napi::Value ModelWrap::SgdStep(const Napi::CallbackInfo& info) {
     auto input = copy_float32(info[0], shape, "input");
     auto labels = copy_int64_labels(info[2], shape.empty() ? 0 : shape[0], "labels");
     double lr = info[3].As<Napi::Number>().DoubleValue();
-    const auto precision = tl::parse_precision(info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "fp32");
+    const auto precision = tl::parse_precision(need_string(info[4], "precision"));
     auto loss = std::make_shared<double>(0);
     return PromiseWorker::Start(
         env, "tl.sgdStep",

@@ -64,14 +64,13 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
       cfg.clip_grad_norm = get_number(c, "clipGradNorm", 0);
       cfg.accumulate = static_cast<int>(get_number(c, "accumulate", 1));
       cfg.precision = tl::parse_precision(get_string(c, "precision", "fp32"));
-      if (c.Has("lossScale") && c.Get("lossScale").IsObject()) {
-        auto ls = c.Get("lossScale").As<Napi::Object>();
-        cfg.loss_scale.enabled = get_bool(ls, "enabled", false);
-        cfg.loss_scale.init_scale = get_number(ls, "initScale", 65536.0);
-        cfg.loss_scale.growth_factor = get_number(ls, "growthFactor", 2.0);
-        cfg.loss_scale.backoff_factor = get_number(ls, "backoffFactor", 0.5);
-        cfg.loss_scale.growth_interval = static_cast<int64_t>(get_number(ls, "growthInterval", 2000));
-      }
+      if (!c.Get("lossScale").IsObject()) throw std::invalid_argument("option lossScale must be an object");
+      auto ls = c.Get("lossScale").As<Napi::Object>();
+      cfg.loss_scale.enabled = need_bool(ls, "enabled");
+      cfg.loss_scale.init_scale = need_number(ls, "initScale");
+      cfg.loss_scale.growth_factor = need_number(ls, "growthFactor");
+      cfg.loss_scale.backoff_factor = need_number(ls, "backoffFactor");
+      cfg.loss_scale.growth_interval = static_cast<int64_t>(need_number(ls, "growthInterval"));
       std::lock_guard<std::mutex> lock(runner_->mutex());
       session_ = std::make_shared<tl::TrainSession>(runner_, cfg);
       return 0;

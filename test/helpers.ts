@@ -34,6 +34,21 @@ export function maxAbs(a: ArrayLike<number>): number {
   return m;
 }
 
+/** Element-wise comparison: largest and mean |Δ|, and the share of elements within `eps`. */
+export function diffStats(a: ArrayLike<number>, b: ArrayLike<number>, eps = 1e-6): { max: number; mean: number; same: number } {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let max = 0;
+  let sum = 0;
+  let same = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(Number(a[i]) - Number(b[i]));
+    max = Math.max(max, d);
+    sum += d;
+    if (d <= eps) same++;
+  }
+  return { max, mean: sum / a.length, same: same / a.length };
+}
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
   let m = 0;

@@ -39,8 +39,12 @@ void Batch::release() {
   deferred.reset();
 }
 
+torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device) {
+  return t.to(device, /*non_blocking=*/t.is_cpu() && !device.is_cpu() && t.is_pinned());
+}
+
 torch::Tensor Batch::materialize(const torch::Device& device) const {
-  auto x = images.to(device, /*non_blocking=*/images.is_cpu() && !device.is_cpu() && images.is_pinned());
+  auto x = to_device(images, device);
   return deferred ? apply_deferred(x, *deferred) : x;
 }
 
@@ -54,7 +58,6 @@ Loader::Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, st
 
 void Loader::set_defer_augment(bool on) {
   stop();
-  cfg_.defer_augment = on;
   deferring_ = false;
   prefix_.ops.clear();
   tail_.clear();

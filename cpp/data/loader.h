@@ -42,6 +42,9 @@ struct Batch {
   torch::Tensor materialize(const torch::Device& device) const;
 };
 
+// `t` on `device`; a copy from page-locked host memory is asynchronous (the stream orders it before the compute).
+torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device);
+
 // Sample order of an epoch: identity, or a permutation seeded by (seed, epoch).
 std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_t epoch);
 

@@ -58,8 +58,7 @@ void ModelRunner::to(const std::string& device) {
 }
 
 torch::Tensor ModelRunner::prepare(const torch::Tensor& input) const {
-  // Pinned host batches (DataLoader pinMemory) copy asynchronously; the stream orders the copy before the compute.
-  auto x = input.to(device_, /*non_blocking=*/input.is_cpu() && !device_.is_cpu() && input.is_pinned());
+  auto x = input.to(device_, /*non_blocking=*/false);
   if (config_.channels_last && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   return x;
 }

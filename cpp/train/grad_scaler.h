@@ -21,7 +21,6 @@ struct GradScalerConfig {
 class GradScaler {
  public:
   explicit GradScaler(GradScalerConfig cfg = {}) : cfg_(cfg), scale_(cfg.init_scale) {}
-  bool enabled() const { return cfg_.enabled; }
   double scale() const { return cfg_.enabled ? scale_ : 1.0; }
   // loss * scale (the loss itself when disabled).
   torch::Tensor scale_loss(const torch::Tensor& loss) const { return cfg_.enabled ? loss * scale_ : loss; }
@@ -29,12 +28,6 @@ class GradScaler {
   bool unscale(std::vector<torch::Tensor>& params);
   // After a step (taken when `finite`, skipped otherwise): backs off or grows the scale.
   void update(bool finite);
-  int64_t growth_tracker() const { return growth_tracker_; }
-  // Restores a saved state (resume).
-  void set_state(double scale, int64_t growth_tracker) {
-    scale_ = scale;
-    growth_tracker_ = growth_tracker;
-  }
 
  private:
   GradScalerConfig cfg_;

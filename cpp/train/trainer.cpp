@@ -109,7 +109,7 @@ int64_t TrainSession::trainable_parameters() const {
 StepResult TrainSession::step(const Batch& batch) {
   apply_threads();
   if (batch.images.size(0) == 0) return StepResult{};
-  return run_step(runner_->prepare(batch.materialize(runner_->device())), batch.labels.to(runner_->device(), /*non_blocking=*/batch.labels.is_pinned()), false);
+  return run_step(runner_->prepare(batch.materialize(runner_->device())), to_device(batch.labels, runner_->device()), false);
 }
 
 StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only) {

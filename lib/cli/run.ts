@@ -19,7 +19,7 @@ export const RUN_KEYS = ['data', 'out', 'arch', 'weights', 'dropout', 'channelsL
 /** Default share of a split's image files that may be undecodable before a run fails (exit code 3). */
 export const DEFAULT_MAX_SKIPPED = 0.05;
 /** The Trainer's options a config may hold (everything but runtime objects). */
-export const TRAINER_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
+export const TRAINER_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
 
 export interface RunConfig {
   data: string;
@@ -124,8 +124,9 @@ class SkipGuard {
 
   summary(name: string, ds: ImageFolder): SkipSummary {
     const seen = this.undecodable.get(name) ?? new Map<string, string>();
-    const examples = [...[...seen].map(([path, reason]) => ({ path, reason })), ...ds.skipped.filter((k) => !seen.has(k.path))].slice(0, 10);
-    return { files: ds.length, undecodable: seen.size, unsupported: ds.skipped.filter((k) => !seen.has(k.path)).length, examples };
+    const unsupported = ds.skipped.filter((k) => !seen.has(k.path));
+    const examples = [...[...seen].map(([path, reason]) => ({ path, reason })), ...unsupported].slice(0, 10);
+    return { files: ds.length, undecodable: seen.size, unsupported: unsupported.length, examples };
   }
 }
 

@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataLoader, DatasetError, ImageFolder, ImageList, InvalidOptionError, Transform, Batch } from '../../lib';
-import { fixture, sharedPath } from '../helpers';
+import { diffStats, fixture, sharedPath } from '../helpers';
 
 interface Case { name: string; kind: string; dtype: string; shape: number[]; file: string; size?: number[]; angle?: number }
 const cases = (): Case[] => JSON.parse(readFileSync(fixture('transforms', 'cases.json'), 'utf8'));
@@ -12,17 +12,7 @@ const ref = (c: Case) => {
   const b = readFileSync(fixture('transforms', `${c.name}.bin`));
   return c.dtype === 'uint8' ? new Uint8Array(b) : new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 };
-function diff(a: ArrayLike<number>, b: ArrayLike<number>) {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    max = Math.max(max, d);
-    sum += d;
-  }
-  return { max, mean: sum / a.length };
-}
+const diff = diffStats;
 
 describe('ImageFolder', () => {
   test('hymenoptera: 2 classes, 244 train + the GIF skipped, 153 val', async () => {

@@ -5,7 +5,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataLoader, ImageList, Model, Trainer, Transform, manualSeed } from '../../lib';
-import { sharedPath } from '../helpers';
+import { diffStats, sharedPath } from '../helpers';
 
 const items = () => {
   const root = sharedPath('data', 'hymenoptera', 'train');
@@ -43,17 +43,7 @@ async function batches(deviceAugment: boolean, transform: Transform, extra: Reco
   return out;
 }
 
-function compare(a: Float32Array, b: Float32Array) {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  let same = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    max = Math.max(max, d);
-    if (d <= 1e-6) same++;
-  }
-  return { max, same: same / a.length };
-}
+const compare = (a: ArrayLike<number>, b: ArrayLike<number>) => diffStats(a, b);
 
 describe('deviceAugment', () => {
   test('flips, colour jitter (all four), grayscale, toTensor, normalize, erasing: batched = per sample', async () => {
