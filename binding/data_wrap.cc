@@ -45,11 +45,12 @@ std::vector<tl::Sample> to_samples(const Napi::Value& v) {
 }
 
 tl::DecodeOptions to_decode_options(const Napi::Value& v) {
-  tl::DecodeOptions d;
-  if (!v.IsObject()) return d;
+  if (!v.IsObject()) throw std::invalid_argument("decode options must be an object");
   auto o = v.As<Napi::Object>();
-  d.max_pixels = static_cast<int64_t>(get_number(o, "maxPixels", static_cast<double>(d.max_pixels)));
-  d.min_short_side = static_cast<int64_t>(get_number(o, "fastDecodeMinSide", 0));
+  tl::DecodeOptions d;
+  d.max_pixels = static_cast<int64_t>(need_number(o, "maxPixels"));
+  d.min_short_side = static_cast<int64_t>(need_number(o, "fastDecodeMinSide"));
+  d.strict = need_bool(o, "strict");
   return d;
 }
 

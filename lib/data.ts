@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { DatasetError, DisposedError, InvalidOptionError, TorchResNetError, fromNative, native } from './errors';
 import { getNative, NativeBatch, NativeDecodeOptions, NativeLoader, NativeSamples, TensorData } from './native';
+import { decodeOptions } from './decode-options';
 import { Transform } from './transform';
 import * as v from './validate';
 
@@ -27,9 +28,15 @@ export interface DatasetOptions {
    * this many pixels. Default 0 (off: exact decoding, pixel-identical to PIL).
    */
   fastDecodeMinSide?: number;
+  /**
+   * `false` (default): decode what PIL (and so torchvision's ImageFolder) decodes — JPEGs with libjpeg's "corrupt
+   * data" warnings and PNGs with bad image-data checksums are kept; truncated and undecodable files are refused.
+   * `true`: any decoder warning refuses the file.
+   */
+  strict?: boolean;
 }
 
-const DATASET_KEYS = ['transform', 'onError', 'maxPixels', 'fastDecodeMinSide', 'extensions'] as const;
+const DATASET_KEYS = ['transform', 'onError', 'maxPixels', 'fastDecodeMinSide', 'strict', 'extensions'] as const;
 
 /** Common base of the datasets: samples (file or buffer + label), class names, a transform. */
 export class ImageDataset {
@@ -52,10 +59,7 @@ export class ImageDataset {
     if (opts.transform !== undefined && !(opts.transform instanceof Transform)) throw v.invalid('transform', 'Transform', opts.transform);
     this.transform = opts.transform ?? Transform.imagenetEval();
     this.onError = opts.onError === undefined ? 'throw' : v.oneOf('onError', opts.onError, ['throw', 'skip'] as const);
-    this.decode = {
-      maxPixels: opts.maxPixels === undefined ? undefined : v.positiveInt('maxPixels', opts.maxPixels),
-      fastDecodeMinSide: opts.fastDecodeMinSide === undefined ? 0 : v.nonNegativeInt('fastDecodeMinSide', opts.fastDecodeMinSide),
-    };
+    this.decode = decodeOptions(opts);
   }
 
   get length(): number {

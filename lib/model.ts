@@ -1,3 +1,4 @@
+import { decodeOptions } from './decode-options';
 import { existsSync } from 'node:fs';
 import { extname, resolve as resolvePath } from 'node:path';
 import { getNumThreads, resolveDevice, version } from './device';
@@ -90,6 +91,8 @@ export interface PredictOptions {
    * with squeezenet1_1: top-1 0.617 → 0.616, predict 18.7 s → 12.1 s for 1000 photos. 0 turns it off.
    */
   fastDecodeMinSide?: number;
+  /** Refuse images with decoder warnings (see `DatasetOptions.strict`). Default false (PIL's leniency). */
+  strict?: boolean;
   /** Horizontal-flip test-time augmentation (logits averaged). Default false. */
   tta?: boolean;
 }
@@ -327,7 +330,7 @@ export class Model {
     const items = single ? [input] : input;
     if (items.length === 0) return [];
     const o = v.plainObject('options', options);
-    v.knownKeys('options', o, ['topk', 'transform', 'precision', 'batchSize', 'maxPixels', 'fastDecodeMinSide', 'tta']);
+    v.knownKeys('options', o, ['topk', 'transform', 'precision', 'batchSize', 'maxPixels', 'fastDecodeMinSide', 'strict', 'tta']);
     const topk = options.topk === undefined ? Math.min(5, this.numClasses) : v.positiveInt('topk', options.topk);
     const transform = options.transform ?? Transform.imagenetEval();
     if (!(transform instanceof Transform)) throw v.invalid('transform', 'Transform', transform);
@@ -344,10 +347,7 @@ export class Model {
         buffers.push(it);
       } else throw v.invalid(single ? 'input' : `inputs[${i}]`, 'file path or Buffer', it);
     });
-    const decode = {
-      maxPixels: options.maxPixels === undefined ? undefined : v.positiveInt('maxPixels', options.maxPixels),
-      fastDecodeMinSide: options.fastDecodeMinSide === undefined ? resizeFloor(transform) : v.nonNegativeInt('fastDecodeMinSide', options.fastDecodeMinSide),
-    };
+    const decode = decodeOptions(options, resizeFloor(transform));
     const tta = options.tta === undefined ? false : v.bool('tta', options.tta);
     const json = JSON.stringify(transform.ops);
     const raw = await this.enqueue((h) => h.predict({ paths, buffers }, json, decode, { topk, precision, batchSize, workers: getNumThreads(), tta }));

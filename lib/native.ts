@@ -82,8 +82,9 @@ export interface NativeSamples {
 }
 
 export interface NativeDecodeOptions {
-  maxPixels?: number;
-  fastDecodeMinSide?: number;
+  maxPixels: number;
+  fastDecodeMinSide: number;
+  strict: boolean;
 }
 
 export interface NativeBatch {

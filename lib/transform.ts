@@ -1,3 +1,4 @@
+import { decodeOptions } from './decode-options';
 import { native } from './errors';
 import { getNative, TensorData } from './native';
 import * as v from './validate';
@@ -204,11 +205,11 @@ export class Transform {
    * Runs the pipeline on one image (a file path or an encoded Buffer). Before `toTensor` the result is uint8
    * `[3, H, W]`; after it, float32.
    */
-  async apply(image: string | Buffer, opts: { seed?: number; maxPixels?: number } = {}): Promise<TensorData & { dtype: string; data: Float32Array | Uint8Array }> {
+  async apply(image: string | Buffer, opts: { seed?: number; maxPixels?: number; strict?: boolean } = {}): Promise<TensorData & { dtype: string; data: Float32Array | Uint8Array }> {
     const samples = typeof image === 'string' ? { paths: [image] } : Buffer.isBuffer(image) ? { paths: ['<buffer>'], buffers: [image] } : undefined;
     if (!samples) throw v.invalid('image', 'file path or Buffer', image);
     const seed = opts.seed === undefined ? 0 : v.nonNegativeInt('seed', opts.seed);
     const json = JSON.stringify(this.ops);
-    return native(() => getNative().transformImage(samples, json, seed, { maxPixels: opts.maxPixels })) as never;
+    return native(() => getNative().transformImage(samples, json, seed, decodeOptions(opts))) as never;
   }
 }

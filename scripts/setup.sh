@@ -26,7 +26,7 @@ case "$VARIANT_ARG" in
 esac
 
 need_pkgs=()
-pkgs=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libpng-dev nlohmann-json3-dev)
+pkgs=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev)
 [ "$VARIANT" = system ] && pkgs+=(libtorch-dev)
 [ "$TEST" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-pil chromium)
 [ "$BENCH" = 1 ] && pkgs+=(libjemalloc2)
@@ -113,4 +113,13 @@ if [ "$(cat $FX/transforms/stamp 2>/dev/null)" != "$stamp_t" ] && [ -d "$SHARED/
   rm -rf $FX/transforms
   "$PY" scripts/fixtures/make_transforms.py "$SHARED/data/hymenoptera" $FX/transforms
   echo "$stamp_t" > $FX/transforms/stamp
+fi
+
+# Mutated JPEG/PNG corpus with PIL's accept/reject decisions and pixels (the decoder's PIL-agreement test).
+stamp_c="$(sha256sum scripts/fixtures/make_pil_corpus.py | cut -c1-16)"
+if [ "$(cat $FX/pilcorpus/stamp 2>/dev/null)" != "$stamp_c" ] && [ -d "$SHARED/data/hymenoptera" ]; then
+  echo "[setup] generating the mutated-image corpus with PIL's verdicts"
+  rm -rf $FX/pilcorpus
+  "$PY" scripts/fixtures/make_pil_corpus.py "$SHARED/data/hymenoptera" $FX/pilcorpus
+  echo "$stamp_c" > $FX/pilcorpus/stamp
 fi

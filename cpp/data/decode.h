@@ -19,6 +19,9 @@ struct DecodeOptions {
   // JPEG DCT-domain downscaling: decode at the smallest scale 1/8..1 whose shorter side stays >= this.
   // 0 disables it (exact decode).
   int64_t min_short_side = 0;
+  // false: decode what PIL decodes (libjpeg's "corrupt data" warnings, PNG image-data checksums are tolerated;
+  // truncated files are refused). true: any decoder warning refuses the file.
+  bool strict = false;
 };
 
 // Returns a uint8 tensor [3, H, W]. `what` names the source (file path) in error messages.
