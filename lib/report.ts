@@ -1,7 +1,8 @@
 // Run reports: metrics.json (machine-readable) and report.html (self-contained: ECharts inlined, thumbnails as data
 // URIs), written atomically. Charts: loss, accuracy and learning rate per epoch; a confusion-matrix heatmap; and for
 // experiments a bar chart of validation accuracy and time per arch and strategy.
-import { readFileSync, renameSync, writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileDurable } from './durable';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { EvalReport } from './metrics';
 import type { EpochRecord } from './trainer';
@@ -72,12 +73,6 @@ function scriptJson(data: unknown): string {
   return JSON.stringify(data).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 
-export function writeFileAtomic(path: string, data: string | Buffer): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
 
 const pct = (x: number | undefined | null): string => (x === undefined || x === null ? '–' : `${(100 * x).toFixed(1)}%`);
 
@@ -171,11 +166,11 @@ if (E) {
 }
 
 /** metrics.json + report.html in `dir`. Returns the report path. */
-export function writeRunReport(dir: string, s: RunSummary): string {
+export async function writeRunReport(dir: string, s: RunSummary): Promise<string> {
   const { misclassified, ...rest } = s;
-  writeFileAtomic(join(dir, 'metrics.json'), JSON.stringify({ ...rest, misclassified: misclassified.map(({ thumbnail, ...m }) => m) }, null, 1));
+  await writeFileDurable(join(dir, 'metrics.json'), JSON.stringify({ ...rest, misclassified: misclassified.map(({ thumbnail, ...m }) => m) }, null, 1));
   const path = join(dir, 'report.html');
-  writeFileAtomic(path, renderRunReport(s));
+  await writeFileDurable(path, renderRunReport(s));
   return path;
 }
 

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DataLoader } from './data';
+import { cleanStaleTemporaries, commitGeneration, GENERATIONS, latestGeneration } from './durable';
 import { CheckpointError, InvalidOptionError } from './errors';
 import { EvalReport, MetricAccumulator } from './metrics';
 import { Model, Precision } from './model';
@@ -157,11 +158,6 @@ interface CheckpointState {
   lrScale: number;
 }
 
-function writeJsonAtomic(path: string, data: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(data, null, 1));
-  renameSync(tmp, path);
-}
 
 /**
  * Transfer-learning training loop. The loop runs in TypeScript with one native call per step, so the event loop
@@ -299,17 +295,23 @@ export class Trainer extends EventEmitter {
     // Early stopping restores the best weights; without a checkpoint folder they are kept in a temporary one.
     const bestDir = dir ?? (o.earlyStopping && (o.earlyStopping.restoreBest ?? true) ? mkdtempSync(join(tmpdir(), 'torch-resnet-tl-best-')) : undefined);
 
+    if (dir) {
+      // what a killed run left behind: partial generations, temporary files
+      cleanStaleTemporaries(dir);
+      cleanStaleTemporaries(join(dir, GENERATIONS));
+    }
     if (o.resumeFrom) {
       const rdir = resolve(o.resumeFrom);
-      const statePath = join(rdir, 'last.json');
-      if (!existsSync(statePath)) throw new CheckpointError(`${rdir}: no last.json checkpoint to resume from`);
-      const st = JSON.parse(readFileSync(statePath, 'utf8')) as CheckpointState;
-      await this.model.loadWeights(join(rdir, 'last.pth'));
+      const gen = await latestGeneration<CheckpointState>(rdir);
+      if (!gen) throw new CheckpointError(`${rdir}: no complete checkpoint generation to resume from (expected ${join(rdir, GENERATIONS, 'epoch-NNNNNN')}/)`);
+      if (gen.rejected.length) this.emit('checkpoint', { kind: 'fallback', path: gen.dir, rejected: gen.rejected });
+      const st = gen.state;
+      await this.model.loadWeights(gen.files.model);
       if (st.trainFrom !== trainFrom) {
         await this.model._run(async () => nt.setTrainFrom(st.trainFrom));
         trainFrom = st.trainFrom;
       }
-      await this.model._run(() => nt.loadOptimizer(join(rdir, 'last.optim.safetensors')));
+      await this.model._run(() => nt.loadOptimizer(gen.files.optimizer));
       getNative().setRngState(Buffer.from(st.rng, 'base64'));
       history = st.history;
       best = st.best;
@@ -467,8 +469,6 @@ export class Trainer extends EventEmitter {
         badEpochs++;
       }
       if (dir) {
-        await this.model.save(join(dir, 'last.pth'));
-        await this.model._run(() => nt.saveOptimizer(join(dir, 'last.optim.safetensors')));
         const state: CheckpointState = {
           version: 1,
           epoch: epoch + 1,
@@ -480,8 +480,11 @@ export class Trainer extends EventEmitter {
           rng: getNative().getRngState().toString('base64'),
           lrScale,
         };
-        writeJsonAtomic(join(dir, 'last.json'), state);
-        this.emit('checkpoint', { kind: 'last', path: join(dir, 'last.pth') });
+        const path = await commitGeneration(dir, epoch + 1, async (files) => {
+          await this.model.save(files.model);
+          await this.model._run(() => nt.saveOptimizer(files.optimizer));
+        }, state);
+        this.emit('checkpoint', { kind: 'last', path });
       }
       this.emit('epochEnd', record);
       if (o.earlyStopping && badEpochs >= o.earlyStopping.patience) stoppedEarly = true;

@@ -1,5 +1,6 @@
 #include "io/atomic_file.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -28,6 +29,14 @@ void write_atomic(const std::string& path, const std::function<void(const Sink&)
     f = nullptr;
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       throw CheckpointError(path + ": rename failed: " + std::strerror(errno));
+    // the rename is durable once the folder is synced
+    const auto slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
   } catch (...) {
     if (f) std::fclose(f);
     std::remove(tmp.c_str());

@@ -4,6 +4,10 @@
 
 namespace tl {
 
+struct PyValue;
+// The tensor dict inside an unpickled checkpoint (following state_dict/model wrappers); CheckpointError otherwise.
+const PyValue* find_state_dict(const PyValue& root, const std::string& path);
+
 // By extension: .safetensors, otherwise PyTorch's zip format. Wrappers ({"state_dict": ...}, {"model": ...})
 // and a "module." prefix are removed.
 StateDict read_checkpoint(const std::string& path);

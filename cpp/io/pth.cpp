@@ -28,6 +28,89 @@ void byteswap_inplace(torch::Tensor& t) {
   for (int64_t i = 0; i < t.numel(); ++i) std::reverse(p + i * es, p + (i + 1) * es);
 }
 
+// Little-endian readers for the zip structures.
+uint64_t le(const uint8_t* p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Checks every entry of the zip's central directory before libtorch's reader allocates anything: each entry's data
+// must lie inside the file, a stored entry's size must equal its compressed size, and a deflated one may not claim
+// more than deflate's maximum ratio (1032:1). Without this a 1 KB file can declare a 100 GB entry, which the reader
+// allocates in full before noticing the data is not there.
+void check_zip_entries(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw CheckpointError(path + ": cannot open file");
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  const uint64_t tail_len = std::min<uint64_t>(file_size, 65535 + 22);
+  std::vector<uint8_t> tail(tail_len);
+  in.seekg(static_cast<std::streamoff>(file_size - tail_len));
+  in.read(reinterpret_cast<char*>(tail.data()), static_cast<std::streamsize>(tail_len));
+  int64_t eocd = -1;
+  for (int64_t i = static_cast<int64_t>(tail_len) - 22; i >= 0; --i)
+    if (le(&tail[i], 4) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  if (eocd < 0) throw CheckpointError(path + ": corrupt zip checkpoint: no end-of-central-directory record");
+  uint64_t entries = le(&tail[eocd + 10], 2), cd_size = le(&tail[eocd + 12], 4), cd_offset = le(&tail[eocd + 16], 4);
+  const uint64_t eocd_pos = file_size - tail_len + static_cast<uint64_t>(eocd);
+  if (entries == 0xFFFF || cd_size == 0xFFFFFFFF || cd_offset == 0xFFFFFFFF) {
+    // zip64: the locator (20 bytes before the EOCD) points at the zip64 end record
+    if (eocd < 20 || le(&tail[eocd - 20], 4) != 0x07064b50) throw CheckpointError(path + ": corrupt zip checkpoint: zip64 locator missing");
+    const uint64_t rec = le(&tail[eocd - 20 + 8], 8);
+    uint8_t z[56];
+    if (rec > file_size - 56) throw CheckpointError(path + ": corrupt zip checkpoint: zip64 record outside the file");
+    in.seekg(static_cast<std::streamoff>(rec));
+    in.read(reinterpret_cast<char*>(z), 56);
+    if (!in || le(z, 4) != 0x06064b50) throw CheckpointError(path + ": corrupt zip checkpoint: bad zip64 record");
+    entries = le(z + 32, 8);
+    cd_size = le(z + 40, 8);
+    cd_offset = le(z + 48, 8);
+  }
+  if (cd_offset > eocd_pos || cd_size > eocd_pos - cd_offset || entries > cd_size / 46)
+    throw CheckpointError(path + ": corrupt zip checkpoint: central directory outside the file");
+  std::vector<uint8_t> cd(cd_size);
+  in.seekg(static_cast<std::streamoff>(cd_offset));
+  in.read(reinterpret_cast<char*>(cd.data()), static_cast<std::streamsize>(cd_size));
+  if (!in) throw CheckpointError(path + ": corrupt zip checkpoint: truncated central directory");
+  size_t pos = 0;
+  for (uint64_t e = 0; e < entries; ++e) {
+    if (pos + 46 > cd.size() || le(&cd[pos], 4) != 0x02014b50) throw CheckpointError(path + ": corrupt zip checkpoint: bad central directory entry");
+    const uint8_t* h = &cd[pos];
+    const uint64_t method = le(h + 10, 2), name_len = le(h + 28, 2), extra_len = le(h + 30, 2), comment_len = le(h + 32, 2);
+    uint64_t comp = le(h + 20, 4), uncomp = le(h + 24, 4), offset = le(h + 42, 4);
+    if (pos + 46 + name_len + extra_len + comment_len > cd.size()) throw CheckpointError(path + ": corrupt zip checkpoint: bad central directory entry");
+    const std::string name(reinterpret_cast<const char*>(h + 46), name_len);
+    // zip64 extended information: the 64-bit values, in this order, of the fields that hold 0xFFFFFFFF
+    for (size_t x = 46 + name_len; x + 4 <= 46 + name_len + extra_len;) {
+      const uint64_t id = le(h + x, 2), len = le(h + x + 2, 2);
+      if (x + 4 + len > 46 + name_len + extra_len) break;
+      if (id == 1) {
+        size_t f = x + 4;
+        auto next = [&](uint64_t* v) {
+          if (*v == 0xFFFFFFFF && f + 8 <= x + 4 + len) {
+            *v = le(h + f, 8);
+            f += 8;
+          }
+        };
+        next(&uncomp);
+        next(&comp);
+        next(&offset);
+      }
+      x += 4 + len;
+    }
+    const std::string where = path + ": corrupt zip checkpoint: entry '" + name + "'";
+    if (offset > file_size || comp > file_size - offset) throw CheckpointError(where + " lies outside the file");
+    if (method == 0 && uncomp != comp) throw CheckpointError(where + " declares " + std::to_string(uncomp) + " bytes but stores " + std::to_string(comp));
+    if (method != 0 && uncomp / 1032 > comp) throw CheckpointError(where + " claims a compression ratio above deflate's maximum");
+    pos += 46 + name_len + extra_len + comment_len;
+  }
+}
+
+}  // namespace
+
 // Picks the tensor dict out of the unpickled object.
 // Follows {state_dict|model_state_dict|model} wrappers a few levels down; a wrapper that leads back to a dict
 // already visited (a dict that holds itself) is refused rather than followed forever.
@@ -54,9 +137,22 @@ const PyValue* find_state_dict(const PyValue& root, const std::string& path) {
   throw CheckpointError(path + ": malformed checkpoint: state_dict wrappers nested more than 8 levels");
 }
 
-}  // namespace
+namespace {
+StateDict read_pth_unchecked(const std::string& path);
+}
 
+// libtorch's zip reader reports corrupt records (bad CRC, unreadable entries) as c10::Error from any call, not only
+// the constructor: every one becomes a CheckpointError naming the file.
 StateDict read_pth(const std::string& path) {
+  try {
+    return read_pth_unchecked(path);
+  } catch (const c10::Error& e) {
+    throw CheckpointError(path + ": corrupt zip checkpoint: " + e.what_without_backtrace());
+  }
+}
+
+namespace {
+StateDict read_pth_unchecked(const std::string& path) {
   {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw CheckpointError(path + ": cannot open file");
@@ -65,6 +161,7 @@ StateDict read_pth(const std::string& path) {
     if (in.gcount() < 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0)
       throw CheckpointError(path + ": not a PyTorch zip checkpoint (wrong magic; legacy torch.save files are not supported)");
   }
+  check_zip_entries(path);
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   try {
     reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
@@ -137,6 +234,7 @@ StateDict read_pth(const std::string& path) {
   strip_module_prefix(sd);
   return sd;
 }
+}  // namespace
 
 void write_pth(const std::string& path, const StateDict& sd) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
@@ -177,6 +275,7 @@ std::map<std::string, std::string> read_checkpoint_metadata(const std::string& p
   if (ends_with(path, ".safetensors")) return read_safetensors_metadata(path);
   std::map<std::string, std::string> out;
   try {
+    check_zip_entries(path);
     caffe2::serialize::PyTorchStreamReader reader(path);
     if (!reader.hasRecord(kMetadataRecord)) return out;
     auto rec = reader.getRecord(kMetadataRecord);

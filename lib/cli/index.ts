@@ -10,7 +10,8 @@ import { DataLoader, ImageFolder } from '../data';
 import { devices, getNumThreads, setNumThreads, version } from '../device';
 import { InvalidOptionError, TorchResNetError } from '../errors';
 import { ARCHS, Arch, Model } from '../model';
-import { ExperimentRow, renderExperimentReport, writeFileAtomic } from '../report';
+import { writeFileDurable } from '../durable';
+import { ExperimentRow, renderExperimentReport } from '../report';
 import { makeSyntheticDataset } from '../synthetic';
 import { Trainer, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
@@ -377,8 +378,8 @@ export function buildProgram(): Command {
     const v = version();
     const info = `${o.data} · ${epochs} epochs each · libtorch ${v.libtorch}, ${getNumThreads()} threads · ${new Date().toISOString()}`;
     const reportPath = join(outDir, 'report.html');
-    writeFileAtomic(reportPath, renderExperimentReport('torch-resnet-tl experiment', rows, info));
-    writeFileAtomic(join(outDir, 'metrics.json'), JSON.stringify({ info, rows }, null, 1));
+    await writeFileDurable(reportPath, renderExperimentReport('torch-resnet-tl experiment', rows, info));
+    await writeFileDurable(join(outDir, 'metrics.json'), JSON.stringify({ info, rows }, null, 1));
     print(
       output,
       () =>

@@ -220,7 +220,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       bestWeights,
       skipped,
     };
-    const reportPath = writeRunReport(runDir, summary);
+    const reportPath = await writeRunReport(runDir, summary);
     return { summary, reportPath, bestWeights };
   } finally {
     model.dispose();

@@ -147,6 +147,59 @@ describe('hostile and broken files give typed errors and run nothing', () => {
     if (err instanceof Error) expect(err).toBeInstanceOf(CheckpointError);
   });
 
+  test('zip entries that claim more than the file holds are refused before anything is allocated', async () => {
+    // a valid checkpoint whose central directory then lies about one entry's sizes (local header too)
+    const lie = (name: string, how: string) => {
+      const path = join(tmp, `${name}.pth`);
+      python(
+        [
+          'import io, struct, sys, zipfile, torch',
+          'b = io.BytesIO(); torch.save({"w": torch.ones(64)}, b); src = b.getvalue()',
+          'out = io.BytesIO()',
+          'with zipfile.ZipFile(io.BytesIO(src)) as z, zipfile.ZipFile(out, "w") as o:',
+          '    for n in z.namelist():',
+          '        o.writestr(zipfile.ZipInfo(n), z.read(n), zipfile.ZIP_DEFLATED if sys.argv[2] == "ratio" and n.endswith("data.pkl") else zipfile.ZIP_STORED)',
+          'd = bytearray(out.getvalue())',
+          'p = d.find(b"PK\x01\x02")',
+          'while p >= 0:',
+          '    name = bytes(d[p + 46:p + 46 + struct.unpack("<H", d[p + 28:p + 30])[0]])',
+          '    loc = struct.unpack("<I", d[p + 42:p + 46])[0]',
+          '    if sys.argv[2] == "outside" and name.endswith(b"data/0"): d[p + 20:p + 28] = struct.pack("<II", 0x7FFFFFF0, 0x7FFFFFF0)',
+          '    if sys.argv[2] == "declares" and name.endswith(b"data/0"):',
+          '        d[p + 24:p + 28] = struct.pack("<I", 0x7FFFFFF0); d[loc + 22:loc + 26] = struct.pack("<I", 0x7FFFFFF0)',
+          '    if sys.argv[2] == "ratio" and name.endswith(b"data.pkl"):',
+          '        d[p + 24:p + 28] = struct.pack("<I", 0xFFFFFFF0); d[loc + 22:loc + 26] = struct.pack("<I", 0xFFFFFFF0)',
+          '    p = d.find(b"PK\x01\x02", p + 4)',
+          'open(sys.argv[1], "wb").write(d)',
+        ].join('\n'),
+        [path, how],
+      );
+      return path;
+    };
+    for (const [how, pattern] of [
+      ['outside', /entry '.*data\/0' lies outside the file/],
+      ['declares', /entry '.*data\/0' declares 2147483632 bytes but stores 256/],
+      ['ratio', /entry '.*data.pkl' claims a compression ratio above deflate's maximum/],
+    ] as const) {
+      const path = lie(how, how);
+      const rss = process.memoryUsage().rss;
+      await expectCheckpointError(path, pattern);
+      expect(process.memoryUsage().rss - rss).toBeLessThan(256 * 2 ** 20);
+    }
+  });
+
+  test('inputs the fuzzers found (test/fixtures/fuzz) are typed refusals', async () => {
+    const dir = join(ROOT, 'test', 'fixtures', 'fuzz', 'pth');
+    const files = readdirSync(dir);
+    expect(files.length).toBeGreaterThanOrEqual(2);
+    for (const f of files) {
+      const path = join(tmp, `${f}.pth`);
+      copyFileSync(join(dir, f), path);
+      const err = await readStateDict(path).catch((e) => e);
+      expect({ f, type: err?.constructor?.name }).toEqual({ f, type: 'CheckpointError' });
+    }
+  });
+
   test('safetensors: huge header length, offsets outside the file, wrong dtype', async () => {
     const good = readFileSync(sharedPath('weights', 'squeezenet1_1-imagenet.safetensors'));
     const huge = Buffer.from(good);
