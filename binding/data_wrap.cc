@@ -7,7 +7,6 @@
 namespace tlb {
 
 namespace {
-Napi::FunctionReference* g_batch_ctor = nullptr;
 
 Napi::Array skipped_to_js(Napi::Env env, const std::vector<tl::Skipped>& v) {
   Napi::Array a = Napi::Array::New(env, v.size());
@@ -58,20 +57,20 @@ tl::DecodeOptions to_decode_options(const Napi::Value& v) {
 
 Napi::Function BatchWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeBatch",
-                                 {InstanceMethod("images", &BatchWrap::Images), InstanceMethod("labels", &BatchWrap::Labels),
-                                  InstanceMethod("info", &BatchWrap::Info), InstanceMethod("release", &BatchWrap::Release)});
-  g_batch_ctor = new Napi::FunctionReference(Napi::Persistent(f));
+                                 {InstanceMethod("images", &BatchWrap::template call<&BatchWrap::Images>), InstanceMethod("labels", &BatchWrap::template call<&BatchWrap::Labels>),
+                                  InstanceMethod("info", &BatchWrap::template call<&BatchWrap::Info>), InstanceMethod("release", &BatchWrap::template call<&BatchWrap::Release>)});
+  addon_data(env).batch_ctor = Napi::Persistent(f);
   return f;
 }
 
 Napi::Object BatchWrap::NewInstance(Napi::Env env, std::shared_ptr<tl::Batch> batch) {
   auto* holder = new std::shared_ptr<tl::Batch>(std::move(batch));
   auto ext = Napi::External<std::shared_ptr<tl::Batch>>::New(env, holder, [](Napi::Env, std::shared_ptr<tl::Batch>* p) { delete p; });
-  return g_batch_ctor->New({ext});
+  return addon_data(env).batch_ctor.New({ext});
 }
 
 std::shared_ptr<tl::Batch> BatchWrap::FromValue(const Napi::Value& v) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(g_batch_ctor->Value())) return nullptr;
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(v.Env()).batch_ctor.Value())) return nullptr;
   auto batch = Napi::ObjectWrap<BatchWrap>::Unwrap(v.As<Napi::Object>())->batch_;
   if (!batch->images.defined()) throw std::invalid_argument("this batch has been disposed");
   return batch;
@@ -110,10 +109,10 @@ Napi::Value BatchWrap::Info(const Napi::CallbackInfo& info) {
 
 Napi::Function LoaderWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativeLoader",
-                     {InstanceMethod("start", &LoaderWrap::Start), InstanceMethod("next", &LoaderWrap::Next),
-                      InstanceMethod("stop", &LoaderWrap::Stop), InstanceMethod("length", &LoaderWrap::Length),
-                      InstanceMethod("cacheBytes", &LoaderWrap::CacheBytes),
-                      InstanceMethod("setDeviceAugment", &LoaderWrap::SetDeviceAugment)});
+                     {InstanceMethod("start", &LoaderWrap::template call<&LoaderWrap::Start>), InstanceMethod("next", &LoaderWrap::template call<&LoaderWrap::Next>),
+                      InstanceMethod("stop", &LoaderWrap::template call<&LoaderWrap::Stop>), InstanceMethod("length", &LoaderWrap::template call<&LoaderWrap::Length>),
+                      InstanceMethod("cacheBytes", &LoaderWrap::template call<&LoaderWrap::CacheBytes>),
+                      InstanceMethod("setDeviceAugment", &LoaderWrap::template call<&LoaderWrap::SetDeviceAugment>)});
 }
 
 // new NativeLoader(samples, transformJson, decode, config)
@@ -270,9 +269,9 @@ Napi::Value EncodeJpeg(const Napi::CallbackInfo& info) {
 void InitData(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeBatch", BatchWrap::Init(env));
   exports.Set("NativeLoader", LoaderWrap::Init(env));
-  exports.Set("scanImageFolder", Napi::Function::New(env, ScanImageFolder));
-  exports.Set("transformImage", Napi::Function::New(env, TransformImage));
-  exports.Set("encodeJpeg", Napi::Function::New(env, EncodeJpeg));
+  exports.Set("scanImageFolder", Napi::Function::New(env, guarded<ScanImageFolder>));
+  exports.Set("transformImage", Napi::Function::New(env, guarded<TransformImage>));
+  exports.Set("encodeJpeg", Napi::Function::New(env, guarded<EncodeJpeg>));
 }
 
 }  // namespace tlb

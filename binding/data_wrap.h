@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "../cpp/data/loader.h"
+#include "errors.h"
 
 namespace tlb {
 
@@ -11,7 +12,8 @@ namespace tlb {
 std::vector<tl::Sample> to_samples(const Napi::Value& v);
 tl::DecodeOptions to_decode_options(const Napi::Value& v);
 
-class BatchWrap : public Napi::ObjectWrap<BatchWrap> {
+class BatchWrap : public Napi::ObjectWrap<BatchWrap>, public Guarded<BatchWrap> {
+  friend struct Guarded<BatchWrap>;
  public:
   static Napi::Function Init(Napi::Env env);
   static Napi::Object NewInstance(Napi::Env env, std::shared_ptr<tl::Batch> batch);
@@ -26,7 +28,8 @@ class BatchWrap : public Napi::ObjectWrap<BatchWrap> {
   std::shared_ptr<tl::Batch> batch_;
 };
 
-class LoaderWrap : public Napi::ObjectWrap<LoaderWrap> {
+class LoaderWrap : public Napi::ObjectWrap<LoaderWrap>, public Guarded<LoaderWrap> {
+  friend struct Guarded<LoaderWrap>;
  public:
   static Napi::Function Init(Napi::Env env);
   explicit LoaderWrap(const Napi::CallbackInfo& info);

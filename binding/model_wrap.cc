@@ -8,7 +8,6 @@
 namespace tlb {
 
 namespace {
-Napi::FunctionReference* g_ctor = nullptr;
 
 Napi::Object report_to_js(Napi::Env env, const tl::LoadReport& r, const std::map<std::string, std::string>& meta) {
   Napi::Object o = Napi::Object::New(env);
@@ -24,18 +23,18 @@ Napi::Object report_to_js(Napi::Env env, const tl::LoadReport& r, const std::map
 Napi::Function ModelWrap::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeModel",
                                  {
-                                     InstanceMethod("forward", &ModelWrap::Forward),
-                                     InstanceMethod("loadWeights", &ModelWrap::LoadWeights),
-                                     InstanceMethod("save", &ModelWrap::Save),
-                                     InstanceMethod("to", &ModelWrap::To),
-                                     InstanceMethod("sgdStep", &ModelWrap::SgdStep),
-                                     InstanceMethod("stateDict", &ModelWrap::StateDict),
-                                     InstanceMethod("parameterCount", &ModelWrap::ParameterCount),
-                                     InstanceMethod("dispose", &ModelWrap::Dispose),
-                                     InstanceMethod("info", &ModelWrap::Info),
-                                     InstanceMethod("predict", &ModelWrap::Predict),
+                                     InstanceMethod("forward", &ModelWrap::template call<&ModelWrap::Forward>),
+                                     InstanceMethod("loadWeights", &ModelWrap::template call<&ModelWrap::LoadWeights>),
+                                     InstanceMethod("save", &ModelWrap::template call<&ModelWrap::Save>),
+                                     InstanceMethod("to", &ModelWrap::template call<&ModelWrap::To>),
+                                     InstanceMethod("sgdStep", &ModelWrap::template call<&ModelWrap::SgdStep>),
+                                     InstanceMethod("stateDict", &ModelWrap::template call<&ModelWrap::StateDict>),
+                                     InstanceMethod("parameterCount", &ModelWrap::template call<&ModelWrap::ParameterCount>),
+                                     InstanceMethod("dispose", &ModelWrap::template call<&ModelWrap::Dispose>),
+                                     InstanceMethod("info", &ModelWrap::template call<&ModelWrap::Info>),
+                                     InstanceMethod("predict", &ModelWrap::template call<&ModelWrap::Predict>),
                                  });
-  g_ctor = new Napi::FunctionReference(Napi::Persistent(f));
+  addon_data(env).model_ctor = Napi::Persistent(f);
   return f;
 }
 
@@ -43,7 +42,7 @@ Napi::Object ModelWrap::NewInstance(Napi::Env env, std::shared_ptr<tl::ModelRunn
   auto* holder = new std::shared_ptr<tl::ModelRunner>(std::move(runner));
   auto ext = Napi::External<std::shared_ptr<tl::ModelRunner>>::New(
       env, holder, [](Napi::Env, std::shared_ptr<tl::ModelRunner>* p) { delete p; });
-  return g_ctor->New({ext});
+  return addon_data(env).model_ctor.New({ext});
 }
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -54,7 +53,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
 }
 
 std::shared_ptr<tl::ModelRunner> ModelWrap::RunnerOf(const Napi::Value& v) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(g_ctor->Value()))
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(v.Env()).model_ctor.Value()))
     throw Napi::TypeError::New(v.Env(), "expected a NativeModel");
   return Napi::ObjectWrap<ModelWrap>::Unwrap(v.As<Napi::Object>())->runner(v.Env());
 }

@@ -4,10 +4,12 @@
 #include <memory>
 
 #include "../cpp/runtime/model_runner.h"
+#include "errors.h"
 
 namespace tlb {
 
-class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+class ModelWrap : public Napi::ObjectWrap<ModelWrap>, public Guarded<ModelWrap> {
+  friend struct Guarded<ModelWrap>;
  public:
   static Napi::Function Init(Napi::Env env);
   static Napi::Object NewInstance(Napi::Env env, std::shared_ptr<tl::ModelRunner> runner);

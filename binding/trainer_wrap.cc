@@ -22,20 +22,21 @@ Napi::Object eval_to_js(Napi::Env e, const tl::EvalResult& r) {
   return o;
 }
 
-class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
+class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<TrainerWrap> {
+  friend struct Guarded<TrainerWrap>;
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeTrainer",
-                       {InstanceMethod("step", &TrainerWrap::Step), InstanceMethod("eval", &TrainerWrap::Eval),
-                        InstanceMethod("setTrainFrom", &TrainerWrap::SetTrainFrom),
-                        InstanceMethod("saveOptimizer", &TrainerWrap::SaveOptimizer),
-                        InstanceMethod("loadOptimizer", &TrainerWrap::LoadOptimizer),
-                        InstanceMethod("trainableParameters", &TrainerWrap::Trainable),
-                        InstanceMethod("cacheBatch", &TrainerWrap::CacheBatch),
-                        InstanceMethod("trainCachedEpoch", &TrainerWrap::TrainCachedEpoch),
-                        InstanceMethod("clearCache", &TrainerWrap::ClearCache),
-                        InstanceMethod("cacheEvalBatch", &TrainerWrap::CacheEvalBatch),
-                        InstanceMethod("evalCached", &TrainerWrap::EvalCached)});
+                       {InstanceMethod("step", &TrainerWrap::template call<&TrainerWrap::Step>), InstanceMethod("eval", &TrainerWrap::template call<&TrainerWrap::Eval>),
+                        InstanceMethod("setTrainFrom", &TrainerWrap::template call<&TrainerWrap::SetTrainFrom>),
+                        InstanceMethod("saveOptimizer", &TrainerWrap::template call<&TrainerWrap::SaveOptimizer>),
+                        InstanceMethod("loadOptimizer", &TrainerWrap::template call<&TrainerWrap::LoadOptimizer>),
+                        InstanceMethod("trainableParameters", &TrainerWrap::template call<&TrainerWrap::Trainable>),
+                        InstanceMethod("cacheBatch", &TrainerWrap::template call<&TrainerWrap::CacheBatch>),
+                        InstanceMethod("trainCachedEpoch", &TrainerWrap::template call<&TrainerWrap::TrainCachedEpoch>),
+                        InstanceMethod("clearCache", &TrainerWrap::template call<&TrainerWrap::ClearCache>),
+                        InstanceMethod("cacheEvalBatch", &TrainerWrap::template call<&TrainerWrap::CacheEvalBatch>),
+                        InstanceMethod("evalCached", &TrainerWrap::template call<&TrainerWrap::EvalCached>)});
   }
 
   // new NativeTrainer(nativeModel, config)

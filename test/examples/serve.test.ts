@@ -35,7 +35,8 @@ test('serve.ts: 200 concurrent requests match model.predict; bad uploads get 4xx
   const modelPath = join(tmp, 'squeezenet.pth');
   const m = await Model.create({ arch: 'squeezenet1_1', weights: sharedPath('weights', 'squeezenet1_1-imagenet.pth') });
   await m.save(modelPath);
-  const base = await start(modelPath, ['--max-bytes', String(3 * 1024 * 1024)]);
+  // the queue holds the whole burst here: this test checks answers, serve-load.test.ts checks shedding
+  const base = await start(modelPath, ['--max-bytes', String(3 * 1024 * 1024), '--max-queue', '256']);
 
   const val = sharedPath('data', 'hymenoptera', 'val');
   const files = ['ants', 'bees'].flatMap((c) => readdirSync(join(val, c)).map((f) => join(val, c, f)));
