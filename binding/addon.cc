@@ -20,11 +20,11 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     if (!info[0].IsObject()) throw std::invalid_argument("createModel expects an options object");
     auto o = info[0].As<Napi::Object>();
     tl::ModelConfig cfg;
-    cfg.arch = get_string(o, "arch", "");
-    cfg.num_classes = static_cast<int64_t>(get_number(o, "numClasses", 1000));
-    cfg.dropout = get_number(o, "dropout", tl::default_dropout(cfg.arch));
-    cfg.device = get_string(o, "device", "cpu");
-    cfg.channels_last = get_bool(o, "channelsLast", true);
+    cfg.arch = need_string(o, "arch");
+    cfg.num_classes = static_cast<int64_t>(need_number(o, "numClasses"));
+    cfg.dropout = need_number(o, "dropout");
+    cfg.device = need_string(o, "device");
+    cfg.channels_last = need_bool(o, "channelsLast");
     tl::parse_device(cfg.device);  // fail fast, on the JS thread, for a missing device
     auto out = std::make_shared<std::shared_ptr<tl::ModelRunner>>();
     return PromiseWorker::Start(

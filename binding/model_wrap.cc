@@ -73,8 +73,8 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
     auto r = runner(env);
     auto input = copy_float32(info[0], to_shape(info[1], "shape"), "input");
     Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
-    auto precision = tl::parse_precision(get_string(opts, "precision", "fp32"));
-    bool embed = get_bool(opts, "embed", false);
+    auto precision = tl::parse_precision(need_string(opts, "precision"));
+    bool embed = need_bool(opts, "embed");
     auto out = std::make_shared<torch::Tensor>();
     return PromiseWorker::Start(
         env, "tl.forward",
@@ -185,11 +185,11 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
     auto spec = tl::parse_transform_spec(info[1].As<Napi::String>().Utf8Value());
     auto decode = to_decode_options(info[2]);
     auto o = info[3].As<Napi::Object>();
-    int64_t topk = static_cast<int64_t>(get_number(o, "topk", 5));
-    auto precision = tl::parse_precision(get_string(o, "precision", "fp32"));
-    int64_t batch = static_cast<int64_t>(get_number(o, "batchSize", 16));
-    int workers = static_cast<int>(get_number(o, "workers", 2));
-    bool tta = get_bool(o, "tta", false);
+    int64_t topk = static_cast<int64_t>(need_number(o, "topk"));
+    auto precision = tl::parse_precision(need_string(o, "precision"));
+    int64_t batch = static_cast<int64_t>(need_number(o, "batchSize"));
+    int workers = static_cast<int>(need_number(o, "workers"));
+    bool tta = need_bool(o, "tta");
     auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
     auto out = std::make_shared<std::vector<tl::Prediction>>();
     return PromiseWorker::Start(

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { DatasetError, DisposedError, InvalidOptionError, TorchResNetError, fromNative, native } from './errors';
+import { BusyError, DatasetError, DisposedError, InvalidOptionError, fromNative, native } from './errors';
 import { getNative, NativeBatch, NativeDecodeOptions, NativeLoader, NativeSamples, TensorData } from './native';
 import { decodeOptions } from './decode-options';
 import { Transform } from './transform';
@@ -102,8 +102,8 @@ export class ImageFolder extends ImageDataset {
   }
 
   /**
-   * Scans `root` (off the JS thread). Files whose extension is not an image extension (default: torchvision's
-   * .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp, case-insensitive) are listed in `skipped`.
+   * Scans `root` (off the JS thread). Files whose extension is not one the decoder reads (default .jpg .jpeg .png,
+   * case-insensitive; torchvision also lists .ppm .bmp .pgm .tif .tiff .webp) are listed in `skipped`.
    */
   static async open(root: string, options?: DatasetOptions & { extensions?: string[] }): Promise<ImageFolder> {
     v.nonEmptyString('root', root);
@@ -319,7 +319,8 @@ export class DataLoader extends EventEmitter {
       cacheBytes: cache,
       mixupAlpha: mixup.alpha,
       cutmixAlpha: cutmix.alpha,
-      mixP: mixup.alpha > 0 ? mixup.p : cutmix.p,
+      mixupP: mixup.p,
+      cutmixP: cutmix.p,
       numClasses: dataset.classes.length,
     });
   }
@@ -349,7 +350,7 @@ export class DataLoader extends EventEmitter {
 
   /** One epoch of batches. */
   async *[Symbol.asyncIterator](): AsyncGenerator<Batch> {
-    if (this.running) throw new TorchResNetError('this DataLoader is already being iterated', 'ERR_BUSY');
+    if (this.running) throw new BusyError('this DataLoader is already being iterated; finish or break out of the other loop first');
     this.running = true;
     this.loader.start(this.epoch++);
     try {

@@ -58,8 +58,15 @@ export class DatasetError extends TorchResNetError {
 
 /** The object was disposed and can no longer be used. */
 export class DisposedError extends TorchResNetError {
-  constructor(what: string) {
-    super(`${what} has been disposed`, 'ERR_DISPOSED');
+  constructor(what: string, message = `${what} has been disposed`) {
+    super(message, 'ERR_DISPOSED');
+  }
+}
+
+/** The object is in use by another operation (e.g. a DataLoader iterated twice at the same time). */
+export class BusyError extends TorchResNetError {
+  constructor(message: string) {
+    super(message, 'ERR_BUSY');
   }
 }
 
@@ -80,6 +87,11 @@ export class NativeError extends TorchResNetError {
   }
 }
 
+/** The option a native option error names ("option lr must be a number" → "lr"), else "". */
+function optionIn(message: string): string {
+  return /\boption ([\w.]+)/.exec(message)?.[1] ?? '';
+}
+
 /** Turns an error from the addon (a plain Error with `code`) into the matching class. */
 export function fromNative(err: unknown): Error {
   // Duck-typed: errors made by the addon may come from another realm (e.g. under a test sandbox).
@@ -93,9 +105,11 @@ export function fromNative(err: unknown): Error {
     case 'ERR_DEVICE':
       return new DeviceError((err as Error).message);
     case 'ERR_INVALID_OPTION':
-      return new InvalidOptionError("", (err as Error).message);
+      return new InvalidOptionError((err as { option?: string }).option ?? optionIn((err as Error).message), (err as Error).message);
     case 'ERR_DISPOSED':
-      return new TorchResNetError((err as Error).message, 'ERR_DISPOSED');
+      return new DisposedError('', (err as Error).message);
+    case 'ERR_BUSY':
+      return new BusyError((err as Error).message);
     case 'ERR_NATIVE':
       return new NativeError((err as Error).message);
     case 'ERR_OUT_OF_MEMORY':

@@ -19,10 +19,12 @@ export {
   WeightsError,
   DatasetError,
   DisposedError,
+  BusyError,
   NativeError,
   OutOfMemoryError,
 } from './errors';
-export { Trainer } from './trainer';
+export { Trainer, TRAINER_DEFAULTS } from './trainer';
+export { IMAGENET_CLASSES } from './imagenet-classes';
 export type { TrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, BatchEndEvent, FitResult } from './trainer';
 export { Scheduler } from './schedule';
 export type { Schedule } from './schedule';

@@ -1,3 +1,4 @@
+import { IMAGENET_CLASSES } from './imagenet-classes';
 import { decodeOptions } from './decode-options';
 import { existsSync } from 'node:fs';
 import { extname, resolve as resolvePath } from 'node:path';
@@ -188,6 +189,8 @@ export class Model {
             : `loaded ${path}`,
         };
         if (!classes && r.metadata.classes && !r.skippedHead.length) classes = JSON.parse(r.metadata.classes) as string[];
+        // a 1000-class head loaded from ImageNet weights (torchvision's files carry no class names): ImageNet's names
+        else if (!classes && !r.metadata.classes && !r.skippedHead.length && o.numClasses === IMAGENET_CLASSES.length) classes = [...IMAGENET_CLASSES];
       } catch (e) {
         handle.dispose();
         throw e;

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { NativeLoadError } from './errors';
+import { fromNative, NativeLoadError } from './errors';
 
 /** A tensor crossing the native boundary: flat data plus shape. */
 export interface TensorData {
@@ -116,7 +116,8 @@ export interface NativeLoaderConfig {
   cacheBytes: number;
   mixupAlpha: number;
   cutmixAlpha: number;
-  mixP: number;
+  mixupP: number;
+  cutmixP: number;
   numClasses: number;
 }
 
@@ -241,5 +242,41 @@ export function getNative(): NativeAddon {
       { cause: err },
     );
   }
+  addon = mapErrors(addon);
   return addon;
+}
+
+/**
+ * The addon's functions and classes with every error mapped to its class (fromNative) at one place: what a function
+ * throws synchronously, what its promise rejects with, and what a constructor throws. Objects the addon returns are
+ * left as they are (the addon recognises its own objects by identity).
+ */
+function mapErrors(raw: NativeAddon): NativeAddon {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(raw as unknown as Record<string, unknown>)) {
+    if (typeof value !== 'function') {
+      out[name] = value;
+    } else if (/^Native[A-Z]/.test(name)) {
+      out[name] = new Proxy(value, {
+        construct(target, args) {
+          try {
+            return Reflect.construct(target, args) as object;
+          } catch (e) {
+            throw fromNative(e);
+          }
+        },
+      });
+    } else {
+      out[name] = (...args: unknown[]) => {
+        let r: unknown;
+        try {
+          r = (value as (...a: unknown[]) => unknown).apply(raw, args);
+        } catch (e) {
+          throw fromNative(e);
+        }
+        return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(fromNative(e))) : r;
+      };
+    }
+  }
+  return out as unknown as NativeAddon;
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DataLoader } from './data';
@@ -144,7 +144,39 @@ export interface FitResult {
   aborted: boolean;
 }
 
-const KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
+/** Every Trainer option (the one list: the CLI's --config keys derive from it). */
+export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
+const KEYS = TRAINER_OPTION_KEYS;
+
+/**
+ * The Trainer's defaults, defined here only (the native side receives every value; the CLI's help prints these).
+ * `strategy`: feature-extract with pretrained weights, else full; `backboneLr`: lr × backboneLrFactor; `momentum`:
+ * 0.9 for SGD, else 0; `precision`: the model's; `monitor`: valAccuracy with validation data, else accuracy.
+ */
+export const TRAINER_DEFAULTS = {
+  epochs: 25,
+  optimizer: 'adam' as const,
+  lr: 1e-3,
+  backboneLrFactor: 0.1,
+  weightDecay: 0,
+  noDecayNormBias: true,
+  sgdMomentum: 0.9,
+  nesterov: false,
+  dampening: 0,
+  betas: [0.9, 0.999] as [number, number],
+  eps: 1e-8,
+  rmspropAlpha: 0.99,
+  labelSmoothing: 0,
+  /** 0: no clipping */
+  clipGradNorm: 0,
+  accumulate: 1,
+  freezeBatchNormStats: true,
+  featureCache: 'auto' as const,
+  featureCacheViews: 1,
+  featureCacheMaxBytes: 4 * 2 ** 30,
+  earlyStoppingMinDelta: 0,
+  restoreBest: true,
+};
 
 interface CheckpointState {
   version: 1;
@@ -224,41 +256,42 @@ export class Trainer extends EventEmitter {
       };
     });
     this.schedule = validateSchedule(options.schedule);
-    this.precision = model.precision(options.precision ?? 'auto');
+    // the model's precision unless told otherwise
+    this.precision = model.precision(options.precision);
     this.lossScale = validateLossScale(options.lossScale, this.precision);
     this.options = { ...options, strategy };
   }
 
   private get lr(): number {
-    return this.options.lr ?? 1e-3;
+    return this.options.lr ?? TRAINER_DEFAULTS.lr;
   }
 
   private get backboneLr(): number {
-    return this.options.backboneLr ?? this.lr / 10;
+    return this.options.backboneLr ?? this.lr * TRAINER_DEFAULTS.backboneLrFactor;
   }
 
   private ensureNative(): NativeTrainer {
     if (this.native) return this.native;
     const o = this.options;
-    const optimizer = o.optimizer ?? 'adam';
+    const optimizer = o.optimizer ?? TRAINER_DEFAULTS.optimizer;
     this.native = new (getNative().NativeTrainer)(this.model._handle(), {
       optimizer,
       lr: this.lr,
       backboneLr: this.backboneLr,
-      weightDecay: o.weightDecay ?? 0,
-      noDecayNormBias: o.noDecayNormBias ?? true,
-      momentum: o.momentum ?? (optimizer === 'sgd' ? 0.9 : 0),
-      nesterov: o.nesterov ?? false,
-      dampening: o.dampening ?? 0,
-      beta1: o.betas?.[0] ?? 0.9,
-      beta2: o.betas?.[1] ?? 0.999,
-      eps: o.eps ?? 1e-8,
-      alpha: 0.99,
+      weightDecay: o.weightDecay ?? TRAINER_DEFAULTS.weightDecay,
+      noDecayNormBias: o.noDecayNormBias ?? TRAINER_DEFAULTS.noDecayNormBias,
+      momentum: o.momentum ?? (optimizer === 'sgd' ? TRAINER_DEFAULTS.sgdMomentum : 0),
+      nesterov: o.nesterov ?? TRAINER_DEFAULTS.nesterov,
+      dampening: o.dampening ?? TRAINER_DEFAULTS.dampening,
+      beta1: o.betas?.[0] ?? TRAINER_DEFAULTS.betas[0],
+      beta2: o.betas?.[1] ?? TRAINER_DEFAULTS.betas[1],
+      eps: o.eps ?? TRAINER_DEFAULTS.eps,
+      alpha: TRAINER_DEFAULTS.rmspropAlpha,
       trainFrom: this.trainFromIndex,
-      frozenBnEval: o.freezeBatchNormStats ?? true,
-      labelSmoothing: o.labelSmoothing ?? 0,
-      clipGradNorm: o.clipGradNorm ?? 0,
-      accumulate: o.accumulate ?? 1,
+      frozenBnEval: o.freezeBatchNormStats ?? TRAINER_DEFAULTS.freezeBatchNormStats,
+      labelSmoothing: o.labelSmoothing ?? TRAINER_DEFAULTS.labelSmoothing,
+      clipGradNorm: o.clipGradNorm ?? TRAINER_DEFAULTS.clipGradNorm,
+      accumulate: o.accumulate ?? TRAINER_DEFAULTS.accumulate,
       precision: this.precision,
       lossScale: this.lossScale,
     });
@@ -272,10 +305,20 @@ export class Trainer extends EventEmitter {
 
   /** Trains; returns the per-epoch history. Stops early on `signal` (aborted: true) or early stopping. */
   async fit(train: DataLoader, val?: DataLoader): Promise<FitResult> {
+    // temporary folders made for this fit are removed however it ends (result, error, abort)
+    const temporary: string[] = [];
+    try {
+      return await this.fitEpochs(train, val, temporary);
+    } finally {
+      for (const d of temporary) await rm(d, { recursive: true, force: true });
+    }
+  }
+
+  private async fitEpochs(train: DataLoader, val: DataLoader | undefined, temporary: string[]): Promise<FitResult> {
     if (!(train instanceof DataLoader)) throw v.invalid('train', 'DataLoader', train);
     if (val !== undefined && !(val instanceof DataLoader)) throw v.invalid('val', 'DataLoader', val);
     const o = this.options;
-    const epochs = o.epochs ?? 25;
+    const epochs = o.epochs ?? TRAINER_DEFAULTS.epochs;
     const monitor: Monitor = o.monitor ?? (val ? 'valAccuracy' : 'accuracy');
     const mode = monitor.endsWith('Loss') || monitor === 'loss' ? 'min' : 'max';
     if (monitor.startsWith('val') && !val) throw new InvalidOptionError('monitor', `monitor '${monitor}' needs validation data`);
@@ -291,9 +334,13 @@ export class Trainer extends EventEmitter {
     let trainFrom = this.trainFromIndex;
     let lrScale = 1;
     const dir = o.checkpointDir ? resolve(o.checkpointDir) : undefined;
-    if (dir) mkdirSync(dir, { recursive: true });
+    if (dir) await mkdir(dir, { recursive: true });
     // Early stopping restores the best weights; without a checkpoint folder they are kept in a temporary one.
-    const bestDir = dir ?? (o.earlyStopping && (o.earlyStopping.restoreBest ?? true) ? mkdtempSync(join(tmpdir(), 'torch-resnet-tl-best-')) : undefined);
+    let bestDir = dir;
+    if (!bestDir && o.earlyStopping && (o.earlyStopping.restoreBest ?? TRAINER_DEFAULTS.restoreBest)) {
+      bestDir = await mkdtemp(join(tmpdir(), 'torch-resnet-tl-best-'));
+      temporary.push(bestDir);
+    }
 
     if (dir) {
       // what a killed run left behind: partial generations, temporary files
@@ -329,17 +376,17 @@ export class Trainer extends EventEmitter {
     const signal = o.signal;
     let aborted = false;
     let stoppedEarly = false;
-    const views = o.featureCacheViews ?? 1;
+    const views = o.featureCacheViews ?? TRAINER_DEFAULTS.featureCacheViews;
     let useCache =
       trainFrom === this.model.stages.length - 1 &&
       !train.mixing &&
-      (o.featureCache === true || ((o.featureCache ?? 'auto') === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViews !== undefined)));
+      (o.featureCache === true || ((o.featureCache ?? TRAINER_DEFAULTS.featureCache) === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViews !== undefined)));
     let cacheBytes = 0;
     let lossScale = this.lossScale.initScale;
     let cached = false;
     let valCached = false;
     const buildCache = async (): Promise<boolean> => {
-      const limit = o.featureCacheMaxBytes ?? 4 * 2 ** 30;
+      const limit = o.featureCacheMaxBytes ?? TRAINER_DEFAULTS.featureCacheMaxBytes;
       for (let view = 0; view < views; view++) {
         train.setEpoch(view);
         for await (const batch of train) {
@@ -456,7 +503,7 @@ export class Trainer extends EventEmitter {
       history.push(record);
       const value = record[monitor] as number;
       scheduler.endEpoch(value);
-      const minDelta = o.earlyStopping?.minDelta ?? 0;
+      const minDelta = o.earlyStopping?.minDelta ?? TRAINER_DEFAULTS.earlyStoppingMinDelta;
       const improved = best === undefined || (mode === 'max' ? value > best.value + minDelta : value < best.value - minDelta);
       if (improved) {
         best = { epoch, value };
@@ -489,8 +536,7 @@ export class Trainer extends EventEmitter {
       this.emit('epochEnd', record);
       if (o.earlyStopping && badEpochs >= o.earlyStopping.patience) stoppedEarly = true;
     }
-    if (stoppedEarly && (o.earlyStopping?.restoreBest ?? true) && bestDir && best) await this.model.loadWeights(join(bestDir, 'best.pth'));
-    if (bestDir && !dir) rmSync(bestDir, { recursive: true, force: true });
+    if (stoppedEarly && (o.earlyStopping?.restoreBest ?? TRAINER_DEFAULTS.restoreBest) && bestDir && best) await this.model.loadWeights(join(bestDir, 'best.pth'));
     return { history, best, stoppedEarly, aborted };
   }
 

@@ -159,7 +159,7 @@ torch::Tensor apply_tail_one(torch::Tensor img, const TransformOp& op, const Tai
 
 MixPlan draw_mix(const MixConfig& cfg, SampleRng& rng, bool cutmix, int64_t H, int64_t W) {
   MixPlan plan;
-  if (!rng.bernoulli(cfg.p)) return plan;
+  if (!rng.bernoulli(cutmix ? cfg.cutmix_p : cfg.mixup_p)) return plan;
   plan.apply = true;
   plan.cutmix = cutmix;
   if (!cutmix) {

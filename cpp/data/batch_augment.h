@@ -17,7 +17,10 @@ namespace tl {
 struct MixConfig {
   double mixup_alpha = 0;   // 0: off
   double cutmix_alpha = 0;  // 0: off
-  double p = 1.0;           // probability of mixing a batch
+  // Probability that a batch is mixed by each method. With both on, each batch first picks MixUp or CutMix (1:1,
+  // as timm's switch_prob 0.5) and is then mixed with that method's probability.
+  double mixup_p = 1.0;
+  double cutmix_p = 1.0;
   int64_t num_classes = 0;
 };
 

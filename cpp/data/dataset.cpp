@@ -8,7 +8,9 @@ namespace fs = std::filesystem;
 namespace tl {
 
 const std::vector<std::string>& default_extensions() {
-  static const std::vector<std::string> kExt = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"};
+  // What the decoder reads. torchvision's list also has .ppm .bmp .pgm .tif .tiff .webp: such files are listed in
+  // `skipped` as unsupported rather than failing later as undecodable.
+  static const std::vector<std::string> kExt = {".jpg", ".jpeg", ".png"};
   return kExt;
 }
 

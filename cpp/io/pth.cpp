@@ -35,11 +35,12 @@ uint64_t le(const uint8_t* p, int n) {
   return v;
 }
 
-// Checks every entry of the zip's central directory before libtorch's reader allocates anything: each entry's data
+// Checks every entry of the zip's central directory (returns each entry's size by name) before libtorch's reader allocates anything: each entry's data
 // must lie inside the file, a stored entry's size must equal its compressed size, and a deflated one may not claim
 // more than deflate's maximum ratio (1032:1). Without this a 1 KB file can declare a 100 GB entry, which the reader
 // allocates in full before noticing the data is not there.
-void check_zip_entries(const std::string& path) {
+std::map<std::string, uint64_t> check_zip_entries(const std::string& path) {
+  std::map<std::string, uint64_t> sizes;
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw CheckpointError(path + ": cannot open file");
   const uint64_t file_size = static_cast<uint64_t>(in.tellg());
@@ -105,8 +106,10 @@ void check_zip_entries(const std::string& path) {
     if (offset > file_size || comp > file_size - offset) throw CheckpointError(where + " lies outside the file");
     if (method == 0 && uncomp != comp) throw CheckpointError(where + " declares " + std::to_string(uncomp) + " bytes but stores " + std::to_string(comp));
     if (method != 0 && uncomp / 1032 > comp) throw CheckpointError(where + " claims a compression ratio above deflate's maximum");
+    sizes[name] = uncomp;
     pos += 46 + name_len + extra_len + comment_len;
   }
+  return sizes;
 }
 
 }  // namespace
@@ -161,7 +164,7 @@ StateDict read_pth_unchecked(const std::string& path) {
     if (in.gcount() < 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0)
       throw CheckpointError(path + ": not a PyTorch zip checkpoint (wrong magic; legacy torch.save files are not supported)");
   }
-  check_zip_entries(path);
+  const auto entry_sizes = check_zip_entries(path);
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   try {
     reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
@@ -176,6 +179,12 @@ StateDict read_pth_unchecked(const std::string& path) {
     big_endian = order == "big";
   }
   if (!reader->hasRecord("data.pkl")) throw CheckpointError(path + ": zip checkpoint has no data.pkl");
+  // Every pickle opcode is at least one byte and makes at most one object, so the unpickled graph is bounded by the
+  // pickle's size; the pickle itself is bounded here (a ResNet's is ~100 KB; tensor data lives in other records).
+  constexpr size_t kMaxPickleBytes = size_t{256} << 20;
+  for (const auto& [name, bytes] : entry_sizes)
+    if (name.size() >= 8 && name.compare(name.size() - 8, 8, "data.pkl") == 0 && bytes > kMaxPickleBytes)
+      throw CheckpointError(path + ": " + name + " is larger than 256 MiB; refused");
   auto pkl = reader->getRecord("data.pkl");
   // One tensor per storage record, as torch.load shares one storage among its views: a pickle that names the same
   // record many times gets the same memory, not a copy each time.

@@ -16,13 +16,6 @@ const std::vector<std::string>& architectures() {
   return kNames;
 }
 
-bool is_architecture(const std::string& arch) {
-  const auto& a = architectures();
-  return std::find(a.begin(), a.end(), arch) != a.end();
-}
-
-double default_dropout(const std::string& arch) { return arch == "squeezenet1_1" ? 0.5 : 0.0; }
-
 Classifier create_model(const std::string& arch, int64_t num_classes, double dropout) {
   if (num_classes < 1) throw std::invalid_argument("numClasses must be >= 1, got " + std::to_string(num_classes));
   ResNetSpec spec;

@@ -5,14 +5,8 @@
 namespace tl {
 namespace {
 
-torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t padding, int64_t groups = 1,
-                       int64_t dilation = 1) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k)
-                               .stride(stride)
-                               .padding(padding)
-                               .groups(groups)
-                               .dilation(dilation)
-                               .bias(false));
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t padding, int64_t groups = 1) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(padding).groups(groups).bias(false));
 }
 
 // Shared by both block kinds: residual add with optional downsample, then ReLU.

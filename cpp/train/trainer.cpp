@@ -127,7 +127,6 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   auto loss = torch::nn::functional::cross_entropy(logits, y, opts);
   scaler_.scale_loss(loss / cfg_.accumulate).backward();
   if (++pending_ >= cfg_.accumulate) {
-    sync_.sync(trainable_);
     const bool finite = scaler_.unscale(trainable_);  // clipping sees the true gradients
     if (finite) {
       if (cfg_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable_, cfg_.clip_grad_norm);

@@ -44,13 +44,6 @@ struct EvalResult {
   torch::Tensor labels;  // int64 CPU [B]
 };
 
-// The one place gradients become updates: a later all-reduce (c10d) slots in here.
-class GradientSync {
- public:
-  virtual ~GradientSync() = default;
-  virtual void sync(std::vector<torch::Tensor>& params) {}
-};
-
 class TrainSession {
  public:
   TrainSession(std::shared_ptr<ModelRunner> runner, TrainConfig cfg);
@@ -85,7 +78,6 @@ class TrainSession {
   std::vector<bool> group_is_head_;
   std::vector<torch::Tensor> trainable_;
   std::vector<std::string> trainable_names_;
-  GradientSync sync_;
   GradScaler scaler_;
   int pending_ = 0;
   std::vector<std::map<int64_t, torch::Tensor>> cache_;  // [view][sample index] -> backbone output

@@ -13,7 +13,8 @@ import { ARCHS, Arch, Model } from '../model';
 import { writeFileDurable } from '../durable';
 import { ExperimentRow, renderExperimentReport } from '../report';
 import { makeSyntheticDataset } from '../synthetic';
-import { Trainer, TrainerOptions } from '../trainer';
+import { Schedule, validateSchedule } from '../schedule';
+import { Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
 import { DEFAULT_MAX_SKIPPED, evalTransform, RunConfig, splitConfig, trainRun } from './run';
@@ -29,6 +30,31 @@ const positive = (value: string): number => {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('Expected a positive number.');
   return n;
+};
+const nonNegative = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('Expected a number >= 0.');
+  return n;
+};
+/** `type[:key=value,...]`, numbers as numbers, `a+b+c` as a list (multistep milestones); checked by validateSchedule. */
+const scheduleArg = (value: string): Schedule => {
+  const [type, params = ''] = value.split(':', 2);
+  const spec: Record<string, unknown> = { type };
+  for (const kv of params.split(',').filter(Boolean)) {
+    const [k, raw] = kv.split('=', 2);
+    if (!k || raw === undefined) throw new InvalidArgumentError(`Expected key=value in ${JSON.stringify(kv)}.`);
+    const num = (x: string) => {
+      const n = Number(x);
+      if (!Number.isFinite(n)) throw new InvalidArgumentError(`${k}: expected a number, got ${JSON.stringify(x)}.`);
+      return n;
+    };
+    spec[k] = raw.includes('+') || k === 'milestones' ? raw.split('+').map(num) : num(raw);
+  }
+  try {
+    return validateSchedule(spec);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 };
 const share = (value: string): number => {
   const n = Number(value);
@@ -103,14 +129,19 @@ function weightsInDir(dir: string, arch: string): string | undefined {
   return f ? join(dir, f) : undefined;
 }
 
+const D = TRAINER_DEFAULTS;
 function commonTrainOptions(cmd: Command): Command {
   return cmd
-    .option('--epochs <n>', 'epochs', int(1))
+    .option('--epochs <n>', `epochs (default ${D.epochs})`, int(1))
     .option('--batch-size <n>', 'batch size (default 32)', int(1))
-    .option('--lr <x>', 'head learning rate (default 1e-3)', positive)
-    .option('--backbone-lr <x>', 'learning rate of trainable layers before the head (default lr/10)', positive)
-    .addOption(new Option('--optimizer <name>', 'optimizer (default adam)').choices(['sgd', 'adam', 'adamw', 'rmsprop']))
-    .addOption(new Option('--precision <p>', "'auto' = bf16 autocast where the CPU has BF16 (default)").choices(['auto', 'fp32', 'bf16']))
+    .option('--lr <x>', `head learning rate (default ${D.lr})`, positive)
+    .option('--backbone-lr <x>', `learning rate of trainable layers before the head (default lr × ${D.backboneLrFactor})`, positive)
+    .addOption(new Option('--optimizer <name>', `optimizer (default ${D.optimizer})`).choices(['sgd', 'adam', 'adamw', 'rmsprop']))
+    .option('--weight-decay <x>', `L2 weight decay (decoupled for adamw; default ${D.weightDecay}; norm and bias parameters excluded)`, nonNegative)
+    .option('--label-smoothing <x>', `label smoothing in [0, 1) (default ${D.labelSmoothing})`, nonNegative)
+    .option('--schedule <spec>', "learning-rate schedule: constant (default) | step:stepSize=7,gamma=0.1 | multistep:milestones=5+8,gamma=0.1 | exponential:gamma=0.9 | cosine[:warmupEpochs=1,minLr=1e-6] | onecycle[:pctStart=0.3] | plateau[:factor=0.1,patience=2]", scheduleArg)
+    .option('--early-stopping <patience>', 'stop after this many epochs without improvement of the monitored metric and restore the best weights (default off)', int(1))
+    .addOption(new Option('--precision <p>', "'auto' = bf16 autocast where the CPU has BF16 (default: the model's, auto)").choices(['auto', 'fp32', 'bf16']))
     .option('--image-size <n>', 'training crop size (default 224)', int(16))
     .option('--workers <n>', 'data-loading threads (default: cores)', int(1))
     .option('--seed <n>', 'seed of initialisation, shuffling and augmentation (default 0)', int(0));
@@ -142,6 +173,7 @@ export function buildProgram(): Command {
       .addOption(new Option('--strategy <s>', 'which layers train (default feature-extract with weights, else full)').choices(['feature-extract', 'partial', 'full']))
       .option('--train-from <stage>', "first trainable stage for --strategy partial (e.g. layer3)")
       .option('--out <dir>', 'run directory (default runs/<time>)')
+      .option('--resume <dir>', 'continue an interrupted run in its directory from its newest complete checkpoint')
       .option('--config <file>', 'JSON file with the TS option names (CLI flags override it)')
       .option('--max-skipped <share>', `largest share (0..1) of a split's image files that may be undecodable; more fails with exit code 3 (default ${DEFAULT_MAX_SKIPPED})`, share),
   ).action(async (o) => {
@@ -159,12 +191,19 @@ export function buildProgram(): Command {
     set('strategy', o.strategy);
     set('trainFrom', o.trainFrom);
     set('seed', o.seed);
+    set('weightDecay', o.weightDecay);
+    set('labelSmoothing', o.labelSmoothing);
+    set('schedule', o.schedule);
+    if (o.earlyStopping !== undefined) trainer.earlyStopping = { ...trainer.earlyStopping, patience: o.earlyStopping };
     const data = o.data ?? cfg.run.data;
     if (!data) throw new InvalidOptionError('data', 'train needs --data <root with train/ and val/> (or "data" in --config)');
+    if (o.resume !== undefined && o.out !== undefined && resolve(o.out) !== resolve(o.resume))
+      throw new InvalidOptionError('resume', '--resume continues the run in its own directory; leave --out out');
     const run: RunConfig = {
       ...cfg.run,
       data,
-      out: o.out ?? cfg.run.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-')),
+      resume: o.resume !== undefined,
+      out: o.resume ?? o.out ?? cfg.run.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-')),
       arch: o.arch ?? cfg.run.arch ?? 'resnet18',
       weights: o.weights !== undefined ? o.weights : cfg.run.weights !== undefined ? cfg.run.weights : 'DEFAULT',
       imageSize: o.imageSize ?? cfg.run.imageSize ?? 224,
@@ -360,7 +399,7 @@ export function buildProgram(): Command {
               imageSize: o.imageSize ?? 224,
               batchSize: o.batchSize ?? 32,
               workers: o.workers,
-              trainer: { strategy: strategy === 'scratch' ? 'full' : (strategy as TrainerOptions['strategy']), epochs, lr: o.lr, backboneLr: o.backboneLr, optimizer: o.optimizer, precision: o.precision, seed: o.seed ?? 0 },
+              trainer: { strategy: strategy === 'scratch' ? 'full' : (strategy as TrainerOptions['strategy']), epochs, lr: o.lr, backboneLr: o.backboneLr, optimizer: o.optimizer, precision: o.precision, seed: o.seed ?? 0, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, schedule: o.schedule, earlyStopping: o.earlyStopping === undefined ? undefined : { patience: o.earlyStopping } },
               title: `${arch} · ${strategy}`,
             },
             output,

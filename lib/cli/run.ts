@@ -8,7 +8,7 @@ import { DatasetError, InvalidOptionError } from '../errors';
 import { thumbnailJpeg } from '../image';
 import { ARCHS, Arch, Model, Precision } from '../model';
 import { RunSummary, SkipSummary, writeRunReport } from '../report';
-import { Trainer, TrainerOptions } from '../trainer';
+import { Trainer, TRAINER_OPTION_KEYS, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import * as v from '../validate';
 import { attachProgress, Output } from './progress';
@@ -19,7 +19,8 @@ export const RUN_KEYS = ['data', 'out', 'arch', 'weights', 'dropout', 'channelsL
 /** Default share of a split's image files that may be undecodable before a run fails (exit code 3). */
 export const DEFAULT_MAX_SKIPPED = 0.05;
 /** The Trainer's options a config may hold (everything but runtime objects). */
-export const TRAINER_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
+/** The Trainer's options a config may hold: all but runtime objects and what the run directory decides. */
+export const TRAINER_KEYS = TRAINER_OPTION_KEYS.filter((k) => k !== 'signal' && k !== 'checkpointDir' && k !== 'resumeFrom');
 
 export interface RunConfig {
   data: string;
@@ -40,6 +41,8 @@ export interface RunConfig {
   cutmix?: { alpha: number; p?: number };
   /** Largest share (0..1) of a split's files that may be undecodable; more fails the run. Default 0.05. */
   maxSkipped?: number;
+  /** Continue the run in `out` from its newest complete checkpoint generation. */
+  resume?: boolean;
   trainer: TrainerOptions;
   /** Default `Transform.imagenetTrain(imageSize)`. */
   trainTransform?: Transform;
@@ -162,7 +165,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
   const model = await createModel(cfg, train.classes, out, label);
   try {
     out.log(`${label}${model.arch}: ${model.loadReport.message}; ${train.length} training / ${val?.length ?? 0} validation images, ${train.classes.length} classes`);
-    const trainer = new Trainer(model, { ...cfg.trainer, seed, checkpointDir: runDir, signal: stop.signal });
+    const trainer = new Trainer(model, { ...cfg.trainer, seed, checkpointDir: runDir, resumeFrom: cfg.resume ? runDir : undefined, signal: stop.signal });
     const loader = new DataLoader(train, { batchSize: cfg.batchSize, shuffle: true, seed, workers: cfg.workers, cache: cfg.cache, mixup: cfg.mixup, cutmix: cfg.cutmix });
     const valLoader = val ? new DataLoader(val, { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
     guard.watch('train', train, loader);

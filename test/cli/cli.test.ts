@@ -126,6 +126,34 @@ describe('CLI', () => {
     expect(JSON.parse(f.stdout).error.code).toBe('ERR_CHECKPOINT');
   });
 
+  test('train flags reach the Trainer (--schedule, --weight-decay, --label-smoothing, --early-stopping); --resume continues a run; --help shows defaults', () => {
+    const root = join(tmp, 'small');
+    for (const split of ['train', 'val'])
+      for (const cls of ['ants', 'bees']) {
+        mkdirSync(join(root, split, cls), { recursive: true });
+        for (const f of readdirSync(join(data, split, cls)).filter((f) => f.endsWith('.jpg')).slice(0, 8)) copyFileSync(join(data, split, cls, f), join(root, split, cls, f));
+      }
+    const base = ['train', '--data', root, '--arch', 'squeezenet1_1', '--weights', weights, '--batch-size', '8', '--image-size', '64', '--seed', '3'];
+    const dir = join(tmp, 'flags');
+    const r = json([...base, '--epochs', '2', '--lr', '0.002', '--schedule', 'step:stepSize=1,gamma=0.5', '--weight-decay', '0.0001', '--label-smoothing', '0.1', '--early-stopping', '5', '--out', dir]);
+    expect(r.options).toMatchObject({ schedule: { type: 'step', stepSize: 1, gamma: 0.5 }, weightDecay: 0.0001, labelSmoothing: 0.1, earlyStopping: { patience: 5 } });
+    expect(r.history.map((h: { lr: { head: number } }) => h.lr.head)).toEqual([0.002, 0.001]);
+    // continue the same run to 3 epochs: the first two come from its checkpoint, unchanged
+    const resumed = json([...base, '--epochs', '3', '--lr', '0.002', '--schedule', 'step:stepSize=1,gamma=0.5', '--resume', dir]);
+    expect(resumed.history.map((h: { epoch: number }) => h.epoch)).toEqual([0, 1, 2]);
+    expect(resumed.history.slice(0, 2).map((h: { loss: number }) => h.loss)).toEqual(r.history.map((h: { loss: number }) => h.loss));
+    expect(resumed.history[2].lr.head).toBeCloseTo(0.0005, 12);
+    expect(readdirSync(join(dir, 'generations'))).toEqual(['epoch-000002', 'epoch-000003']);
+    // bad schedule specs are usage errors naming the problem
+    const bad = cli([...base, '--schedule', 'step:gamma=0.5', '--out', join(tmp, 'bad-schedule')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/schedule\.stepSize/);
+    expect(cli([...base, '--resume', join(tmp, 'nothing-here')]).code).toBe(3);
+    const help = cli(['train', '--help']).stdout;
+    for (const d of ['epochs (default 25)', 'head learning rate (default 0.001)', 'optimizer (default adam)', 'label smoothing in [0, 1) (default 0)', '--resume <dir>'])
+      expect(help).toContain(d);
+  });
+
   test('undecodable files: counted and named in the output and metrics.json; over --max-skipped the run fails with exit 3', () => {
     const root = join(tmp, 'skips');
     const bad = (i: number) => Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xdb, 0x00, 0x01]), Buffer.alloc(64, i)]); // bogus marker length

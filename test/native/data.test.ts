@@ -39,6 +39,18 @@ describe('ImageFolder', () => {
     await expect(ImageFolder.open(root, { onError: 'ignore' as never })).rejects.toThrow(/Expected one of 'throw', 'skip' for onError/);
   });
 
+  test('only formats the decoder reads are scanned: a .bmp or .webp is listed as skipped, not a later decode error', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'tl-ext-'));
+    mkdirSync(join(root, 'a'));
+    copyFileSync(sharedPath('data', 'hymenoptera', 'val', 'ants', '10308379_1b6c72e180.jpg'), join(root, 'a', 'x.JPG'));
+    writeFileSync(join(root, 'a', 'y.bmp'), Buffer.from('BM....'));
+    writeFileSync(join(root, 'a', 'z.webp'), Buffer.from('RIFF....WEBP'));
+    const ds = await ImageFolder.open(root);
+    expect(ds.length).toBe(1);
+    expect(ds.skipped.map((s) => s.path.split('/').pop()).sort()).toEqual(['y.bmp', 'z.webp']);
+    expect(ds.skipped[0].reason).toMatch(/extension/);
+  });
+
   test('ImageList from items and CSV', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tl-list-'));
     const a = sharedPath('data', 'hymenoptera', 'val', 'ants', '10308379_1b6c72e180.jpg');
@@ -240,6 +252,28 @@ describe('DataLoader', () => {
     }
     expect(pasted / per).toBeLessThanOrEqual(1 - lam + 1e-6);
     for (let k = 0; k < n; k++) expect(Math.abs(soft[2 * k] + soft[2 * k + 1] - 1)).toBeLessThan(1e-6);
+  });
+
+  test('mixup.p and cutmix.p each mean what they say when both are on (a batch picks one method, then its p)', async () => {
+    const ds = await ImageFolder.open(sharedPath('data', 'hymenoptera', 'val'), { transform: Transform.compose(Transform.resize([16, 16]), Transform.toTensor()) });
+    const plain = await collect(new DataLoader(ds, { batchSize: 4, shuffle: true, seed: 8 }));
+    const untouched = async (mixup: number, cutmix: number) => {
+      const mixed = await collect(new DataLoader(ds, { batchSize: 4, shuffle: true, seed: 8, mixup: { alpha: 0.4, p: mixup }, cutmix: { alpha: 1, p: cutmix } }));
+      let same = 0;
+      for (let b = 0; b < plain.images.length; b++) if (Buffer.from(plain.images[b].buffer).equals(Buffer.from(mixed.images[b].buffer))) same++;
+      return same / plain.images.length;
+    };
+    const batches = plain.images.length;
+    expect(batches).toBeGreaterThanOrEqual(38);
+    // each method is drawn for about half of the batches: the one with p = 0 leaves its half untouched
+    const [mixupOnly, cutmixOnly, both, neither] = [await untouched(1, 0), await untouched(0, 1), await untouched(1, 1), await untouched(0, 0)];
+    console.log(`untouched batches: mixup p=1 cutmix p=0 ${mixupOnly.toFixed(2)}, mixup p=0 cutmix p=1 ${cutmixOnly.toFixed(2)}, both p=1 ${both.toFixed(2)}, both p=0 ${neither.toFixed(2)}`);
+    for (const share of [mixupOnly, cutmixOnly]) {
+      expect(share).toBeGreaterThan(0.25);
+      expect(share).toBeLessThan(0.75);
+    }
+    expect(both).toBeLessThan(0.1);
+    expect(neither).toBe(1);
   });
 
   test('corrupt and truncated files: typed error naming the file, or skipped and counted', async () => {

@@ -1,6 +1,7 @@
 // Weights hub against a local HTTP server: success, hash mismatch, 404, connection cut, offline.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -37,12 +38,16 @@ const freshCache = () => mkdtempSync(join(tmpdir(), 'tl-hub-'));
 
 test('downloads into the cache with progress, verifies the hash, reuses the file', async () => {
   const cacheDir = freshCache();
+  // what a killed download left (a pid that no longer runs) is removed; a live process's partial file is not
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+  writeFileSync(join(cacheDir, `${goodName}.partial-${dead}-1`), 'half');
+  writeFileSync(join(cacheDir, `other.pth.partial-${process.pid}-1`), 'ours');
   const progress: DownloadProgress[] = [];
   const path = await downloadWeightsFile(goodName, { hubBaseUrl: base, cacheDir, onProgress: (p) => progress.push(p) });
   expect(path).toBe(join(cacheDir, goodName));
   expect(readFileSync(path).equals(payload)).toBe(true);
   expect(progress.at(-1)).toEqual({ file: goodName, received: payload.length, total: payload.length });
-  expect(readdirSync(cacheDir)).toEqual([goodName]);
+  expect(readdirSync(cacheDir).sort()).toEqual([goodName, `other.pth.partial-${process.pid}-1`]);
   // cached: offline works and returns the same file
   expect(await downloadWeightsFile(goodName, { hubBaseUrl: 'http://127.0.0.1:9/none', cacheDir, offline: true })).toBe(path);
   const model = await Model.create({ arch: 'squeezenet1_1', weights: path });

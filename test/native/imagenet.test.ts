@@ -1,7 +1,7 @@
 // Real ImageNet weights: squeezenet1_1 on imagenet-samples, tensors preprocessed by torchvision in Python.
 import { openSync, readFileSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Model } from '../../lib';
+import { IMAGENET_CLASSES, Model } from '../../lib';
 import { fixture, sharedPath } from '../helpers';
 
 test('squeezenet1_1 ImageNet weights reach top-1 >= 0.60 on imagenet-samples (reference 0.612)', async () => {
@@ -48,6 +48,13 @@ test('model.predict with the eval preset on the photos (Node only) reaches top-1
     const top5 = preds.filter((p, i) => p.some((q) => q.index === Number(rows[i][1]))).length / rows.length;
     console.log(`squeezenet1_1 imagenet-samples via model.predict: top-1 ${top1.toFixed(3)}, top-5 ${top5.toFixed(3)}`);
     expect(top1).toBeGreaterThanOrEqual(0.6);
+    // an ImageNet head answers with ImageNet's class names, in the order of the data's own labels (name column)
+    expect(model.classes?.length).toBe(1000);
+    for (const p of preds) for (const q of p) expect(q.label).toBe(IMAGENET_CLASSES[q.index]);
+    const norm = (x: string) => x.toLowerCase().replace(/[^a-z0-9]/g, '');
+    const sameName = rows.filter((r) => norm(r[3]) === norm(IMAGENET_CLASSES[Number(r[1])])).length;
+    console.log(`ImageNet class names matching labels.tsv: ${sameName} of 1000`);
+    expect(sameName).toBeGreaterThanOrEqual(950);
     // a Buffer input gives the same answer as its file
     const one = await model.predict(readFileSync(join(dir, rows[1][0])), { topk: 3 });
     expect(one.map((p) => p.index)).toEqual(preds[1].slice(0, 3).map((p) => p.index));

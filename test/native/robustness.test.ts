@@ -63,7 +63,7 @@ test('loaders stopped mid-epoch, batches released in any order, the same loader 
   }
 });
 
-test('10 000 predict calls keep RSS flat (within 5 %) with the allocator cache capped', async () => {
+test('10 000 predict calls keep RSS flat (no growth over 5 %) with the allocator cache capped', async () => {
   const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 10 });
   cpuCache.setLimit(64 * 2 ** 20);
   const px = new Uint8Array(3 * 64 * 64).map((_, i) => (i * 37) % 251);
@@ -79,6 +79,7 @@ test('10 000 predict calls keep RSS flat (within 5 %) with the allocator cache c
   global.gc?.();
   const after = process.memoryUsage().rss;
   console.log(`RSS over 9000 predict calls (after 1000 warm-up): ${(before / 2 ** 20).toFixed(1)} → ${(after / 2 ** 20).toFixed(1)} MiB (${((100 * (after - before)) / before).toFixed(2)} %)`);
-  expect(Math.abs(after - before) / before).toBeLessThanOrEqual(0.05);
+  // a leak grows RSS; it may shrink as warm-up memory is returned
+  expect((after - before) / before).toBeLessThanOrEqual(0.05);
   model.dispose();
 }, 600_000);

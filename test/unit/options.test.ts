@@ -1,4 +1,5 @@
-import { ResNet, Model, InvalidOptionError, DeviceError, devices, cuda, setNumThreads, getNumThreads, version, TorchResNetError } from '../../lib';
+import { ResNet, Model, InvalidOptionError, DeviceError, devices, cuda, setNumThreads, getNumThreads, version, TorchResNetError, ARCHS, BusyError, DisposedError } from '../../lib';
+import { getNative } from '../../lib/native';
 
 describe('option validation (before any native work)', () => {
   test('numClasses must be a positive integer', async () => {
@@ -14,6 +15,10 @@ describe('option validation (before any native work)', () => {
     expect(err.code).toBe('ERR_INVALID_OPTION');
     expect(err.message).toMatch(/for arch but received "resnet19"/);
     expect(err.message).toMatch(/'resnet18'/);
+  });
+
+  test('the arch list is the native registry\'s', () => {
+    expect([...ARCHS]).toEqual(getNative().architectures());
   });
 
   test('typos in option names are rejected', async () => {
@@ -57,5 +62,49 @@ describe('option validation (before any native work)', () => {
     expect(typeof v.cuda).toBe('boolean');
     expect(typeof v.cpu.bf16).toBe('boolean');
     expect(devices()[0]).toBe('cpu');
+  });
+});
+
+describe('native errors map to their classes everywhere', () => {
+  test('synchronous calls, constructors and promises; option errors name the option; ERR_DISPOSED and ERR_BUSY', async () => {
+    const n = getNative();
+    // a synchronous function
+    const sync = (() => {
+      try {
+        n.setRngState(Buffer.from('not a generator state'));
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(sync).toBeInstanceOf(TorchResNetError);
+    // a constructor given an incomplete config: the option is named
+    const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 2 });
+    const ctor = (() => {
+      try {
+        new n.NativeTrainer(model._handle(), {} as never);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(ctor).toBeInstanceOf(InvalidOptionError);
+    expect((ctor as InvalidOptionError).option).toBe('optimizer');
+    // a promise
+    const rejected = await n.readCheckpoint('/no/such/file.pth').catch((e: unknown) => e);
+    expect((rejected as TorchResNetError).code).toBe('ERR_CHECKPOINT');
+    expect(rejected).toBeInstanceOf(TorchResNetError);
+    // a disposed model's handle, used again: the addon's ERR_DISPOSED becomes a DisposedError
+    const h = model._handle();
+    model.dispose();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const { fromNative } = await import('../../lib/errors');
+    let raw: unknown;
+    try {
+      h.info();
+    } catch (e) {
+      raw = e;
+    }
+    expect((raw as TorchResNetError).code).toBe('ERR_DISPOSED');
+    expect(fromNative(raw)).toBeInstanceOf(DisposedError);
+    expect(fromNative(Object.assign(new Error('busy'), { code: 'ERR_BUSY' }))).toBeInstanceOf(BusyError);
   });
 });
