@@ -4,18 +4,6 @@
 
 namespace tlb {
 
-std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback) {
-  auto v = o.Get(key);
-  return v.IsString() ? v.As<Napi::String>().Utf8Value() : fallback;
-}
-double get_number(const Napi::Object& o, const char* key, double fallback) {
-  auto v = o.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
-}
-bool get_bool(const Napi::Object& o, const char* key, bool fallback) {
-  auto v = o.Get(key);
-  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : fallback;
-}
 double need_number(const Napi::Object& o, const char* key) {
   auto v = o.Get(key);
   if (!v.IsNumber()) throw std::invalid_argument(std::string("option ") + key + " must be a number");
@@ -30,6 +18,7 @@ std::string need_string(const Napi::Value& v, const char* key) {
   if (!v.IsString()) throw std::invalid_argument(std::string("option ") + key + " must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
+std::string need_string(const Napi::Object& o, const char* key) { return need_string(o.Get(key), key); }
 
 std::vector<int64_t> to_shape(const Napi::Value& v, const char* what) {
   if (!v.IsArray()) throw std::invalid_argument(std::string(what) + " must be an array of dimensions");

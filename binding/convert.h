@@ -10,13 +10,12 @@
 
 namespace tlb {
 
-std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback);
-double get_number(const Napi::Object& o, const char* key, double fallback);
-bool get_bool(const Napi::Object& o, const char* key, bool fallback);
 // Fields lib/ always fills: a missing or mistyped one is an ERR_INVALID_OPTION naming it, never a silent default.
 double need_number(const Napi::Object& o, const char* key);
 bool need_bool(const Napi::Object& o, const char* key);
 std::string need_string(const Napi::Value& v, const char* key);
+// o[key], which must be a string
+std::string need_string(const Napi::Object& o, const char* key);
 std::vector<int64_t> to_shape(const Napi::Value& v, const char* what);
 // Copies a Float32Array with the given shape into a new CPU tensor (numel checked).
 torch::Tensor copy_float32(const Napi::Value& data, const std::vector<int64_t>& shape, const char* what);

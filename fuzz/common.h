@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include "errors.h"
+
 namespace fuzz {
 
 inline const std::string& scratch(const char* ext) {
@@ -31,6 +33,24 @@ inline void init_once() {
     return true;
   }();
   (void)done;
+}
+
+// Both checkpoint targets: the metadata reader and the full reader on the same file; a CheckpointError is the
+// expected refusal, and every tensor read must be readable.
+template <typename MetadataFn, typename ReadFn>
+void read_checkpoint_file(const uint8_t* data, size_t size, const char* ext, MetadataFn metadata, ReadFn read) {
+  init_once();
+  const auto& path = scratch(ext);
+  write_file(path, data, size);
+  try {
+    (void)metadata(path);
+  } catch (const tl::CheckpointError&) {
+  }
+  try {
+    auto sd = read(path);
+    for (const auto& kv : sd.tensors) (void)kv.value().sum().template item<double>();
+  } catch (const tl::CheckpointError&) {
+  }
 }
 
 }  // namespace fuzz

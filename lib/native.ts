@@ -274,7 +274,9 @@ function mapErrors(raw: NativeAddon): NativeAddon {
         } catch (e) {
           throw fromNative(e);
         }
-        return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(fromNative(e))) : r;
+        // duck-typed: the addon's promises may come from another realm (e.g. under a test sandbox)
+        const thenable = r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function';
+        return thenable ? (r as Promise<unknown>).then(undefined, (e: unknown) => Promise.reject(fromNative(e))) : r;
       };
     }
   }

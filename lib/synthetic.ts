@@ -21,7 +21,8 @@ export interface SyntheticOptions {
   seed?: number;
 }
 
-function mulberry32(seed: number): () => number {
+/** Seeded uniform numbers in [0, 1) (mulberry32). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -83,20 +83,24 @@ fi
 
 [ "$TEST" = 1 ] || exit 0
 
-# Reference fixtures from the variant's torchvision (the parity peer: Debian's, or PyPI's in the venv); regenerated
-# when a generator changes.
+# Reference fixtures from the variant's torchvision (the parity peer: Debian's, or PyPI's in the venv); each folder is
+# regenerated when its generator changes (a stamp holds the generator's hash).
 FX=.fixtures; [ "$VARIANT" = pypi ] && FX=.fixtures-pypi
-fx=$FX/parity
-stamp="$(sha256sum scripts/fixtures/make_parity.py | cut -c1-16)"
-if [ "$(cat "$fx/stamp" 2>/dev/null)" != "$stamp" ]; then rm -rf "$fx"; fi
-if [ ! -f "$fx/stamp" ]; then
-  echo "[setup] generating parity fixtures with $PY + torchvision"
-  "$PY" scripts/fixtures/make_parity.py "$fx"
-  echo "$stamp" > "$fx/stamp"
-fi
+SHARED="${TORCH_RESNET_TL_SHARED:-../shared}"
+# fixture DIR GENERATOR "what it makes" [ARGS...]: runs `$PY GENERATOR ARGS... DIR` when DIR's stamp is stale
+fixture() {
+  local dir=$1 gen=$2 what=$3 st
+  shift 3
+  st="$(sha256sum "$gen" | cut -c1-16)"
+  [ "$(cat "$dir/stamp" 2>/dev/null)" = "$st" ] && return 0
+  echo "[setup] generating $what"
+  rm -rf "$dir"
+  "$PY" "$gen" "$@" "$dir"
+  echo "$st" > "$dir/stamp"
+}
+fixture "$FX/parity" scripts/fixtures/make_parity.py "parity fixtures with $PY + torchvision"
 
 # torchvision-preprocessed imagenet-samples for the real-weights check (needs the shared data).
-SHARED="${TORCH_RESNET_TL_SHARED:-../shared}"
 if [ ! -f $FX/imagenet/labels.json ]; then
   if [ -d "$SHARED/data/imagenet-samples" ]; then
     echo "[setup] preprocessing imagenet-samples with torchvision"
@@ -106,20 +110,9 @@ if [ ! -f $FX/imagenet/labels.json ]; then
   fi
 fi
 
-# PIL/torchvision reference pixels for the transform and decoder parity tests.
-stamp_t="$(sha256sum scripts/fixtures/make_transforms.py | cut -c1-16)"
-if [ "$(cat $FX/transforms/stamp 2>/dev/null)" != "$stamp_t" ] && [ -d "$SHARED/data/hymenoptera" ]; then
-  echo "[setup] generating transform reference pixels with torchvision"
-  rm -rf $FX/transforms
-  "$PY" scripts/fixtures/make_transforms.py "$SHARED/data/hymenoptera" $FX/transforms
-  echo "$stamp_t" > $FX/transforms/stamp
-fi
-
-# Mutated JPEG/PNG corpus with PIL's accept/reject decisions and pixels (the decoder's PIL-agreement test).
-stamp_c="$(sha256sum scripts/fixtures/make_pil_corpus.py | cut -c1-16)"
-if [ "$(cat $FX/pilcorpus/stamp 2>/dev/null)" != "$stamp_c" ] && [ -d "$SHARED/data/hymenoptera" ]; then
-  echo "[setup] generating the mutated-image corpus with PIL's verdicts"
-  rm -rf $FX/pilcorpus
-  "$PY" scripts/fixtures/make_pil_corpus.py "$SHARED/data/hymenoptera" $FX/pilcorpus
-  echo "$stamp_c" > $FX/pilcorpus/stamp
+# PIL/torchvision reference pixels for the transform and decoder parity tests, and a mutated JPEG/PNG corpus with
+# PIL's accept/reject decisions and pixels (the decoder's PIL-agreement test).
+if [ -d "$SHARED/data/hymenoptera" ]; then
+  fixture "$FX/transforms" scripts/fixtures/make_transforms.py "transform reference pixels with torchvision" "$SHARED/data/hymenoptera"
+  fixture "$FX/pilcorpus" scripts/fixtures/make_pil_corpus.py "the mutated-image corpus with PIL's verdicts" "$SHARED/data/hymenoptera"
 fi

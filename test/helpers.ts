@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 
 export const ROOT = resolve(__dirname, '..');
 /** Shared read-only data: $TORCH_RESNET_TL_SHARED, default ../shared next to the project. */
@@ -59,4 +59,20 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** Runs Python (Debian's torch + torchvision) and returns stdout. */
 export function python(code: string, args: string[] = []): string {
   return execFileSync(PYTHON, ['-c', code, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+}
+
+/** Starts examples/serve.ts on a free port; resolves with its base URL once it listens. */
+export function startServe(modelPath: string, extra: string[]): Promise<{ base: string; proc: ChildProcess }> {
+  return new Promise((resolvePromise, reject) => {
+    const proc = spawn(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(ROOT, 'examples', 'serve.ts'), '--model', modelPath, '--port', '0', ...extra], { cwd: ROOT });
+    let out = '';
+    let err = '';
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      const m = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) resolvePromise({ base: m[1], proc });
+    });
+    proc.stderr!.on('data', (d) => (err += d));
+    proc.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)));
+  });
 }

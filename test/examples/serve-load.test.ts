@@ -1,12 +1,12 @@
 // examples/serve.ts under load (autocannon): its capacity, then 3x that arrival rate — memory stays bounded, the
 // excess gets 503 + Retry-After, nothing crashes — and 500 slow clients do not stop /health answering within 1 s.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model } from '../../lib';
-import { ROOT, sharedPath } from '../helpers';
+import { sharedPath, startServe } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const autocannon = require('autocannon') as (o: object) => Promise<{ requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number; timeouts: number; '2xx': number; statusCodeStats: Record<string, { count: number }> }>;
@@ -18,19 +18,10 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-function start(modelPath: string, extra: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server = spawn(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(ROOT, 'examples', 'serve.ts'), '--model', modelPath, '--port', '0', ...extra], { cwd: ROOT });
-    let out = '';
-    let err = '';
-    server.stdout!.on('data', (d) => {
-      out += d;
-      const m = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    server.stderr!.on('data', (d) => (err += d));
-    server.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)));
-  });
+async function start(modelPath: string, extra: string[]): Promise<string> {
+  const r = await startServe(modelPath, extra);
+  server = r.proc;
+  return r.base;
 }
 
 const health = async (base: string) => (await (await fetch(`${base}/health`)).json()) as { rssBytes: number; load: { queued: number; shed: number; expired: number; cancelled: number; served: number; connections: number } };

@@ -1,11 +1,11 @@
 // examples/serve.ts: 200 concurrent uploads of real photos, each answer checked against model.predict in-process;
 // bad uploads get a 4xx and the service keeps serving. Prints p50/p99 latency and throughput.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model } from '../../lib';
-import { ROOT, sharedPath } from '../helpers';
+import { sharedPath, startServe } from '../helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-serve-'));
 let server: ChildProcess | undefined;
@@ -14,19 +14,10 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-function start(modelPath: string, extra: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server = spawn(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(ROOT, 'examples', 'serve.ts'), '--model', modelPath, '--port', '0', ...extra], { cwd: ROOT });
-    let out = '';
-    let err = '';
-    server.stdout!.on('data', (d) => {
-      out += d;
-      const m = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    server.stderr!.on('data', (d) => (err += d));
-    server.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)));
-  });
+async function start(modelPath: string, extra: string[]): Promise<string> {
+  const r = await startServe(modelPath, extra);
+  server = r.proc;
+  return r.base;
 }
 
 test('serve.ts: 200 concurrent requests match model.predict; bad uploads get 4xx; the service keeps serving', async () => {

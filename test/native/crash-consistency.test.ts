@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError, DataLoader, ImageFolder, ImageList, manualSeed, Model, Trainer, Transform } from '../../lib';
 import { latestGeneration, GENERATIONS } from '../../lib/durable';
+import { mulberry32 } from '../../lib/synthetic';
 import { ROOT, sharedPath } from '../helpers';
 
 const KILLS = 50;
@@ -36,23 +37,11 @@ function child(dir: string, mode: 'fresh' | 'resume', killAfter?: number): Promi
   });
 }
 
-// Seeded uniform numbers (mulberry32) for the kill moments.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test(`${KILLS} SIGKILLs at random moments of a fit with checkpointDir, each resumed: every run ends bit-identical to the uninterrupted one`, async () => {
   const ref = await child(join(tmp, 'ref'), 'fresh');
   expect({ code: ref.code, stderr: ref.stderr }).toEqual({ code: 0, stderr: '' });
   expect(ref.epochs).toBe(5);
-  const random = rng(20261129);
+  const random = mulberry32(20261129); // the kill moments
   let kills = 0;
   let withGeneration = 0;
   let partialLeft = 0;
