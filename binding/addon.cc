@@ -16,56 +16,50 @@ namespace {
 
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    if (!info[0].IsObject()) throw std::invalid_argument("createModel expects an options object");
-    auto o = info[0].As<Napi::Object>();
-    tl::ModelConfig cfg;
-    cfg.arch = need_string(o, "arch");
-    cfg.num_classes = static_cast<int64_t>(need_number(o, "numClasses"));
-    cfg.dropout = need_number(o, "dropout");
-    cfg.device = need_string(o, "device");
-    cfg.channels_last = need_bool(o, "channelsLast");
-    tl::parse_device(cfg.device);  // fail fast, on the JS thread, for a missing device
-    auto out = std::make_shared<std::shared_ptr<tl::ModelRunner>>();
-    return PromiseWorker::Start(
-        env, "tl.createModel", [cfg, out] { *out = std::make_shared<tl::ModelRunner>(cfg); },
-        [out](Napi::Env e) -> Napi::Value { return ModelWrap::NewInstance(e, *out); });
-  });
+  if (!info[0].IsObject()) throw std::invalid_argument("createModel expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  tl::ModelConfig cfg;
+  cfg.arch = need_string(o, "arch");
+  cfg.num_classes = static_cast<int64_t>(need_number(o, "numClasses"));
+  cfg.dropout = need_number(o, "dropout");
+  cfg.device = need_string(o, "device");
+  cfg.channels_last = need_bool(o, "channelsLast");
+  tl::parse_device(cfg.device);  // fail fast, on the JS thread, for a missing device
+  auto out = std::make_shared<std::shared_ptr<tl::ModelRunner>>();
+  return PromiseWorker::Start(
+      env, "tl.createModel", [cfg, out] { *out = std::make_shared<tl::ModelRunner>(cfg); },
+      [out](Napi::Env e) -> Napi::Value { return ModelWrap::NewInstance(e, *out); });
 }
 
 Napi::Value ReadCheckpoint(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    std::string path = info[0].As<Napi::String>().Utf8Value();
-    auto sd = std::make_shared<tl::StateDict>();
-    return PromiseWorker::Start(
-        env, "tl.readCheckpoint", [path, sd] { *sd = tl::read_checkpoint(path); },
-        [sd](Napi::Env e) -> Napi::Value {
-          Napi::Object out = Napi::Object::New(e);
-          Napi::Object tensors = Napi::Object::New(e);
-          Napi::Array keys = Napi::Array::New(e, sd->tensors.size());
-          uint32_t i = 0;
-          for (const auto& kv : sd->tensors) {
-            tensors.Set(kv.key(), tensor_to_js(e, kv.value()));
-            keys.Set(i++, kv.key());
-          }
-          out.Set("keys", keys);
-          out.Set("tensors", tensors);
-          out.Set("metadata", string_map_to_js(e, sd->metadata));
-          return out;
-        });
-  });
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  auto sd = std::make_shared<tl::StateDict>();
+  return PromiseWorker::Start(
+      env, "tl.readCheckpoint", [path, sd] { *sd = tl::read_checkpoint(path); },
+      [sd](Napi::Env e) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(e);
+        Napi::Object tensors = Napi::Object::New(e);
+        Napi::Array keys = Napi::Array::New(e, sd->tensors.size());
+        uint32_t i = 0;
+        for (const auto& kv : sd->tensors) {
+          tensors.Set(kv.key(), tensor_to_js(e, kv.value()));
+          keys.Set(i++, kv.key());
+        }
+        out.Set("keys", keys);
+        out.Set("tensors", tensors);
+        out.Set("metadata", string_map_to_js(e, sd->metadata));
+        return out;
+      });
 }
 
 Napi::Value ReadCheckpointMetadata(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    std::string path = info[0].As<Napi::String>().Utf8Value();
-    auto meta = std::make_shared<std::map<std::string, std::string>>();
-    return PromiseWorker::Start(
-        env, "tl.readCheckpointMetadata", [path, meta] { *meta = tl::read_checkpoint_metadata(path); },
-        [meta](Napi::Env e) -> Napi::Value { return string_map_to_js(e, *meta); });
-  });
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  auto meta = std::make_shared<std::map<std::string, std::string>>();
+  return PromiseWorker::Start(
+      env, "tl.readCheckpointMetadata", [path, meta] { *meta = tl::read_checkpoint_metadata(path); },
+      [meta](Napi::Env e) -> Napi::Value { return string_map_to_js(e, *meta); });
 }
 
 // The default CPU generator's state (dropout, random init) as bytes, for checkpoints and resume.
@@ -80,15 +74,13 @@ Napi::Value GetRngState(const Napi::CallbackInfo& info) {
   return buf;
 }
 Napi::Value SetRngState(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    auto b = info[0].As<Napi::Buffer<uint8_t>>();
-    auto st = torch::empty({static_cast<int64_t>(b.Length())}, torch::kUInt8);
-    std::memcpy(st.data_ptr<uint8_t>(), b.Data(), b.Length());
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(st);
-    return info.Env().Undefined();
-  });
+  auto b = info[0].As<Napi::Buffer<uint8_t>>();
+  auto st = torch::empty({static_cast<int64_t>(b.Length())}, torch::kUInt8);
+  std::memcpy(st.data_ptr<uint8_t>(), b.Data(), b.Length());
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(st);
+  return info.Env().Undefined();
 }
 Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   torch::manual_seed(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
@@ -141,19 +133,15 @@ Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), tl::cuda_device_count());
 }
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    tl::set_num_threads(info[0].As<Napi::Number>().Int32Value());
-    return info.Env().Undefined();
-  });
+  tl::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
 }
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tl::get_num_threads()); }
 Napi::Value Architectures(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::architectures()); }
 
 Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    tl::set_cpu_cache_limit(static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()));
-    return info.Env().Undefined();
-  });
+  tl::set_cpu_cache_limit(static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()));
+  return info.Env().Undefined();
 }
 Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
   tl::empty_cpu_cache();

@@ -183,86 +183,80 @@ namespace {
 
 Napi::Value ScanImageFolder(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    std::string root = info[0].As<Napi::String>().Utf8Value();
-    std::vector<std::string> exts;
-    if (info[1].IsArray()) {
-      auto a = info[1].As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); ++i) exts.push_back(a.Get(i).As<Napi::String>().Utf8Value());
-    } else {
-      exts = tl::default_extensions();
-    }
-    auto scan = std::make_shared<tl::FolderScan>();
-    return PromiseWorker::Start(
-        env, "tl.scanImageFolder", [root, exts, scan] { *scan = tl::scan_image_folder(root, exts); },
-        [scan](Napi::Env e) -> Napi::Value {
-          Napi::Object o = Napi::Object::New(e);
-          o.Set("classes", strings_to_js(e, scan->classes));
-          Napi::Array paths = Napi::Array::New(e, scan->samples.size());
-          auto labels = Napi::Int32Array::New(e, scan->samples.size());
-          for (size_t i = 0; i < scan->samples.size(); ++i) {
-            paths.Set(static_cast<uint32_t>(i), scan->samples[i].path);
-            labels[i] = static_cast<int32_t>(scan->samples[i].label);
-          }
-          o.Set("paths", paths);
-          o.Set("labels", labels);
-          o.Set("skipped", skipped_to_js(e, scan->skipped));
-          return o;
-        });
-  });
+  std::string root = info[0].As<Napi::String>().Utf8Value();
+  std::vector<std::string> exts;
+  if (info[1].IsArray()) {
+    auto a = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) exts.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+  } else {
+    exts = tl::default_extensions();
+  }
+  auto scan = std::make_shared<tl::FolderScan>();
+  return PromiseWorker::Start(
+      env, "tl.scanImageFolder", [root, exts, scan] { *scan = tl::scan_image_folder(root, exts); },
+      [scan](Napi::Env e) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(e);
+        o.Set("classes", strings_to_js(e, scan->classes));
+        Napi::Array paths = Napi::Array::New(e, scan->samples.size());
+        auto labels = Napi::Int32Array::New(e, scan->samples.size());
+        for (size_t i = 0; i < scan->samples.size(); ++i) {
+          paths.Set(static_cast<uint32_t>(i), scan->samples[i].path);
+          labels[i] = static_cast<int32_t>(scan->samples[i].label);
+        }
+        o.Set("paths", paths);
+        o.Set("labels", labels);
+        o.Set("skipped", skipped_to_js(e, scan->skipped));
+        return o;
+      });
 }
 
 // transformImage(samples{paths, buffers}, specJson, seed, decode) -> {data, shape, dtype}
 Napi::Value TransformImage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto samples = to_samples(info[0]);
-    if (samples.size() != 1) throw std::invalid_argument("transformImage takes one image");
-    auto spec = tl::parse_transform_spec(info[1].As<Napi::String>().Utf8Value());
-    uint64_t seed = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
-    auto decode = to_decode_options(info[3]);
-    auto out = std::make_shared<torch::Tensor>();
-    auto sample = samples[0];
-    return PromiseWorker::Start(
-        env, "tl.transformImage", [sample, spec, seed, decode, out] { *out = tl::transform_sample(sample, spec, seed, decode); },
-        [out](Napi::Env e) -> Napi::Value {
-          if (out->scalar_type() == torch::kUInt8) {
-            Napi::Object o = Napi::Object::New(e);
-            auto t = out->contiguous();
-            auto a = Napi::Uint8Array::New(e, t.numel());
-            std::memcpy(a.Data(), t.data_ptr<uint8_t>(), t.numel());
-            Napi::Array shape = Napi::Array::New(e, t.dim());
-            for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(e, static_cast<double>(t.size(i))));
-            o.Set("data", a);
-            o.Set("shape", shape);
-            o.Set("dtype", "uint8");
-            return o;
-          }
-          return tensor_to_js(e, *out);
-        });
-  });
+  auto samples = to_samples(info[0]);
+  if (samples.size() != 1) throw std::invalid_argument("transformImage takes one image");
+  auto spec = tl::parse_transform_spec(info[1].As<Napi::String>().Utf8Value());
+  uint64_t seed = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
+  auto decode = to_decode_options(info[3]);
+  auto out = std::make_shared<torch::Tensor>();
+  auto sample = samples[0];
+  return PromiseWorker::Start(
+      env, "tl.transformImage", [sample, spec, seed, decode, out] { *out = tl::transform_sample(sample, spec, seed, decode); },
+      [out](Napi::Env e) -> Napi::Value {
+        if (out->scalar_type() == torch::kUInt8) {
+          Napi::Object o = Napi::Object::New(e);
+          auto t = out->contiguous();
+          auto a = Napi::Uint8Array::New(e, t.numel());
+          std::memcpy(a.Data(), t.data_ptr<uint8_t>(), t.numel());
+          Napi::Array shape = Napi::Array::New(e, t.dim());
+          for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(e, static_cast<double>(t.size(i))));
+          o.Set("data", a);
+          o.Set("shape", shape);
+          o.Set("dtype", "uint8");
+          return o;
+        }
+        return tensor_to_js(e, *out);
+      });
 }
 
 // encodeJpeg(data Uint8Array [C*H*W planar], [C, H, W], quality) -> Promise<Buffer>
 Napi::Value EncodeJpeg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto arr = info[0].As<Napi::Uint8Array>();
-    auto shape = info[1].As<Napi::Array>();
-    if (shape.Length() != 3) throw std::invalid_argument("encodeJpeg expects a [C, H, W] shape");
-    int64_t c = shape.Get(0u).As<Napi::Number>().Int64Value(), h = shape.Get(1u).As<Napi::Number>().Int64Value(),
-            w = shape.Get(2u).As<Napi::Number>().Int64Value();
-    if (c <= 0 || h <= 0 || w <= 0 || static_cast<size_t>(c * h * w) != arr.ElementLength())
-      throw std::invalid_argument("encodeJpeg: data length does not match the shape");
-    int quality = info[2].As<Napi::Number>().Int32Value();
-    // Copy before going async: the JS buffer may be reused.
-    auto img = torch::empty({c, h, w}, torch::kUInt8);
-    std::memcpy(img.data_ptr<uint8_t>(), arr.Data(), arr.ElementLength());
-    auto out = std::make_shared<std::vector<uint8_t>>();
-    return PromiseWorker::Start(
-        env, "tl.encodeJpeg", [img, quality, out] { *out = tl::encode_jpeg(img, quality); },
-        [out](Napi::Env e) -> Napi::Value { return Napi::Buffer<uint8_t>::Copy(e, out->data(), out->size()); });
-  });
+  auto arr = info[0].As<Napi::Uint8Array>();
+  auto shape = info[1].As<Napi::Array>();
+  if (shape.Length() != 3) throw std::invalid_argument("encodeJpeg expects a [C, H, W] shape");
+  int64_t c = shape.Get(0u).As<Napi::Number>().Int64Value(), h = shape.Get(1u).As<Napi::Number>().Int64Value(),
+          w = shape.Get(2u).As<Napi::Number>().Int64Value();
+  if (c <= 0 || h <= 0 || w <= 0 || static_cast<size_t>(c * h * w) != arr.ElementLength())
+    throw std::invalid_argument("encodeJpeg: data length does not match the shape");
+  int quality = info[2].As<Napi::Number>().Int32Value();
+  // Copy before going async: the JS buffer may be reused.
+  auto img = torch::empty({c, h, w}, torch::kUInt8);
+  std::memcpy(img.data_ptr<uint8_t>(), arr.Data(), arr.ElementLength());
+  auto out = std::make_shared<std::vector<uint8_t>>();
+  return PromiseWorker::Start(
+      env, "tl.encodeJpeg", [img, quality, out] { *out = tl::encode_jpeg(img, quality); },
+      [out](Napi::Env e) -> Napi::Value { return Napi::Buffer<uint8_t>::Copy(e, out->data(), out->size()); });
 }
 
 }  // namespace

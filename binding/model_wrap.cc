@@ -69,153 +69,139 @@ std::shared_ptr<tl::ModelRunner> ModelWrap::runner(Napi::Env env) {
 
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto r = runner(env);
-    auto input = copy_float32(info[0], to_shape(info[1], "shape"), "input");
-    Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
-    auto precision = tl::parse_precision(need_string(opts, "precision"));
-    bool embed = need_bool(opts, "embed");
-    auto out = std::make_shared<torch::Tensor>();
-    return PromiseWorker::Start(
-        env, "tl.forward",
-        [r, input, precision, embed, out] {
-          std::lock_guard<std::mutex> lock(r->mutex());
-          *out = r->forward(input, precision, embed);
-        },
-        [out](Napi::Env e) -> Napi::Value { return tensor_to_js(e, *out); }, {Value()});
-  });
+  auto r = runner(env);
+  auto input = copy_float32(info[0], to_shape(info[1], "shape"), "input");
+  Napi::Object opts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+  auto precision = tl::parse_precision(need_string(opts, "precision"));
+  bool embed = need_bool(opts, "embed");
+  auto out = std::make_shared<torch::Tensor>();
+  return PromiseWorker::Start(
+      env, "tl.forward",
+      [r, input, precision, embed, out] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        *out = r->forward(input, precision, embed);
+      },
+      [out](Napi::Env e) -> Napi::Value { return tensor_to_js(e, *out); }, {Value()});
 }
 
 Napi::Value ModelWrap::LoadWeights(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto r = runner(env);
-    std::string path = info[0].As<Napi::String>().Utf8Value();
-    bool allow_head = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
-    auto report = std::make_shared<tl::LoadReport>();
-    auto meta = std::make_shared<std::map<std::string, std::string>>();
-    return PromiseWorker::Start(
-        env, "tl.loadWeights",
-        [r, path, allow_head, report, meta] {
-          std::lock_guard<std::mutex> lock(r->mutex());
-          *report = r->load_weights(path, allow_head, meta.get());
-        },
-        [report, meta](Napi::Env e) -> Napi::Value { return report_to_js(e, *report, *meta); }, {Value()});
-  });
+  auto r = runner(env);
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  bool allow_head = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  auto report = std::make_shared<tl::LoadReport>();
+  auto meta = std::make_shared<std::map<std::string, std::string>>();
+  return PromiseWorker::Start(
+      env, "tl.loadWeights",
+      [r, path, allow_head, report, meta] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        *report = r->load_weights(path, allow_head, meta.get());
+      },
+      [report, meta](Napi::Env e) -> Napi::Value { return report_to_js(e, *report, *meta); }, {Value()});
 }
 
 Napi::Value ModelWrap::Save(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto r = runner(env);
-    std::string path = info[0].As<Napi::String>().Utf8Value();
-    auto meta = to_string_map(info[1]);
-    return PromiseWorker::Start(
-        env, "tl.save",
-        [r, path, meta] {
-          std::lock_guard<std::mutex> lock(r->mutex());
-          r->save(path, meta);
-        },
-        nullptr, {Value()});
-  });
+  auto r = runner(env);
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  auto meta = to_string_map(info[1]);
+  return PromiseWorker::Start(
+      env, "tl.save",
+      [r, path, meta] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        r->save(path, meta);
+      },
+      nullptr, {Value()});
 }
 
 Napi::Value ModelWrap::To(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto r = runner(env);
-    std::string device = info[0].As<Napi::String>().Utf8Value();
-    return PromiseWorker::Start(
-        env, "tl.to",
-        [r, device] {
-          std::lock_guard<std::mutex> lock(r->mutex());
-          r->to(device);
-        },
-        [r](Napi::Env e) -> Napi::Value { return Napi::String::New(e, r->device_string()); }, {Value()});
-  });
+  auto r = runner(env);
+  std::string device = info[0].As<Napi::String>().Utf8Value();
+  return PromiseWorker::Start(
+      env, "tl.to",
+      [r, device] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        r->to(device);
+      },
+      [r](Napi::Env e) -> Napi::Value { return Napi::String::New(e, r->device_string()); }, {Value()});
 }
 
 Napi::Value ModelWrap::SgdStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto r = runner(env);
-    auto shape = to_shape(info[1], "shape");
-    auto input = copy_float32(info[0], shape, "input");
-    auto labels = copy_int64_labels(info[2], shape.empty() ? 0 : shape[0], "labels");
-    double lr = info[3].As<Napi::Number>().DoubleValue();
-    const auto precision = tl::parse_precision(need_string(info[4], "precision"));
-    auto loss = std::make_shared<double>(0);
-    return PromiseWorker::Start(
-        env, "tl.sgdStep",
-        [r, input, labels, lr, loss, precision] {
-          std::lock_guard<std::mutex> lock(r->mutex());
-          *loss = r->sgd_step(input, labels, lr, precision);
-        },
-        [loss](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *loss); }, {Value()});
-  });
+  auto r = runner(env);
+  auto shape = to_shape(info[1], "shape");
+  auto input = copy_float32(info[0], shape, "input");
+  auto labels = copy_int64_labels(info[2], shape.empty() ? 0 : shape[0], "labels");
+  double lr = info[3].As<Napi::Number>().DoubleValue();
+  const auto precision = tl::parse_precision(need_string(info[4], "precision"));
+  auto loss = std::make_shared<double>(0);
+  return PromiseWorker::Start(
+      env, "tl.sgdStep",
+      [r, input, labels, lr, loss, precision] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        *loss = r->sgd_step(input, labels, lr, precision);
+      },
+      [loss](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *loss); }, {Value()});
 }
 
 Napi::Value ModelWrap::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto r = runner(env);
-    auto sd = std::make_shared<tl::StateDict>();
-    return PromiseWorker::Start(
-        env, "tl.stateDict",
-        [r, sd] {
-          std::lock_guard<std::mutex> lock(r->mutex());
-          for (const auto& kv : r->state_dict().tensors)
-            sd->tensors.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous().clone());
-        },
-        [sd](Napi::Env e) -> Napi::Value {
-          Napi::Object o = Napi::Object::New(e);
-          for (const auto& kv : sd->tensors) o.Set(kv.key(), tensor_to_js(e, kv.value()));
-          return o;
-        },
-        {Value()});
-  });
+  auto r = runner(env);
+  auto sd = std::make_shared<tl::StateDict>();
+  return PromiseWorker::Start(
+      env, "tl.stateDict",
+      [r, sd] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        for (const auto& kv : r->state_dict().tensors)
+          sd->tensors.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous().clone());
+      },
+      [sd](Napi::Env e) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(e);
+        for (const auto& kv : sd->tensors) o.Set(kv.key(), tensor_to_js(e, kv.value()));
+        return o;
+      },
+      {Value()});
 }
 
 // predict(samples{paths, buffers}, specJson, decode, {topk, precision, batchSize, workers})
 Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    auto r = runner(env);
-    auto samples = to_samples(info[0]);
-    auto spec = tl::parse_transform_spec(info[1].As<Napi::String>().Utf8Value());
-    auto decode = to_decode_options(info[2]);
-    auto o = info[3].As<Napi::Object>();
-    int64_t topk = static_cast<int64_t>(need_number(o, "topk"));
-    auto precision = tl::parse_precision(need_string(o, "precision"));
-    int64_t batch = static_cast<int64_t>(need_number(o, "batchSize"));
-    int workers = static_cast<int>(need_number(o, "workers"));
-    bool tta = need_bool(o, "tta");
-    auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
-    auto out = std::make_shared<std::vector<tl::Prediction>>();
-    return PromiseWorker::Start(
-        env, "tl.predict",
-        [r, ds, topk, precision, batch, workers, tta, out] {
-          std::lock_guard<std::mutex> lock(r->mutex());
-          *out = tl::predict(*r, ds, topk, precision, batch, workers, tta);
-        },
-        [out](Napi::Env e) -> Napi::Value {
-          Napi::Array a = Napi::Array::New(e, out->size());
-          for (size_t i = 0; i < out->size(); ++i) {
-            Napi::Object p = Napi::Object::New(e);
-            auto idx = Napi::Int32Array::New(e, (*out)[i].index.size());
-            auto prob = Napi::Float32Array::New(e, (*out)[i].probability.size());
-            for (size_t j = 0; j < idx.ElementLength(); ++j) {
-              idx[j] = static_cast<int32_t>((*out)[i].index[j]);
-              prob[j] = (*out)[i].probability[j];
-            }
-            p.Set("index", idx);
-            p.Set("probability", prob);
-            a.Set(static_cast<uint32_t>(i), p);
+  auto r = runner(env);
+  auto samples = to_samples(info[0]);
+  auto spec = tl::parse_transform_spec(info[1].As<Napi::String>().Utf8Value());
+  auto decode = to_decode_options(info[2]);
+  auto o = info[3].As<Napi::Object>();
+  int64_t topk = static_cast<int64_t>(need_number(o, "topk"));
+  auto precision = tl::parse_precision(need_string(o, "precision"));
+  int64_t batch = static_cast<int64_t>(need_number(o, "batchSize"));
+  int workers = static_cast<int>(need_number(o, "workers"));
+  bool tta = need_bool(o, "tta");
+  auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
+  auto out = std::make_shared<std::vector<tl::Prediction>>();
+  return PromiseWorker::Start(
+      env, "tl.predict",
+      [r, ds, topk, precision, batch, workers, tta, out] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        *out = tl::predict(*r, ds, topk, precision, batch, workers, tta);
+      },
+      [out](Napi::Env e) -> Napi::Value {
+        Napi::Array a = Napi::Array::New(e, out->size());
+        for (size_t i = 0; i < out->size(); ++i) {
+          Napi::Object p = Napi::Object::New(e);
+          auto idx = Napi::Int32Array::New(e, (*out)[i].index.size());
+          auto prob = Napi::Float32Array::New(e, (*out)[i].probability.size());
+          for (size_t j = 0; j < idx.ElementLength(); ++j) {
+            idx[j] = static_cast<int32_t>((*out)[i].index[j]);
+            prob[j] = (*out)[i].probability[j];
           }
-          return a;
-        },
-        {Value()});
-  });
+          p.Set("index", idx);
+          p.Set("probability", prob);
+          a.Set(static_cast<uint32_t>(i), p);
+        }
+        return a;
+      },
+      {Value()});
 }
 
 Napi::Value ModelWrap::ParameterCount(const Napi::CallbackInfo& info) {

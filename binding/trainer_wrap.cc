@@ -225,11 +225,9 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
   }
 
   Napi::Value SetTrainFrom(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      std::lock_guard<std::mutex> lock(runner_->mutex());
-      session_->set_train_from(static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()));
-      return Napi::Number::New(info.Env(), static_cast<double>(session_->trainable_parameters()));
-    });
+    std::lock_guard<std::mutex> lock(runner_->mutex());
+    session_->set_train_from(static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()));
+    return Napi::Number::New(info.Env(), static_cast<double>(session_->trainable_parameters()));
   }
 
   // Runs fn(session, path) off the JS thread under the model's lock; resolves with undefined.

@@ -2,14 +2,14 @@
 // the clean-up of temporaries a killed process left behind.
 //
 // A training checkpoint is one generation: `generations/epoch-NNNNNN/` holding `model.pth`, `optim.safetensors`
-// and `state.json` (the trainer's state plus a manifest: size and sha256 of the two other files). It is written
-// into `generations/.epoch-NNNNNN.partial-<pid>/`, every file and the folder fsynced, and committed by renaming the
+// and `state.json` (the trainer's state plus a manifest: the sha256 of the two other files). It is written into
+// `generations/.epoch-NNNNNN.partial-<pid>/`, every file and the folder fsynced, and committed by renaming the
 // folder (then the parent is fsynced). A kill at any moment leaves either the previous generations alone or the new
 // one complete; resuming takes the newest generation whose manifest checks out and falls back to an older one.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readdirSync, rmSync } from 'node:fs';
-import { link, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { CheckpointError } from './errors';
 
 export const GENERATIONS = 'generations';
@@ -26,6 +26,26 @@ async function fsyncPath(path: string): Promise<void> {
   }
 }
 
+/** Writes `data` to `path` and fsyncs the file (not its folder entry). */
+async function writeSynced(path: string, data: string | Buffer): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function namesIn(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
 function checkpointError(path: string, e: unknown): CheckpointError {
   if (e instanceof CheckpointError) return e;
   const err = e as NodeJS.ErrnoException;
@@ -37,13 +57,7 @@ export async function writeFileDurable(path: string, data: string | Buffer): Pro
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     await mkdir(dirname(path), { recursive: true });
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeSynced(tmp, data);
     await rename(tmp, path);
     await fsyncPath(dirname(path));
   } catch (e) {
@@ -66,13 +80,12 @@ function alive(pid: number): boolean {
  * Removes what killed writers left in `dir`: `<name>.tmp-<pid>…` files and `.partial-<pid>…` files or folders of
  * processes that no longer run (a running process's temporaries are left alone). Returns the removed names.
  */
-export function cleanStaleTemporaries(dir: string): string[] {
-  if (!existsSync(dir)) return [];
+export async function cleanStaleTemporaries(dir: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of readdirSync(dir)) {
+  for (const name of await namesIn(dir)) {
     const m = /\.(?:tmp|partial)-(\d+)/.exec(name);
     if (!m || alive(Number(m[1]))) continue;
-    rmSync(join(dir, name), { recursive: true, force: true });
+    await rm(join(dir, name), { recursive: true, force: true });
     removed.push(name);
   }
   return removed;
@@ -89,11 +102,17 @@ export interface GenerationFiles {
   optimizer: string;
 }
 
+/** The files of the generation in folder `gen`. */
+function generationFiles(gen: string): GenerationFiles {
+  return { model: join(gen, 'model.pth'), optimizer: join(gen, 'optim.safetensors') };
+}
+
 /**
- * Writes and commits generation `epoch` in `dir`: `write` fills the temporary folder (its paths are given), then
- * `state` (with the manifest added) is written, everything fsynced and the folder renamed. Older generations beyond
- * the newest two are removed afterwards, and `dir/last.pth` is pointed at the new weights (a hard link, replaced
- * atomically). Any failure (a full disk included) is a CheckpointError and leaves the earlier generations intact.
+ * Writes and commits generation `epoch` in `dir`: `write` fills the temporary folder (its paths are given) and must
+ * leave each file durable (the native savers fsync the file and its folder); then `state` with the manifest is
+ * written and synced, the folder renamed and its parent synced. Older generations beyond the newest two are removed
+ * afterwards, and `dir/last.pth` is pointed at the new weights (a hard link, replaced atomically). Any failure (a full
+ * disk included) is a CheckpointError and leaves the earlier generations intact.
  */
 export async function commitGeneration(dir: string, epoch: number, write: (files: GenerationFiles) => Promise<void>, state: object): Promise<string> {
   const gens = join(dir, GENERATIONS);
@@ -104,24 +123,10 @@ export async function commitGeneration(dir: string, epoch: number, write: (files
     await mkdir(gens, { recursive: true });
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp);
-    const files = { model: join(tmp, 'model.pth'), optimizer: join(tmp, 'optim.safetensors') };
+    const files = generationFiles(tmp);
     await write(files);
-    const manifest: Record<string, { bytes: number; sha256: string }> = {};
-    for (const p of [files.model, files.optimizer]) {
-      const fh = await open(p, 'r');
-      const bytes = (await fh.stat()).size;
-      await fh.close();
-      manifest[basename(p)] = { bytes, sha256: await sha256File(p) };
-    }
-    const fh = await open(join(tmp, 'state.json'), 'w');
-    try {
-      await fh.writeFile(JSON.stringify({ ...state, manifest }, null, 1));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsyncPath(files.model);
-    await fsyncPath(files.optimizer);
+    const manifest = { 'model.pth': { sha256: await sha256File(files.model) }, 'optim.safetensors': { sha256: await sha256File(files.optimizer) } };
+    await writeSynced(join(tmp, 'state.json'), JSON.stringify({ ...state, manifest }, null, 1));
     await fsyncPath(tmp);
     await rm(final, { recursive: true, force: true });
     await rename(tmp, final);
@@ -131,7 +136,7 @@ export async function commitGeneration(dir: string, epoch: number, write: (files
     throw checkpointError(final, e);
   }
   // after the commit: retention and the last.pth convenience link (failures here lose nothing)
-  for (const old of listGenerations(dir).slice(KEEP)) await rm(old.dir, { recursive: true, force: true });
+  for (const old of (await listGenerations(dir)).slice(KEEP)) await rm(old.dir, { recursive: true, force: true });
   const lastTmp = join(dir, `last.pth.tmp-${process.pid}`);
   try {
     await rm(lastTmp, { force: true });
@@ -144,10 +149,9 @@ export async function commitGeneration(dir: string, epoch: number, write: (files
 }
 
 /** Committed generations, newest first. */
-export function listGenerations(dir: string): { epoch: number; dir: string }[] {
+async function listGenerations(dir: string): Promise<{ epoch: number; dir: string }[]> {
   const gens = join(dir, GENERATIONS);
-  if (!existsSync(gens)) return [];
-  return readdirSync(gens)
+  return (await namesIn(gens))
     .map((n) => ({ m: GEN_RE.exec(n), n }))
     .filter((x) => x.m)
     .map((x) => ({ epoch: Number(x.m![1]), dir: join(gens, x.n) }))
@@ -155,22 +159,21 @@ export function listGenerations(dir: string): { epoch: number; dir: string }[] {
 }
 
 /**
- * The newest generation whose state parses and whose files match their manifest (size and sha256), with the
- * generations passed over and why. Undefined when there is none.
+ * The newest generation whose state parses and whose files match their manifest (sha256), with the generations
+ * passed over and why. Undefined when there is none.
  */
 export async function latestGeneration<S>(dir: string): Promise<{ dir: string; state: S; files: GenerationFiles; rejected: { dir: string; reason: string }[] } | undefined> {
   const rejected: { dir: string; reason: string }[] = [];
-  for (const g of listGenerations(dir)) {
+  for (const g of await listGenerations(dir)) {
     try {
-      const state = JSON.parse(await readFile(join(g.dir, 'state.json'), 'utf8')) as S & { manifest?: Record<string, { bytes: number; sha256: string }> };
+      const state = JSON.parse(await readFile(join(g.dir, 'state.json'), 'utf8')) as S & { manifest?: Record<string, { sha256: string }> };
       if (!state.manifest) throw new Error('state.json has no manifest');
       for (const [file, want] of Object.entries(state.manifest)) {
-        const p = join(g.dir, file);
-        if (!existsSync(p)) throw new Error(`${file} is missing`);
-        const got = await sha256File(p);
+        const got = await sha256File(join(g.dir, file)).catch(() => `missing`);
+        if (got === 'missing') throw new Error(`${file} is missing`);
         if (got !== want.sha256) throw new Error(`${file} does not match its manifest (sha256 ${got.slice(0, 12)}…, expected ${want.sha256.slice(0, 12)}…)`);
       }
-      return { dir: g.dir, state, files: { model: join(g.dir, 'model.pth'), optimizer: join(g.dir, 'optim.safetensors') }, rejected };
+      return { dir: g.dir, state, files: generationFiles(g.dir), rejected };
     } catch (e) {
       rejected.push({ dir: g.dir, reason: (e as Error).message });
     }

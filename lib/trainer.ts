@@ -190,7 +190,6 @@ interface CheckpointState {
   lrScale: number;
 }
 
-
 /**
  * Transfer-learning training loop. The loop runs in TypeScript with one native call per step, so the event loop
  * keeps ticking; tensors stay native. Emits `'batchEnd'` (BatchEndEvent), `'epochEnd'` (EpochRecord),
@@ -344,8 +343,8 @@ export class Trainer extends EventEmitter {
 
     if (dir) {
       // what a killed run left behind: partial generations, temporary files
-      cleanStaleTemporaries(dir);
-      cleanStaleTemporaries(join(dir, GENERATIONS));
+      await cleanStaleTemporaries(dir);
+      await cleanStaleTemporaries(join(dir, GENERATIONS));
     }
     if (o.resumeFrom) {
       const rdir = resolve(o.resumeFrom);

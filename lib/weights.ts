@@ -89,7 +89,7 @@ export async function downloadWeightsFile(file: string, opts: HubOptions = {}, w
   if (opts.offline)
     throw new WeightsError(`${what} are not cached and offline is set: expected ${path} (download: ${url})`, { url, path });
   mkdirSync(dir, { recursive: true });
-  cleanStaleTemporaries(dir); // partial downloads of processes that were killed
+  await cleanStaleTemporaries(dir); // partial downloads of processes that were killed
   const tmp = `${path}.partial-${process.pid}-${Date.now()}`;
   try {
     let res: Response;

@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 
@@ -61,18 +62,29 @@ export function python(code: string, args: string[] = []): string {
   return execFileSync(PYTHON, ['-c', code, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
 }
 
-/** Starts examples/serve.ts on a free port; resolves with its base URL once it listens. */
-export function startServe(modelPath: string, extra: string[]): Promise<{ base: string; proc: ChildProcess }> {
-  return new Promise((resolvePromise, reject) => {
-    const proc = spawn(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(ROOT, 'examples', 'serve.ts'), '--model', modelPath, '--port', '0', ...extra], { cwd: ROOT });
-    let out = '';
-    let err = '';
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) resolvePromise({ base: m[1], proc });
-    });
-    proc.stderr!.on('data', (d) => (err += d));
-    proc.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)));
+/**
+ * For a test file that runs examples/serve.ts: a scratch folder and `start(model, flags)` → base URL; the server is
+ * stopped and the folder removed after the file's tests.
+ */
+export function serveHarness(prefix: string): { tmp: string; start: (modelPath: string, extra: string[]) => Promise<string> } {
+  const tmp = mkdtempSync(join(tmpdir(), prefix));
+  let proc: ChildProcess | undefined;
+  afterAll(() => {
+    proc?.kill('SIGTERM');
+    rmSync(tmp, { recursive: true, force: true });
   });
+  const start = (modelPath: string, extra: string[]) =>
+    new Promise<string>((resolvePromise, reject) => {
+      proc = spawn(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(ROOT, 'examples', 'serve.ts'), '--model', modelPath, '--port', '0', ...extra], { cwd: ROOT });
+      let out = '';
+      let err = '';
+      proc.stdout!.on('data', (d) => {
+        out += d;
+        const m = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+        if (m) resolvePromise(m[1]);
+      });
+      proc.stderr!.on('data', (d) => (err += d));
+      proc.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)));
+    });
+  return { tmp, start };
 }

@@ -143,9 +143,8 @@ void jpeg_check_warnings(const JpegJob& j, const DecodeOptions& o, const std::st
 }
 
 torch::Tensor decode_jpeg(const uint8_t* data, size_t size, const DecodeOptions& o, const std::string& what) {
-  auto job = std::make_unique<JpegJob>();
+  auto job = std::make_unique<JpegJob>();  // value-initialised: all zero
   JpegJob* j = job.get();
-  std::memset(j, 0, sizeof *j);
   JpegGuard guard{j};
   if (!jpeg_phase_header(j, data, size)) jpeg_fail(*j, what, "corrupt JPEG header");
   jpeg_check_warnings(*j, o, what);
@@ -173,7 +172,7 @@ torch::Tensor decode_jpeg(const uint8_t* data, size_t size, const DecodeOptions&
   if (!jpeg_phase_read(j, hwc.data_ptr<uint8_t>(), static_cast<size_t>(w * c))) jpeg_fail(*j, what, "corrupt JPEG data");
   jpeg_check_warnings(*j, o, what);
   if (!jpeg_phase_finish(j)) jpeg_fail(*j, what, "corrupt JPEG data after the image");
-  if (j->warnings && o.strict) jpeg_check_warnings(*j, o, what);
+  if (o.strict) jpeg_check_warnings(*j, o, what);  // anything finishing reported; lenient: as PIL, ignored
   if (cmyk) {
     // Adobe CMYK JPEGs store inverted values; PIL inverts them back ("CMYK;I") and converts (cmyk2rgb) with
     // nk = 255 - K, R = nk - muldiv255(C, nk); in stored values nk = k and C = 255 - c. muldiv255 is PIL's
@@ -291,9 +290,8 @@ struct PngGuard {
 };
 
 torch::Tensor decode_png(const uint8_t* data, size_t size, const DecodeOptions& o, const std::string& what) {
-  auto job = std::make_unique<PngJob>();
+  auto job = std::make_unique<PngJob>();  // value-initialised: all zero
   PngJob* j = job.get();
-  std::memset(j, 0, sizeof *j);
   PngGuard guard{j};
   j->data = data;
   j->size = size;

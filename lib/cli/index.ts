@@ -129,6 +129,14 @@ function weightsInDir(dir: string, arch: string): string | undefined {
   return f ? join(dir, f) : undefined;
 }
 
+/** The Trainer options the common training flags set (flags not given are left out). */
+function trainerFlags(o: Record<string, unknown>): TrainerOptions {
+  const keys = ['epochs', 'lr', 'backboneLr', 'optimizer', 'precision', 'strategy', 'trainFrom', 'seed', 'weightDecay', 'labelSmoothing', 'schedule'] as const;
+  const t: Record<string, unknown> = Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
+  if (o.earlyStopping !== undefined) t.earlyStopping = { patience: o.earlyStopping };
+  return t as TrainerOptions;
+}
+
 const D = TRAINER_DEFAULTS;
 function commonTrainOptions(cmd: Command): Command {
   return cmd
@@ -179,22 +187,8 @@ export function buildProgram(): Command {
   ).action(async (o) => {
     const output = out();
     const cfg = readConfig(o.config);
-    const trainer: TrainerOptions = { ...cfg.trainer };
-    const set = <K extends keyof TrainerOptions>(k: K, val: TrainerOptions[K] | undefined) => {
-      if (val !== undefined) trainer[k] = val;
-    };
-    set('epochs', o.epochs);
-    set('lr', o.lr);
-    set('backboneLr', o.backboneLr);
-    set('optimizer', o.optimizer);
-    set('precision', o.precision);
-    set('strategy', o.strategy);
-    set('trainFrom', o.trainFrom);
-    set('seed', o.seed);
-    set('weightDecay', o.weightDecay);
-    set('labelSmoothing', o.labelSmoothing);
-    set('schedule', o.schedule);
-    if (o.earlyStopping !== undefined) trainer.earlyStopping = { ...trainer.earlyStopping, patience: o.earlyStopping };
+    const trainer: TrainerOptions = { ...cfg.trainer, ...trainerFlags(o) };
+    if (o.earlyStopping !== undefined) trainer.earlyStopping = { ...cfg.trainer.earlyStopping, patience: o.earlyStopping };
     const data = o.data ?? cfg.run.data;
     if (!data) throw new InvalidOptionError('data', 'train needs --data <root with train/ and val/> (or "data" in --config)');
     if (o.resume !== undefined && o.out !== undefined && resolve(o.out) !== resolve(o.resume))
@@ -399,7 +393,7 @@ export function buildProgram(): Command {
               imageSize: o.imageSize ?? 224,
               batchSize: o.batchSize ?? 32,
               workers: o.workers,
-              trainer: { strategy: strategy === 'scratch' ? 'full' : (strategy as TrainerOptions['strategy']), epochs, lr: o.lr, backboneLr: o.backboneLr, optimizer: o.optimizer, precision: o.precision, seed: o.seed ?? 0, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, schedule: o.schedule, earlyStopping: o.earlyStopping === undefined ? undefined : { patience: o.earlyStopping } },
+              trainer: { ...trainerFlags(o), strategy: strategy === 'scratch' ? 'full' : (strategy as TrainerOptions['strategy']), epochs, seed: o.seed ?? 0 },
               title: `${arch} · ${strategy}`,
             },
             output,

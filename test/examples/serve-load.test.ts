@@ -1,28 +1,15 @@
 // examples/serve.ts under load (autocannon): its capacity, then 3x that arrival rate — memory stays bounded, the
 // excess gets 503 + Retry-After, nothing crashes — and 500 slow clients do not stop /health answering within 1 s.
-import { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Model } from '../../lib';
-import { sharedPath, startServe } from '../helpers';
+import { serveHarness, sharedPath } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const autocannon = require('autocannon') as (o: object) => Promise<{ requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number; timeouts: number; '2xx': number; statusCodeStats: Record<string, { count: number }> }>;
 
-const tmp = mkdtempSync(join(tmpdir(), 'tl-load-'));
-let server: ChildProcess | undefined;
-afterAll(() => {
-  server?.kill('SIGTERM');
-  rmSync(tmp, { recursive: true, force: true });
-});
-
-async function start(modelPath: string, extra: string[]): Promise<string> {
-  const r = await startServe(modelPath, extra);
-  server = r.proc;
-  return r.base;
-}
+const { tmp, start } = serveHarness('tl-load-');
 
 const health = async (base: string) => (await (await fetch(`${base}/health`)).json()) as { rssBytes: number; load: { queued: number; shed: number; expired: number; cancelled: number; served: number; connections: number } };
 

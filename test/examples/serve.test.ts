@@ -1,24 +1,11 @@
 // examples/serve.ts: 200 concurrent uploads of real photos, each answer checked against model.predict in-process;
 // bad uploads get a 4xx and the service keeps serving. Prints p50/p99 latency and throughput.
-import { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model } from '../../lib';
-import { sharedPath, startServe } from '../helpers';
+import { serveHarness, sharedPath } from '../helpers';
 
-const tmp = mkdtempSync(join(tmpdir(), 'tl-serve-'));
-let server: ChildProcess | undefined;
-afterAll(() => {
-  server?.kill('SIGTERM');
-  rmSync(tmp, { recursive: true, force: true });
-});
-
-async function start(modelPath: string, extra: string[]): Promise<string> {
-  const r = await startServe(modelPath, extra);
-  server = r.proc;
-  return r.base;
-}
+const { tmp, start } = serveHarness('tl-serve-');
 
 test('serve.ts: 200 concurrent requests match model.predict; bad uploads get 4xx; the service keeps serving', async () => {
   // A saved model: ImageNet squeezenet1_1 re-headed for ants/bees is not needed — the 1000-class model is the
