@@ -3,14 +3,15 @@
 #   bash scripts/fuzz.sh [--runs N | --seconds N] [target ...]     (default --runs 10000, all four targets)
 # Seeds come from $FX/fuzz-seeds (scripts/fixtures/make_fuzz_seeds.py, made here when missing); every target prints
 # its execution count. A sanitizer report, crash, leak or timeout fails the run and its input is kept in
-# fuzz-findings/<target>/ (turn it into a fixture test).
+# fuzz-findings/<target>/; copied into test/fixtures/fuzz/<target>/ it is run first every time (a regression check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODE=(-runs=10000)
+# --runs (what npm test uses) is reproducible: a fixed seed; --seconds explores with a fresh one each time
+MODE=(-runs=10000 -seed=20261130)
 TARGETS=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --runs) MODE=(-runs="$2"); shift 2 ;;
+    --runs) MODE=(-runs="$2" -seed=20261130); shift 2 ;;
     --seconds) MODE=(-max_total_time="$2"); shift 2 ;;
     -*) echo "usage: scripts/fuzz.sh [--runs N | --seconds N] [pickle|pth|safetensors|decode ...]" >&2; exit 2 ;;
     *) TARGETS+=("$1"); shift ;;
@@ -51,7 +52,7 @@ for t in "${TARGETS[@]}"; do
   # ASan: a bad_alloc-style refusal is fine, an allocation over 2 GB is a finding; leaks are checked at exit.
   if ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 LSAN_OPTIONS=suppressions=fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "build-fuzz/${t}_fuzz" "${MODE[@]}" -max_len="${MAXLEN[$t]}" -timeout=10 -rss_limit_mb=3072 -malloc_limit_mb=2048 \
-      -print_final_stats=1 -artifact_prefix="fuzz-findings/$t/" "$work" "$SEEDS/$t" > "$log" 2>&1; then
+      -print_final_stats=1 -artifact_prefix="fuzz-findings/$t/" "$work" "$SEEDS/$t" $(ls -d "test/fixtures/fuzz/$t" 2>/dev/null) > "$log" 2>&1; then
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)"
     cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)"
     echo "[fuzz] $t: $runs executions, coverage $cov edges, 0 sanitizer reports"

@@ -43,6 +43,30 @@ class Unpickler {
   Unpickler(const uint8_t* d, size_t n, const StorageResolver& r, const std::string& src)
       : p_(d), end_(d + n), resolve_(r), src_(src) {}
 
+  // Frees what the unpickler made that the caller does not get: containers held by the memo or the stack that are
+  // not reachable from `keep` (the result, or nothing after a failure). A hostile pickle can build a list that holds
+  // itself and then fail, or drop it from the stack while the memo still names it: without this, that cycle leaks.
+  void release_except(const PyRef& keep) {
+    std::unordered_set<const PyValue*> kept;
+    std::vector<const PyValue*> todo;
+    if (keep) todo.push_back(keep.get());
+    while (!todo.empty()) {
+      const PyValue* v = todo.back();
+      todo.pop_back();
+      if (!kept.insert(v).second) continue;
+      for (const auto& c : v->items) todo.push_back(c.get());
+      for (const auto& kv : v->dict) {
+        todo.push_back(kv.first.get());
+        todo.push_back(kv.second.get());
+      }
+    }
+    std::vector<PyRef> held(stack_.begin(), stack_.end());
+    for (auto& kv : memo_) held.push_back(kv.second);
+    stack_.clear();
+    memo_.clear();
+    release_graph(std::move(held), kept);
+  }
+
   PyRef run() {
     while (true) {
       uint8_t op = u8();
@@ -467,7 +491,15 @@ std::string storage_name(torch::ScalarType dtype) {
 
 PyRef unpickle(const uint8_t* data, size_t size, const StorageResolver& resolve, const std::string& source) {
   Unpickler u(data, size, resolve, source);
-  return u.run();
+  PyRef root;
+  try {
+    root = u.run();
+  } catch (...) {
+    u.release_except(nullptr);
+    throw;
+  }
+  u.release_except(root);
+  return root;
 }
 
 std::string pickle_state_dict(const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
@@ -508,13 +540,15 @@ std::string pickle_state_dict(const std::vector<std::pair<std::string, torch::Te
 }
 
 void release_pickle(const PyRef& root) {
-  if (!root) return;
-  std::vector<PyRef> todo{root};
+  if (root) release_graph({root}, {});
+}
+
+void release_graph(std::vector<PyRef> todo, const std::unordered_set<const PyValue*>& keep) {
   std::unordered_set<const PyValue*> seen;
   while (!todo.empty()) {
     PyRef v = std::move(todo.back());
     todo.pop_back();
-    if (!seen.insert(v.get()).second) continue;
+    if (!v || keep.count(v.get()) || !seen.insert(v.get()).second) continue;
     for (auto& c : v->items) todo.push_back(std::move(c));
     for (auto& kv : v->dict) {
       todo.push_back(std::move(kv.first));

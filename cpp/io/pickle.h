@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace tl {
@@ -36,6 +37,8 @@ PyRef unpickle(const uint8_t* data, size_t size, const StorageResolver& resolve,
 // Empties every container reachable from `root` (iteratively, cycle-safe), so that reference cycles a hostile pickle
 // built (a list that holds itself) are freed too. Call when done with an unpickled object.
 void release_pickle(const PyRef& root);
+// The same for several roots, leaving alone (and not descending into) the objects in `keep`.
+void release_graph(std::vector<PyRef> roots, const std::unordered_set<const PyValue*>& keep);
 
 // Pickles an OrderedDict of tensors as torch.save does; storages are written by the caller as
 // data/<index> in the order given (one storage per tensor, contiguous).
