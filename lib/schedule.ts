@@ -6,7 +6,7 @@ export type Schedule =
   | { type: 'step'; stepSize: number; gamma?: number }
   | { type: 'multistep'; milestones: number[]; gamma?: number }
   | { type: 'exponential'; gamma: number }
-  | { type: 'cosine'; warmupEpochs?: number; minLr?: number }
+  | { type: 'cosine'; warmupEpochs?: number; warmupStartFactor?: number; minLr?: number }
   | { type: 'onecycle'; pctStart?: number; divFactor?: number; finalDivFactor?: number }
   | { type: 'plateau'; factor?: number; patience?: number; threshold?: number; minLr?: number };
 
@@ -31,6 +31,7 @@ export function validateSchedule(s: unknown): Schedule {
       return {
         type,
         warmupEpochs: o.warmupEpochs === undefined ? 0 : v.nonNegativeInt('schedule.warmupEpochs', o.warmupEpochs),
+        warmupStartFactor: o.warmupStartFactor === undefined ? 0.01 : v.numberInRange('schedule.warmupStartFactor', o.warmupStartFactor, 0, 1, false),
         minLr: o.minLr === undefined ? 0 : v.numberInRange('schedule.minLr', o.minLr, 0, Number.MAX_VALUE),
       };
     case 'onecycle':
@@ -59,8 +60,12 @@ export interface SchedulerState {
 }
 
 /**
- * Computes the multiplier applied to the base learning rates. `at(epoch, stepInEpoch)` gives the multiplier for a
- * step; `endEpoch(metric)` advances ReduceLROnPlateau (mode: 'min' or 'max').
+ * The learning rate of every step, as torch.optim.lr_scheduler computes it (checked step by step against it in
+ * test/unit/schedule.test.ts): `step`, `multistep`, `exponential` and `plateau` change per epoch (StepLR,
+ * MultiStepLR, ExponentialLR, ReduceLROnPlateau with threshold_mode 'rel'); `cosine` per optimizer step
+ * (CosineAnnealingLR with T_max = all steps after warm-up and eta_min = minLr, after `warmupEpochs` of
+ * LinearLR from `warmupStartFactor`, as SequentialLR chains them); `onecycle` per step (OneCycleLR, cosine
+ * annealing, cycle_momentum off). `endEpoch(metric)` advances ReduceLROnPlateau (mode 'min' or 'max').
  */
 export class Scheduler {
   state: SchedulerState = { scale: 1, badEpochs: 0 };
@@ -71,42 +76,39 @@ export class Scheduler {
     readonly mode: 'min' | 'max',
   ) {}
 
-  /** Multiplier for the step `step` (0-based) of epoch `epoch` (0-based). */
-  at(epoch: number, step: number): number {
+  /** The learning rate of step `step` (0-based) of epoch `epoch` (0-based) for a group whose base rate is `base`. */
+  lr(base: number, epoch: number, step: number): number {
     const s = this.schedule;
-    const total = Math.max(1, this.epochs * this.stepsPerEpoch);
+    const total = this.epochs * this.stepsPerEpoch;
     const t = epoch * this.stepsPerEpoch + step;
+    const cosine = (from: number, to: number, p: number) => to + ((from - to) / 2) * (1 + Math.cos(Math.PI * Math.min(1, p)));
     switch (s.type) {
       case 'constant':
-        return 1;
+        return base;
       case 'step':
-        return Math.pow(s.gamma ?? 0.1, Math.floor(epoch / s.stepSize));
+        return base * Math.pow(s.gamma ?? 0.1, Math.floor(epoch / s.stepSize));
       case 'multistep':
-        return Math.pow(s.gamma ?? 0.1, s.milestones.filter((m) => m <= epoch).length);
+        return base * Math.pow(s.gamma ?? 0.1, s.milestones.filter((m) => m <= epoch).length);
       case 'exponential':
-        return Math.pow(s.gamma, epoch);
+        return base * Math.pow(s.gamma, epoch);
       case 'cosine': {
         const warm = (s.warmupEpochs ?? 0) * this.stepsPerEpoch;
-        if (t < warm) return (t + 1) / warm;
-        const p = (t - warm) / Math.max(1, total - warm);
-        return 0.5 * (1 + Math.cos(Math.PI * p));
+        if (t < warm) {
+          const f0 = s.warmupStartFactor ?? 0.01;
+          return base * (f0 + ((1 - f0) * t) / warm);
+        }
+        return cosine(base, s.minLr ?? 0, (t - warm) / Math.max(1, total - warm));
       }
       case 'onecycle': {
-        const up = Math.max(1, Math.floor((s.pctStart ?? 0.3) * total) - 1);
-        const start = 1 / (s.divFactor ?? 25);
-        const end = start / (s.finalDivFactor ?? 1e4);
-        const cos = (a: number, b: number, p: number) => b + ((a - b) / 2) * (1 + Math.cos(Math.PI * p));
-        return t <= up ? cos(start, 1, t / up) : cos(1, end, (t - up) / Math.max(1, total - 1 - up));
+        const initial = base / (s.divFactor ?? 25);
+        const end = initial / (s.finalDivFactor ?? 1e4);
+        const peak = (s.pctStart ?? 0.3) * total - 1; // the step of the peak rate (a fraction, as torch has it)
+        if (t <= peak && peak > 0) return cosine(initial, base, t / peak);
+        return cosine(base, end, (t - peak) / (total - 1 - peak || 1));
       }
       case 'plateau':
-        return this.state.scale;
+        return Math.max(s.minLr ?? 0, base * this.state.scale);
     }
-  }
-
-  /** Minimum learning rate of the schedule (cosine minLr, plateau minLr), as an absolute floor. */
-  floor(): number {
-    const s = this.schedule;
-    return s.type === 'cosine' || s.type === 'plateau' ? (s.minLr ?? 0) : 0;
   }
 
   /** ReduceLROnPlateau: call once per epoch with the monitored metric. Returns true when the rate was reduced. */

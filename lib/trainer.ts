@@ -367,11 +367,8 @@ export class Trainer extends EventEmitter {
       start = st.epoch;
     }
 
-    /** Learning rates of step `step` of `epoch`: schedule multiplier, unfreeze scale, schedule floor. */
-    const lrsAt = (epoch: number, step: number) => {
-      const scale = scheduler.at(epoch, step);
-      return { head: Math.max(scheduler.floor(), this.lr * scale), backbone: Math.max(scheduler.floor(), this.backboneLr * scale * lrScale) };
-    };
+    /** Learning rates of step `step` of `epoch`: the schedule over each group's base rate (the backbone's scaled by unfreezing). */
+    const lrsAt = (epoch: number, step: number) => ({ head: scheduler.lr(this.lr, epoch, step), backbone: scheduler.lr(this.backboneLr * lrScale, epoch, step) });
     const signal = o.signal;
     let aborted = false;
     let stoppedEarly = false;

@@ -147,7 +147,7 @@ function commonTrainOptions(cmd: Command): Command {
     .addOption(new Option('--optimizer <name>', `optimizer (default ${D.optimizer})`).choices(['sgd', 'adam', 'adamw', 'rmsprop']))
     .option('--weight-decay <x>', `L2 weight decay (decoupled for adamw; default ${D.weightDecay}; norm and bias parameters excluded)`, nonNegative)
     .option('--label-smoothing <x>', `label smoothing in [0, 1) (default ${D.labelSmoothing})`, nonNegative)
-    .option('--schedule <spec>', "learning-rate schedule: constant (default) | step:stepSize=7,gamma=0.1 | multistep:milestones=5+8,gamma=0.1 | exponential:gamma=0.9 | cosine[:warmupEpochs=1,minLr=1e-6] | onecycle[:pctStart=0.3] | plateau[:factor=0.1,patience=2]", scheduleArg)
+    .option('--schedule <spec>', "learning-rate schedule: constant (default) | step:stepSize=7,gamma=0.1 | multistep:milestones=5+8,gamma=0.1 | exponential:gamma=0.9 | cosine[:warmupEpochs=1,warmupStartFactor=0.01,minLr=1e-6] | onecycle[:pctStart=0.3] | plateau[:factor=0.1,patience=2]", scheduleArg)
     .option('--early-stopping <patience>', 'stop after this many epochs without improvement of the monitored metric and restore the best weights (default off)', int(1))
     .addOption(new Option('--precision <p>', "'auto' = bf16 autocast where the CPU has BF16 (default: the model's, auto)").choices(['auto', 'fp32', 'bf16']))
     .option('--image-size <n>', 'training crop size (default 224)', int(16))
