@@ -35,7 +35,7 @@ export interface TrainerOptions {
   backboneLr?: number;
   /** Default 0. */
   weightDecay?: number;
-  /** Exempt BatchNorm weights and biases from weight decay. Default true. */
+  /** Exempt 1-D parameters (BatchNorm weights and biases, every bias) from weight decay. Default true. */
   noDecayNormBias?: boolean;
   /** SGD/RMSprop momentum. Default 0.9 for SGD, 0 for RMSprop. */
   momentum?: number;
@@ -44,6 +44,8 @@ export interface TrainerOptions {
   /** Adam/AdamW betas. Default [0.9, 0.999]. */
   betas?: [number, number];
   eps?: number;
+  /** RMSprop smoothing constant (torch.optim.RMSprop's `alpha`). Default 0.99. */
+  alpha?: number;
   /** Learning-rate schedule. Default constant. */
   schedule?: Schedule;
   /** Cross-entropy label smoothing. Default 0. */
@@ -145,7 +147,7 @@ export interface FitResult {
 }
 
 /** Every Trainer option (the one list: the CLI's --config keys derive from it). */
-export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
+export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
 const KEYS = TRAINER_OPTION_KEYS;
 
 /**
@@ -233,6 +235,9 @@ export class Trainer extends EventEmitter {
     if (options.accumulate !== undefined) v.positiveInt('accumulate', options.accumulate);
     if (options.betas !== undefined && (!Array.isArray(options.betas) || options.betas.length !== 2 || options.betas.some((b) => !(b >= 0 && b < 1))))
       throw v.invalid('betas', '[beta1, beta2] in [0, 1)', options.betas);
+    if (options.eps !== undefined) v.positiveNumber('eps', options.eps);
+    if (options.alpha !== undefined) v.numberInRange('alpha', options.alpha, 0, 1, false);
+    if (options.alpha !== undefined && (options.optimizer ?? TRAINER_DEFAULTS.optimizer) !== 'rmsprop') throw new InvalidOptionError('alpha', "alpha applies to optimizer 'rmsprop'");
     if (options.monitor !== undefined) v.oneOf('monitor', options.monitor, ['valAccuracy', 'valLoss', 'accuracy', 'loss'] as const);
     if (options.earlyStopping !== undefined) {
       const es = v.plainObject('earlyStopping', options.earlyStopping);
@@ -285,7 +290,7 @@ export class Trainer extends EventEmitter {
       beta1: o.betas?.[0] ?? TRAINER_DEFAULTS.betas[0],
       beta2: o.betas?.[1] ?? TRAINER_DEFAULTS.betas[1],
       eps: o.eps ?? TRAINER_DEFAULTS.eps,
-      alpha: TRAINER_DEFAULTS.rmspropAlpha,
+      alpha: o.alpha ?? TRAINER_DEFAULTS.rmspropAlpha,
       trainFrom: this.trainFromIndex,
       frozenBnEval: o.freezeBatchNormStats ?? TRAINER_DEFAULTS.freezeBatchNormStats,
       labelSmoothing: o.labelSmoothing ?? TRAINER_DEFAULTS.labelSmoothing,
