@@ -65,9 +65,14 @@ export function knownKeys(option: string, value: Record<string, unknown>, keys: 
   }
 }
 
+/** By tag, not instanceof: a Float32Array from another realm (a vm context, jest's sandbox) is one too. */
+function isFloat32Array(x: unknown): x is Float32Array {
+  return Object.prototype.toString.call(x) === '[object Float32Array]';
+}
+
 /** Validates a tensor shape and that `data` holds exactly its product. */
 export function tensorInput(data: unknown, shape: unknown, rank?: number): { data: Float32Array; shape: number[] } {
-  if (!(data instanceof Float32Array)) throw invalid('input', 'Float32Array', data);
+  if (!isFloat32Array(data)) throw invalid('input', 'Float32Array', data);
   if (!Array.isArray(shape) || shape.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < 1))
     throw invalid('shape', 'array of positive integers', shape);
   if (rank !== undefined && shape.length !== rank) throw invalid('shape', `${rank} dimensions`, shape);
