@@ -7,6 +7,8 @@ import { DataLoader, DatasetError, ImageFolder, ImageList, InvalidOptionError, T
 import { diffStats, fixture, sharedPath } from '../helpers';
 
 interface Case { name: string; kind: string; dtype: string; shape: number[]; file: string; size?: number[]; angle?: number }
+/** Photos in the transforms fixture (scripts/fixtures/make_transforms.py: three ants, three bees). */
+const PHOTOS = 6;
 const cases = (): Case[] => JSON.parse(readFileSync(fixture('transforms', 'cases.json'), 'utf8'));
 const ref = (c: Case) => {
   const b = readFileSync(fixture('transforms', `${c.name}.bin`));
@@ -81,7 +83,9 @@ describe('ImageFolder', () => {
 
 describe('decoding and transforms match PIL + torchvision', () => {
   test('JPEG decode equals PIL within IDCT rounding (max |Δ| <= 2)', async () => {
-    for (const c of cases().filter((c) => c.kind === 'decode')) {
+    const decodes = cases().filter((c) => c.kind === 'decode');
+    expect(decodes).toHaveLength(PHOTOS);
+    for (const c of decodes) {
       const out = await Transform.compose().apply(c.file);
       expect(out.shape).toEqual(c.shape);
       expect(diff(out.data, ref(c)).max).toBeLessThanOrEqual(2);
@@ -99,7 +103,9 @@ describe('decoding and transforms match PIL + torchvision', () => {
   });
 
   test('resize bilinear/bicubic + antialias, down and up: mean |Δ| <= 0.5, max <= 2', async () => {
-    for (const c of cases().filter((c) => c.kind === 'resize')) {
+    const resizes = cases().filter((c) => c.kind === 'resize');
+    expect(resizes).toHaveLength(4 * PHOTOS); // two sizes, bicubic, upscaling
+    for (const c of resizes) {
       const size = c.size!.length === 1 ? c.size![0] : (c.size as [number, number]);
       const interpolation = (c as { interpolation?: 'bilinear' | 'bicubic' }).interpolation ?? 'bilinear';
       const out = await Transform.resize(size, { interpolation }).apply(c.file);
@@ -112,6 +118,7 @@ describe('decoding and transforms match PIL + torchvision', () => {
   });
 
   test('crops and flips are exact; fixed-angle rotation mean |Δ| <= 1; normalize within 1e-6', async () => {
+    let ran = 0;
     for (const c of cases()) {
       let t: Transform | undefined;
       if (c.kind === 'centerCrop') t = Transform.centerCrop(c.size as [number, number]);
@@ -120,6 +127,7 @@ describe('decoding and transforms match PIL + torchvision', () => {
       if (c.kind === 'rotate') t = Transform.randomRotation([c.angle!, c.angle!]);
       if (c.kind === 'normalize') t = Transform.compose(Transform.centerCrop(224), Transform.toTensor(), Transform.normalize());
       if (!t) continue;
+      ran++;
       const out = await t.apply(c.file);
       expect(out.shape).toEqual(c.shape);
       const d = diff(out.data, ref(c));
@@ -130,6 +138,7 @@ describe('decoding and transforms match PIL + torchvision', () => {
       else if (c.kind === 'normalize') expect(d.max).toBeLessThanOrEqual(1e-6);
       else expect({ name: c.name, max: d.max }).toEqual({ name: c.name, max: 0 });
     }
+    expect(ran).toBe(5 * PHOTOS); // center crop, two flips, rotation, normalize per photo
   });
 
   test('invalid transform parameters are rejected in TS, naming the parameter', () => {

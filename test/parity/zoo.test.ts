@@ -1,8 +1,14 @@
 // Parity with Debian's torchvision for every arch: strict state-dict loading, eval logits, one SGD step.
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model, ARCHS, readStateDict } from '../../lib';
 import { fixture, maxAbs, maxAbsDiff, readF32 } from '../helpers';
+
+test('the loop covers every registered arch, each with a fixture', () => {
+  expect(ARCHS.length).toBe(11); // 10 ResNet family + squeezenet1_1
+  const dirs = readdirSync(fixture('parity')).filter((d) => existsSync(join(fixture('parity'), d, 'meta.json')));
+  expect(dirs.sort()).toEqual([...ARCHS].sort());
+});
 
 describe.each(ARCHS.map((a) => [a]))('%s matches torchvision', (arch) => {
   const dir = () => fixture('parity', arch);
