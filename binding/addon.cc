@@ -35,15 +35,27 @@ Napi::Value ReadCheckpoint(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
   auto sd = std::make_shared<tl::StateDict>();
+  auto stored = std::make_shared<std::map<std::string, std::string>>();  // dtype in the file, where JS gets float32
   return PromiseWorker::Start(
-      env, "tl.readCheckpoint", [path, sd] { *sd = tl::read_checkpoint(path); },
-      [sd](Napi::Env e) -> Napi::Value {
+      env, "tl.readCheckpoint",
+      [path, sd, stored] {
+        *sd = tl::read_checkpoint(path);
+        for (auto& kv : sd->tensors) {
+          auto host = host_tensor(kv.value());
+          if (host.scalar_type() != kv.value().scalar_type()) (*stored)[kv.key()] = c10::toString(kv.value().scalar_type());
+          kv.value() = host;
+        }
+      },
+      [sd, stored](Napi::Env e) -> Napi::Value {
         Napi::Object out = Napi::Object::New(e);
         Napi::Object tensors = Napi::Object::New(e);
         Napi::Array keys = Napi::Array::New(e, sd->tensors.size());
         uint32_t i = 0;
         for (const auto& kv : sd->tensors) {
-          tensors.Set(kv.key(), tensor_to_js(e, kv.value()));
+          auto t = tensor_to_js(e, kv.value());
+          auto it = stored->find(kv.key());
+          if (it != stored->end()) t.Set("dtype", it->second);
+          tensors.Set(kv.key(), t);
           keys.Set(i++, kv.key());
         }
         out.Set("keys", keys);

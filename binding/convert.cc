@@ -65,42 +65,72 @@ torch::Tensor copy_int64_labels(const Napi::Value& data, int64_t n, const char* 
   return t;
 }
 
+namespace {
+
+bool js_dtype(torch::ScalarType t) {
+  return t == torch::kFloat32 || t == torch::kFloat64 || t == torch::kInt64 || t == torch::kInt32 || t == torch::kUInt8;
+}
+
+bool is_host(const torch::Tensor& t) { return t.device().is_cpu() && t.is_contiguous() && js_dtype(t.scalar_type()); }
+
+// An ArrayBuffer over the tensor's memory (kept alive by the buffer), or a copy where external buffers are refused.
+Napi::ArrayBuffer wrap_memory(Napi::Env env, const torch::Tensor& t) {
+  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  if (bytes > 0) {
+    auto* owner = new torch::Tensor(t);
+    napi_value ab;
+    if (napi_create_external_arraybuffer(env, owner->data_ptr(), bytes, [](napi_env, void*, void* hint) { delete static_cast<torch::Tensor*>(hint); },
+                                         owner, &ab) == napi_ok)
+      return Napi::ArrayBuffer(env, ab);
+    delete owner;
+    // a pending exception from the refusal would surface later: clear it
+    napi_value ignored;
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &ignored);
+  }
+  auto copy = Napi::ArrayBuffer::New(env, bytes);
+  if (bytes) std::memcpy(copy.Data(), t.data_ptr(), bytes);
+  return copy;
+}
+
+}  // namespace
+
+torch::Tensor host_tensor(const torch::Tensor& src) {
+  auto t = src.detach();
+  if (!js_dtype(t.scalar_type())) t = t.to(torch::kFloat32);
+  t = t.to(torch::kCPU).contiguous();
+  if (t.defined() && src.defined() && t.storage().is_alias_of(src.storage())) t = t.clone();
+  return t;
+}
+
 Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& src) {
-  auto t = src.detach().to(torch::kCPU).contiguous();
+  const torch::Tensor t = is_host(src) ? src : host_tensor(src);
   Napi::Object out = Napi::Object::New(env);
   Napi::Array shape = Napi::Array::New(env, t.dim());
   for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.size(i))));
   out.Set("shape", shape);
   const size_t n = static_cast<size_t>(t.numel());
+  auto buf = wrap_memory(env, t);
   switch (t.scalar_type()) {
-    case torch::kInt64: {
-      auto a = Napi::BigInt64Array::New(env, n);
-      std::memcpy(a.Data(), t.data_ptr(), n * 8);
-      out.Set("data", a);
+    case torch::kInt64:
+      out.Set("data", Napi::BigInt64Array::New(env, n, buf, 0));
       out.Set("dtype", "int64");
       break;
-    }
-    case torch::kInt32: {
-      auto a = Napi::Int32Array::New(env, n);
-      std::memcpy(a.Data(), t.data_ptr(), n * 4);
-      out.Set("data", a);
+    case torch::kInt32:
+      out.Set("data", Napi::Int32Array::New(env, n, buf, 0));
       out.Set("dtype", "int32");
       break;
-    }
-    case torch::kFloat64: {
-      auto a = Napi::Float64Array::New(env, n);
-      std::memcpy(a.Data(), t.data_ptr(), n * 8);
-      out.Set("data", a);
+    case torch::kFloat64:
+      out.Set("data", Napi::Float64Array::New(env, n, buf, 0));
       out.Set("dtype", "float64");
       break;
-    }
-    default: {
-      auto f = t.to(torch::kFloat32);
-      auto a = Napi::Float32Array::New(env, n);
-      if (n) std::memcpy(a.Data(), f.data_ptr<float>(), n * 4);
-      out.Set("data", a);
-      out.Set("dtype", t.scalar_type() == torch::kFloat32 ? "float32" : std::string(c10::toString(t.scalar_type())));
-    }
+    case torch::kUInt8:
+      out.Set("data", Napi::Uint8Array::New(env, n, buf, 0));
+      out.Set("dtype", "uint8");
+      break;
+    default:
+      out.Set("data", Napi::Float32Array::New(env, n, buf, 0));
+      out.Set("dtype", "float32");
   }
   return out;
 }

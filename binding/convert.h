@@ -20,7 +20,13 @@ std::vector<int64_t> to_shape(const Napi::Value& v, const char* what);
 // Copies a Float32Array with the given shape into a new CPU tensor (numel checked).
 torch::Tensor copy_float32(const Napi::Value& data, const std::vector<int64_t>& shape, const char* what);
 torch::Tensor copy_int64_labels(const Napi::Value& data, int64_t n, const char* what);
-// {data: Float32Array, shape: number[]}; other dtypes as their typed array, plus `dtype`.
+// The tensor as JS will see it, made on a worker thread: on the CPU, contiguous, in a dtype with a typed array
+// (float32, float64, int64, int32, uint8; others become float32) and owning its memory (cloned when it shared the
+// source's: a model's parameters are never exposed to JS writes).
+torch::Tensor host_tensor(const torch::Tensor& src);
+// {data, shape, dtype}: the typed array wraps the memory of a host_tensor without copying (its finalizer releases
+// the tensor; a runtime that refuses external buffers gets a copy). Anything else is made a host_tensor first,
+// on the calling (JS) thread: pass host tensors from workers.
 Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& t);
 std::map<std::string, std::string> to_string_map(const Napi::Value& v);
 Napi::Object string_map_to_js(Napi::Env env, const std::map<std::string, std::string>& m);

@@ -87,7 +87,8 @@ Napi::Value BatchWrap::Images(const Napi::CallbackInfo& info) {
 }
 Napi::Value BatchWrap::Labels(const Napi::CallbackInfo& info) {
   if (!batch_->labels.defined()) throw Napi::Error::New(info.Env(), "this batch has been disposed");
-  return tensor_to_js(info.Env(), batch_->labels);
+  // class indices as int32 (soft labels stay float32)
+  return tensor_to_js(info.Env(), batch_->labels.dim() == 1 ? batch_->labels.to(torch::kInt32) : batch_->labels);
 }
 Napi::Value BatchWrap::Release(const Napi::CallbackInfo& info) {
   batch_->release();
@@ -146,9 +147,11 @@ LoaderWrap::LoaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Loader
   });
 }
 
+// start and stop join the previous epoch's threads: on a worker, not the JS thread
 Napi::Value LoaderWrap::Start(const Napi::CallbackInfo& info) {
-  loader_->start(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
-  return info.Env().Undefined();
+  auto loader = loader_;
+  const auto epoch = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  return PromiseWorker::Start(info.Env(), "tl.loader.start", [loader, epoch] { loader->start(epoch); }, nullptr, {Value()});
 }
 
 Napi::Value LoaderWrap::Next(const Napi::CallbackInfo& info) {
@@ -163,8 +166,8 @@ Napi::Value LoaderWrap::Next(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value LoaderWrap::Stop(const Napi::CallbackInfo& info) {
-  loader_->stop();
-  return info.Env().Undefined();
+  auto loader = loader_;
+  return PromiseWorker::Start(info.Env(), "tl.loader.stop", [loader] { loader->stop(); }, nullptr, {Value()});
 }
 Napi::Value LoaderWrap::SetDeviceAugment(const Napi::CallbackInfo& info) {
   loader_->set_defer_augment(info[0].As<Napi::Boolean>().Value());
@@ -221,22 +224,8 @@ Napi::Value TransformImage(const Napi::CallbackInfo& info) {
   auto out = std::make_shared<torch::Tensor>();
   auto sample = samples[0];
   return PromiseWorker::Start(
-      env, "tl.transformImage", [sample, spec, seed, decode, out] { *out = tl::transform_sample(sample, spec, seed, decode); },
-      [out](Napi::Env e) -> Napi::Value {
-        if (out->scalar_type() == torch::kUInt8) {
-          Napi::Object o = Napi::Object::New(e);
-          auto t = out->contiguous();
-          auto a = Napi::Uint8Array::New(e, t.numel());
-          std::memcpy(a.Data(), t.data_ptr<uint8_t>(), t.numel());
-          Napi::Array shape = Napi::Array::New(e, t.dim());
-          for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(e, static_cast<double>(t.size(i))));
-          o.Set("data", a);
-          o.Set("shape", shape);
-          o.Set("dtype", "uint8");
-          return o;
-        }
-        return tensor_to_js(e, *out);
-      });
+      env, "tl.transformImage", [sample, spec, seed, decode, out] { *out = host_tensor(tl::transform_sample(sample, spec, seed, decode)); },
+      [out](Napi::Env e) -> Napi::Value { return tensor_to_js(e, *out); });
 }
 
 // encodeJpeg(data Uint8Array [C*H*W planar], [C, H, W], quality) -> Promise<Buffer>

@@ -79,7 +79,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
       env, "tl.forward",
       [r, input, precision, embed, out] {
         std::lock_guard<std::mutex> lock(r->mutex());
-        *out = r->forward(input, precision, embed);
+        *out = host_tensor(r->forward(input, precision, embed));
       },
       [out](Napi::Env e) -> Napi::Value { return tensor_to_js(e, *out); }, {Value()});
 }
@@ -154,7 +154,7 @@ Napi::Value ModelWrap::StateDict(const Napi::CallbackInfo& info) {
       [r, sd] {
         std::lock_guard<std::mutex> lock(r->mutex());
         for (const auto& kv : r->state_dict().tensors)
-          sd->tensors.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous().clone());
+          sd->tensors.insert(kv.key(), host_tensor(kv.value()));
       },
       [sd](Napi::Env e) -> Napi::Value {
         Napi::Object o = Napi::Object::New(e);
@@ -164,7 +164,7 @@ Napi::Value ModelWrap::StateDict(const Napi::CallbackInfo& info) {
       {Value()});
 }
 
-// predict(samples{paths, buffers}, specJson, decode, {topk, precision, batchSize, workers})
+// predict(samples{paths, buffers}, specJson, decode, {topk, precision, batchSize, workers, prefetch, tta})
 Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto r = runner(env);
@@ -174,16 +174,18 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   auto o = info[3].As<Napi::Object>();
   int64_t topk = static_cast<int64_t>(need_number(o, "topk"));
   auto precision = tl::parse_precision(need_string(o, "precision"));
-  int64_t batch = static_cast<int64_t>(need_number(o, "batchSize"));
-  int workers = static_cast<int>(need_number(o, "workers"));
+  tl::LoaderConfig loader;
+  loader.batch_size = static_cast<int64_t>(need_number(o, "batchSize"));
+  loader.workers = static_cast<int>(need_number(o, "workers"));
+  loader.prefetch = static_cast<int>(need_number(o, "prefetch"));
   bool tta = need_bool(o, "tta");
   auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
   auto out = std::make_shared<std::vector<tl::Prediction>>();
   return PromiseWorker::Start(
       env, "tl.predict",
-      [r, ds, topk, precision, batch, workers, tta, out] {
+      [r, ds, topk, precision, loader, tta, out] {
         std::lock_guard<std::mutex> lock(r->mutex());
-        *out = tl::predict(*r, ds, topk, precision, batch, workers, tta);
+        *out = tl::predict(*r, ds, topk, precision, loader, tta);
       },
       [out](Napi::Env e) -> Napi::Value {
         Napi::Array a = Napi::Array::New(e, out->size());

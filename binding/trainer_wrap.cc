@@ -10,15 +10,18 @@
 namespace tlb {
 namespace {
 
+// On the worker: the result as JS will see it (host tensors, int32 labels).
+void to_host(tl::EvalResult* r) {
+  r->logits = host_tensor(r->logits);
+  r->labels = host_tensor(r->labels.to(torch::kInt32));
+}
+
 // {lossSum, logits: {data, shape}, labels: Int32Array}
 Napi::Object eval_to_js(Napi::Env e, const tl::EvalResult& r) {
   Napi::Object o = Napi::Object::New(e);
   o.Set("lossSum", r.loss_sum);
   o.Set("logits", tensor_to_js(e, r.logits));
-  auto labels = Napi::Int32Array::New(e, r.labels.numel());
-  auto acc = r.labels.accessor<int64_t, 1>();
-  for (int64_t i = 0; i < r.labels.numel(); ++i) labels[static_cast<size_t>(i)] = static_cast<int32_t>(acc[i]);
-  o.Set("labels", labels);
+  o.Set("labels", tensor_to_js(e, r.labels).Get("data"));
   return o;
 }
 
@@ -31,7 +34,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
                         InstanceMethod("setTrainFrom", &TrainerWrap::template call<&TrainerWrap::SetTrainFrom>),
                         InstanceMethod("saveOptimizer", &TrainerWrap::template call<&TrainerWrap::SaveOptimizer>),
                         InstanceMethod("loadOptimizer", &TrainerWrap::template call<&TrainerWrap::LoadOptimizer>),
-                        InstanceMethod("trainableParameters", &TrainerWrap::template call<&TrainerWrap::Trainable>),
+                        InstanceMethod("init", &TrainerWrap::template call<&TrainerWrap::Init>),
                         InstanceMethod("cacheBatch", &TrainerWrap::template call<&TrainerWrap::CacheBatch>),
                         InstanceMethod("trainCachedEpoch", &TrainerWrap::template call<&TrainerWrap::TrainCachedEpoch>),
                         InstanceMethod("clearCache", &TrainerWrap::template call<&TrainerWrap::ClearCache>),
@@ -72,8 +75,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
       cfg.loss_scale.growth_factor = need_number(ls, "growthFactor");
       cfg.loss_scale.backoff_factor = need_number(ls, "backoffFactor");
       cfg.loss_scale.growth_interval = static_cast<int64_t>(need_number(ls, "growthInterval"));
-      std::lock_guard<std::mutex> lock(runner_->mutex());
-      session_ = std::make_shared<tl::TrainSession>(runner_, cfg);
+      config_ = cfg;
       return 0;
     });
   }
@@ -86,7 +88,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
     // Learning rates travel with the step and are applied under the model's lock on the worker thread.
     const double head_lr = info[1].As<Napi::Number>().DoubleValue();
     const double backbone_lr = info[2].As<Napi::Number>().DoubleValue();
-    auto s = session_;
+    auto s = session();
     auto r = runner_;
     auto out = std::make_shared<tl::StepResult>();
     return PromiseWorker::Start(
@@ -114,7 +116,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
     auto batch = BatchWrap::FromValue(info[0]);
     if (!batch) throw Napi::TypeError::New(env, "eval expects a batch from a DataLoader");
     bool tta = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
-    auto s = session_;
+    auto s = session();
     auto r = runner_;
     auto out = std::make_shared<tl::EvalResult>();
     return PromiseWorker::Start(
@@ -122,6 +124,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
         [s, r, batch, tta, out] {
           std::lock_guard<std::mutex> lock(r->mutex());
           *out = s->eval(*batch, tta);
+          to_host(out.get());
         },
         [out](Napi::Env e) -> Napi::Value { return eval_to_js(e, *out); },
         {Value(), info[0].As<Napi::Object>()});
@@ -132,7 +135,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
     auto batch = BatchWrap::FromValue(info[0]);
     if (!batch) throw Napi::TypeError::New(env, "cacheBatch expects a batch from a DataLoader");
     int view = info[1].As<Napi::Number>().Int32Value();
-    auto s = session_;
+    auto s = session();
     auto r = runner_;
     auto bytes = std::make_shared<int64_t>(0);
     return PromiseWorker::Start(
@@ -161,7 +164,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
       auto pr = a.Get(i).As<Napi::Array>();
       lrs.emplace_back(pr.Get(0u).As<Napi::Number>().DoubleValue(), pr.Get(1u).As<Napi::Number>().DoubleValue());
     }
-    auto s = session_;
+    auto s = session();
     auto r = runner_;
     auto out = std::make_shared<tl::StepResult>();
     return PromiseWorker::Start(
@@ -184,7 +187,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
     Napi::Env env = info.Env();
     auto batch = BatchWrap::FromValue(info[0]);
     if (!batch) throw Napi::TypeError::New(env, "cacheEvalBatch expects a batch from a DataLoader");
-    auto s = session_;
+    auto s = session();
     auto r = runner_;
     auto bytes = std::make_shared<int64_t>(0);
     return PromiseWorker::Start(
@@ -198,7 +201,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
   }
 
   Napi::Value EvalCached(const Napi::CallbackInfo& info) {
-    auto s = session_;
+    auto s = session();
     auto r = runner_;
     auto out = std::make_shared<tl::EvalResult>();
     auto idx = std::make_shared<std::vector<int64_t>>();
@@ -207,6 +210,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
         [s, r, out, idx] {
           std::lock_guard<std::mutex> lock(r->mutex());
           *out = s->eval_cached(idx.get());
+          to_host(out.get());
         },
         [out, idx](Napi::Env e) -> Napi::Value {
           Napi::Object o = eval_to_js(e, *out);
@@ -218,22 +222,52 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
         {Value()});
   }
 
-  Napi::Value ClearCache(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> lock(runner_->mutex());
-    session_->clear_cache();
-    return info.Env().Undefined();
+  // Runs fn(session) off the JS thread under the model's lock; resolves with the trainable parameter count.
+  Napi::Value WithSession(const Napi::CallbackInfo& info, const char* name, std::function<void(tl::TrainSession&)> fn) {
+    auto s = session();
+    auto r = runner_;
+    auto count = std::make_shared<int64_t>(0);
+    return PromiseWorker::Start(
+        info.Env(), name,
+        [s, r, fn, count] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          fn(*s);
+          *count = s->trainable_parameters();
+        },
+        [count](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, static_cast<double>(*count)); }, {Value()});
   }
 
+  // init(): builds the session (freezing, optimizer) on a worker under the model's lock, like every other job.
+  Napi::Value Init(const Napi::CallbackInfo& info) {
+    if (session_ || building_) throw std::logic_error("NativeTrainer.init() runs once");
+    building_ = true;
+    auto r = runner_;
+    auto cfg = config_;
+    auto made = std::make_shared<std::shared_ptr<tl::TrainSession>>();
+    return PromiseWorker::Start(
+        info.Env(), "tl.trainerInit",
+        [r, cfg, made] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          *made = std::make_shared<tl::TrainSession>(r, cfg);
+        },
+        [this, made](Napi::Env e) -> Napi::Value {
+          session_ = *made;  // the wrapper is kept alive by the worker's reference to it
+          return Napi::Number::New(e, static_cast<double>(session_->trainable_parameters()));
+        },
+        {Value()});
+  }
+  Napi::Value ClearCache(const Napi::CallbackInfo& info) {
+    return WithSession(info, "tl.clearCache", [](tl::TrainSession& s) { s.clear_cache(); });
+  }
   Napi::Value SetTrainFrom(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> lock(runner_->mutex());
-    session_->set_train_from(static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()));
-    return Napi::Number::New(info.Env(), static_cast<double>(session_->trainable_parameters()));
+    const auto stage = static_cast<size_t>(info[0].As<Napi::Number>().Int64Value());
+    return WithSession(info, "tl.setTrainFrom", [stage](tl::TrainSession& s) { s.set_train_from(stage); });
   }
 
   // Runs fn(session, path) off the JS thread under the model's lock; resolves with undefined.
   Napi::Value WithPath(const Napi::CallbackInfo& info, const char* name, void (*fn)(tl::TrainSession&, const std::string&)) {
     std::string path = info[0].As<Napi::String>().Utf8Value();
-    auto s = session_;
+    auto s = session();
     auto r = runner_;
     return PromiseWorker::Start(
         info.Env(), name,
@@ -250,11 +284,14 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
     return WithPath(info, "tl.loadOptimizer", [](tl::TrainSession& s, const std::string& p) { s.load_optimizer(p); });
   }
 
-  Napi::Value Trainable(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(session_->trainable_parameters()));
+  std::shared_ptr<tl::TrainSession> session() const {
+    if (!session_) throw std::logic_error("NativeTrainer used before init() resolved");
+    return session_;
   }
 
   std::shared_ptr<tl::ModelRunner> runner_;
+  tl::TrainConfig config_;
+  bool building_ = false;
   std::shared_ptr<tl::TrainSession> session_;
   Napi::ObjectReference model_ref_;
 };

@@ -219,9 +219,8 @@ export class Batch {
   /** Labels: class indices (Int32Array) or soft labels `[B, C]` (Float32Array). */
   labels(): { data: Int32Array | Float32Array; shape: number[] } {
     if (this.disposed) throw new DisposedError('this batch');
-    const l = this.native.labels();
-    if (l.dtype === 'int64') return { data: Int32Array.from(l.data as BigInt64Array, (x) => Number(x)), shape: l.shape };
-    return { data: l.data as Float32Array, shape: l.shape };
+    const l = this.native.labels(); // int32 class indices or float32 soft labels, converted natively
+    return { data: l.data as Int32Array | Float32Array, shape: l.shape };
   }
 }
 
@@ -259,6 +258,23 @@ export interface DataLoaderOptions {
   cutmix?: { alpha: number; p?: number };
 }
 
+/**
+ * The DataLoader's defaults, defined here only (the native loader receives every value). `workers`: all cores
+ * (`os.cpus().length`); `seed`: random per loader.
+ */
+export const LOADER_DEFAULTS = {
+  batchSize: 32,
+  shuffle: false,
+  dropLast: false,
+  prefetch: 2,
+  pinMemory: false,
+  deviceAugment: 'auto' as const,
+  /** `cache: true` */
+  cacheBytes: 2 ** 30,
+  /** probability of a batch being mixed when `mixup` / `cutmix` is set without `p` */
+  mixP: 1,
+};
+
 const LOADER_KEYS = ['batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'prefetch', 'pinMemory', 'deviceAugment', 'cache', 'mixup', 'cutmix'] as const;
 
 /**
@@ -286,31 +302,31 @@ export class DataLoader extends EventEmitter {
     const o = v.plainObject('options', options);
     v.knownKeys('options', o, LOADER_KEYS);
     this.dataset = dataset;
-    this.batchSize = options.batchSize === undefined ? 32 : v.positiveInt('batchSize', options.batchSize);
+    this.batchSize = options.batchSize === undefined ? LOADER_DEFAULTS.batchSize : v.positiveInt('batchSize', options.batchSize);
     this.seed = options.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : v.nonNegativeInt('seed', options.seed);
     const workers = options.workers === undefined ? cpus().length : v.positiveInt('workers', options.workers);
-    const prefetch = options.prefetch === undefined ? 2 : v.positiveInt('prefetch', options.prefetch);
-    const pinMemory = options.pinMemory === undefined ? false : v.bool('pinMemory', options.pinMemory);
-    this.deviceAugment = options.deviceAugment === undefined || options.deviceAugment === 'auto' ? 'auto' : v.bool('deviceAugment', options.deviceAugment);
-    const cache = options.cache === undefined || options.cache === false ? 0 : options.cache === true ? 1 << 30 : v.positiveInt('cache', options.cache);
+    const prefetch = options.prefetch === undefined ? LOADER_DEFAULTS.prefetch : v.positiveInt('prefetch', options.prefetch);
+    const pinMemory = options.pinMemory === undefined ? LOADER_DEFAULTS.pinMemory : v.bool('pinMemory', options.pinMemory);
+    this.deviceAugment = options.deviceAugment === undefined || options.deviceAugment === 'auto' ? LOADER_DEFAULTS.deviceAugment : v.bool('deviceAugment', options.deviceAugment);
+    const cache = options.cache === undefined || options.cache === false ? 0 : options.cache === true ? LOADER_DEFAULTS.cacheBytes : v.positiveInt('cache', options.cache);
     const mix = (name: 'mixup' | 'cutmix') => {
       const m = options[name];
-      if (m === undefined) return { alpha: 0, p: 1 };
+      if (m === undefined) return { alpha: 0, p: LOADER_DEFAULTS.mixP };
       v.plainObject(name, m);
-      return { alpha: v.positiveNumber(`${name}.alpha`, m.alpha), p: m.p === undefined ? 1 : v.numberInRange(`${name}.p`, m.p, 0, 1) };
+      return { alpha: v.positiveNumber(`${name}.alpha`, m.alpha), p: m.p === undefined ? LOADER_DEFAULTS.mixP : v.numberInRange(`${name}.p`, m.p, 0, 1) };
     };
     const mixup = mix('mixup');
     const cutmix = mix('cutmix');
-    this.shuffle = options.shuffle ?? false;
-    this.dropLast = options.dropLast ?? false;
+    this.shuffle = options.shuffle === undefined ? LOADER_DEFAULTS.shuffle : v.bool('shuffle', options.shuffle);
+    this.dropLast = options.dropLast === undefined ? LOADER_DEFAULTS.dropLast : v.bool('dropLast', options.dropLast);
     this.mixing = mixup.alpha > 0 || cutmix.alpha > 0;
     if ((mixup.alpha > 0 || cutmix.alpha > 0) && dataset.classes.length < 2)
       throw new InvalidOptionError('mixup', 'MixUp/CutMix need a dataset with class names (numClasses)');
     this.loader = new (getNative().NativeLoader)(dataset.native, JSON.stringify(dataset.transform.ops), dataset.decode, {
       batchSize: this.batchSize,
-      shuffle: options.shuffle ?? false,
+      shuffle: this.shuffle,
       seed: this.seed,
-      dropLast: options.dropLast ?? false,
+      dropLast: this.dropLast,
       workers,
       prefetch,
       skipErrors: dataset.onError === 'skip',
@@ -352,8 +368,8 @@ export class DataLoader extends EventEmitter {
   async *[Symbol.asyncIterator](): AsyncGenerator<Batch> {
     if (this.running) throw new BusyError('this DataLoader is already being iterated; finish or break out of the other loop first');
     this.running = true;
-    this.loader.start(this.epoch++);
     try {
+      await this.loader.start(this.epoch++);
       for (;;) {
         let nb: NativeBatch | null;
         try {
@@ -370,7 +386,7 @@ export class DataLoader extends EventEmitter {
         yield batch;
       }
     } finally {
-      this.loader.stop();
+      await this.loader.stop(); // joins the loader threads on a worker
       this.running = false;
     }
   }

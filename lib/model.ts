@@ -1,4 +1,5 @@
 import { IMAGENET_CLASSES } from './imagenet-classes';
+import { LOADER_DEFAULTS } from './data';
 import { decodeOptions } from './decode-options';
 import { existsSync } from 'node:fs';
 import { extname, resolve as resolvePath } from 'node:path';
@@ -137,6 +138,9 @@ async function resolveWeightsPath(arch: Arch, weights: string, hub: HubOptions):
     throw new InvalidOptionError('weights', `Expected 'IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT', null or an existing file for weights but received ${JSON.stringify(weights)} (no such file)`);
   return path;
 }
+
+/** `predict`'s defaults (defined here only): top-5 (at most the class count), batches of 16, no TTA. */
+export const PREDICT_DEFAULTS = { topk: 5, batchSize: 16, tta: false };
 
 /**
  * An image classifier (any arch of the zoo) living in native memory. Methods that touch tensors run off the
@@ -334,11 +338,11 @@ export class Model {
     if (items.length === 0) return [];
     const o = v.plainObject('options', options);
     v.knownKeys('options', o, ['topk', 'transform', 'precision', 'batchSize', 'maxPixels', 'fastDecodeMinSide', 'strict', 'tta']);
-    const topk = options.topk === undefined ? Math.min(5, this.numClasses) : v.positiveInt('topk', options.topk);
+    const topk = options.topk === undefined ? Math.min(PREDICT_DEFAULTS.topk, this.numClasses) : v.positiveInt('topk', options.topk);
     const transform = options.transform ?? Transform.imagenetEval();
     if (!(transform instanceof Transform)) throw v.invalid('transform', 'Transform', transform);
     const precision = this.precision(options.precision);
-    const batchSize = options.batchSize === undefined ? 16 : v.positiveInt('batchSize', options.batchSize);
+    const batchSize = options.batchSize === undefined ? PREDICT_DEFAULTS.batchSize : v.positiveInt('batchSize', options.batchSize);
     const paths: string[] = [];
     const buffers: (Buffer | null)[] = [];
     items.forEach((it, i) => {
@@ -351,9 +355,9 @@ export class Model {
       } else throw v.invalid(single ? 'input' : `inputs[${i}]`, 'file path or Buffer', it);
     });
     const decode = decodeOptions(options, resizeFloor(transform));
-    const tta = options.tta === undefined ? false : v.bool('tta', options.tta);
+    const tta = options.tta === undefined ? PREDICT_DEFAULTS.tta : v.bool('tta', options.tta);
     const json = JSON.stringify(transform.ops);
-    const raw = await this.enqueue((h) => h.predict({ paths, buffers }, json, decode, { topk, precision, batchSize, workers: getNumThreads(), tta }));
+    const raw = await this.enqueue((h) => h.predict({ paths, buffers }, json, decode, { topk, precision, batchSize, workers: getNumThreads(), prefetch: LOADER_DEFAULTS.prefetch, tta }));
     const out = raw.map((r) =>
       Array.from(r.index, (index, j) => ({ index, label: this.classes?.[index] ?? String(index), probability: r.probability[j] })),
     );

@@ -36,7 +36,7 @@ export interface NativeModel {
   stateDict(): Promise<Record<string, TensorData>>;
   parameterCount(): number;
   info(): NativeModelInfo;
-  predict(samples: NativeSamples, transform: string, decode: NativeDecodeOptions, opts: { topk: number; precision: string; batchSize: number; workers: number; tta: boolean }): Promise<{ index: Int32Array; probability: Float32Array }[]>;
+  predict(samples: NativeSamples, transform: string, decode: NativeDecodeOptions, opts: { topk: number; precision: string; batchSize: number; workers: number; prefetch: number; tta: boolean }): Promise<{ index: Int32Array; probability: Float32Array }[]>;
   dispose(): void;
 }
 
@@ -95,9 +95,9 @@ export interface NativeBatch {
 }
 
 export interface NativeLoader {
-  start(epoch: number): void;
+  start(epoch: number): Promise<void>;
   next(): Promise<NativeBatch | null>;
-  stop(): void;
+  stop(): Promise<void>;
   length(): number;
   cacheBytes(): number;
   setDeviceAugment(on: boolean): void;
@@ -146,13 +146,15 @@ export interface NativeTrainerConfig {
 export interface NativeTrainer {
   step(batch: NativeBatch, headLr: number, backboneLr: number): Promise<{ loss: number; correct: number; count: number; stepped: boolean; skipped: boolean; lossScale: number }>;
   eval(batch: NativeBatch, tta: boolean): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array }>;
-  setTrainFrom(stage: number): number;
+  /** Builds the session (freezing, optimizer) under the model's lock; resolves with the trainable parameter count. */
+  init(): Promise<number>;
+  /** Resolves with the trainable parameter count. */
+  setTrainFrom(stage: number): Promise<number>;
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;
-  trainableParameters(): number;
   cacheBatch(batch: NativeBatch, view: number): Promise<number>;
   trainCachedEpoch(o: { epoch: number; datasetSize: number; batchSize: number; shuffle: boolean; dropLast: boolean; seed: number; views: number; lrs: [number, number][] }): Promise<{ loss: number; correct: number; count: number }>;
-  clearCache(): void;
+  clearCache(): Promise<number>;
   cacheEvalBatch(batch: NativeBatch): Promise<number>;
   evalCached(): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array; indices: number[] }>;
 }

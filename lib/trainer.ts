@@ -203,7 +203,9 @@ export class Trainer extends EventEmitter {
   private readonly trainFromIndex: number;
   private readonly unfreeze: { epoch: number; stage: number; from: string; lrScale: number }[];
   private readonly schedule: Schedule;
-  private native?: NativeTrainer;
+  private native?: Promise<NativeTrainer>;
+  /** Trainable parameters under the current freezing (kept from the native session's answers). */
+  private trainable = 0;
   private readonly precision: 'fp32' | 'bf16' | 'fp16';
   private readonly lossScale: { enabled: boolean; initScale: number; growthFactor: number; backoffFactor: number; growthInterval: number };
 
@@ -274,11 +276,19 @@ export class Trainer extends EventEmitter {
     return this.options.backboneLr ?? this.lr * TRAINER_DEFAULTS.backboneLrFactor;
   }
 
-  private ensureNative(): NativeTrainer {
-    if (this.native) return this.native;
+  /** The native session, built on first use as a job of the model's queue (freezing and the optimizer off the JS thread). */
+  private ensureNative(): Promise<NativeTrainer> {
+    this.native ??= this.buildNative().catch((e) => {
+      this.native = undefined; // a later call tries again
+      throw e;
+    });
+    return this.native;
+  }
+
+  private async buildNative(): Promise<NativeTrainer> {
     const o = this.options;
     const optimizer = o.optimizer ?? TRAINER_DEFAULTS.optimizer;
-    this.native = new (getNative().NativeTrainer)(this.model._handle(), {
+    const nt = new (getNative().NativeTrainer)(this.model._handle(), {
       optimizer,
       lr: this.lr,
       backboneLr: this.backboneLr,
@@ -299,12 +309,14 @@ export class Trainer extends EventEmitter {
       precision: this.precision,
       lossScale: this.lossScale,
     });
-    return this.native;
+    this.trainable = await this.model._run(() => nt.init());
+    return nt;
   }
 
   /** Trainable parameter count under the current freezing. */
-  trainableParameters(): number {
-    return this.ensureNative().trainableParameters();
+  async trainableParameters(): Promise<number> {
+    await this.ensureNative();
+    return this.trainable;
   }
 
   /** Trains; returns the per-epoch history. Stops early on `signal` (aborted: true) or early stopping. */
@@ -327,7 +339,7 @@ export class Trainer extends EventEmitter {
     const mode = monitor.endsWith('Loss') || monitor === 'loss' ? 'min' : 'max';
     if (monitor.startsWith('val') && !val) throw new InvalidOptionError('monitor', `monitor '${monitor}' needs validation data`);
     if (o.seed !== undefined) getNative().manualSeed(o.seed);
-    const nt = this.ensureNative();
+    const nt = await this.ensureNative();
     train._useDevice(this.model.device);
     val?._useDevice(this.model.device);
     const scheduler = new Scheduler(this.schedule, epochs, train.length, mode);
@@ -359,7 +371,7 @@ export class Trainer extends EventEmitter {
       const st = gen.state;
       await this.model.loadWeights(gen.files.model);
       if (st.trainFrom !== trainFrom) {
-        await this.model._run(async () => nt.setTrainFrom(st.trainFrom));
+        this.trainable = await this.model._run(() => nt.setTrainFrom(st.trainFrom));
         trainFrom = st.trainFrom;
       }
       await this.model._run(() => nt.loadOptimizer(gen.files.optimizer));
@@ -395,7 +407,7 @@ export class Trainer extends EventEmitter {
           cacheBytes = await this.model._run(() => nt.cacheBatch(batch.native, view));
           batch.dispose();
           if (cacheBytes > limit) {
-            await this.model._run(async () => nt.clearCache());
+            await this.model._run(() => nt.clearCache());
             this.emit('featureCache', { bytes: cacheBytes, enabled: false, reason: `over featureCacheMaxBytes (${limit})` });
             cacheBytes = 0;
             return false;
@@ -407,11 +419,11 @@ export class Trainer extends EventEmitter {
     };
     for (let epoch = start; epoch < epochs && !aborted && !stoppedEarly; epoch++) {
       for (const u of this.unfreeze.filter((u) => u.epoch === epoch && u.stage < trainFrom)) {
-        await this.model._run(async () => nt.setTrainFrom(u.stage));
+        this.trainable = await this.model._run(() => nt.setTrainFrom(u.stage));
         trainFrom = u.stage;
         lrScale = u.lrScale;
         this.emit('unfreeze', { epoch, from: u.from });
-        if (cached) await this.model._run(async () => nt.clearCache());
+        if (cached) await this.model._run(() => nt.clearCache());
         useCache = cached = valCached = false;
         cacheBytes = 0;
       }
@@ -473,7 +485,7 @@ export class Trainer extends EventEmitter {
         accuracy: count ? correct / count : NaN,
         lr: lrs,
         seconds: 0,
-        trainableParameters: nt.trainableParameters(),
+        trainableParameters: this.trainable,
         featureCacheBytes: cacheBytes,
         ...(this.lossScale.enabled ? { lossScale, skippedSteps } : {}),
       };
@@ -544,7 +556,7 @@ export class Trainer extends EventEmitter {
   /** Loss, top-1, top-5 (≥ 5 classes), per-class precision/recall/F1/support and the confusion matrix. */
   async evaluate(data: DataLoader, options: { tta?: boolean } = {}): Promise<EvalReport> {
     if (!(data instanceof DataLoader)) throw v.invalid('data', 'DataLoader', data);
-    const nt = this.ensureNative();
+    const nt = await this.ensureNative();
     data._useDevice(this.model.device);
     const classes = data.dataset.classes.length ? data.dataset.classes : Array.from({ length: this.model.numClasses }, (_, i) => String(i));
     const acc = new MetricAccumulator(classes);

@@ -14,14 +14,15 @@
 
 namespace tl {
 
+// Fully specified by the caller (defaults: lib/data.ts); value-initialised here, which means no mixing.
 struct MixConfig {
-  double mixup_alpha = 0;   // 0: off
-  double cutmix_alpha = 0;  // 0: off
+  double mixup_alpha{};   // 0: off
+  double cutmix_alpha{};  // 0: off
   // Probability that a batch is mixed by each method. With both on, each batch first picks MixUp or CutMix (1:1,
   // as timm's switch_prob 0.5) and is then mixed with that method's probability.
-  double mixup_p = 1.0;
-  double cutmix_p = 1.0;
-  int64_t num_classes = 0;
+  double mixup_p{};
+  double cutmix_p{};
+  int64_t num_classes{};
 };
 
 // The random draws of one tail op for one sample.

@@ -14,14 +14,15 @@ class ImageError : public std::runtime_error {
   explicit ImageError(const std::string& msg) : std::runtime_error(msg) {}
 };
 
+// Fully specified by the caller: the defaults live in lib/decode-options.ts; value-initialised here.
 struct DecodeOptions {
-  int64_t max_pixels = 178956970;  // PIL's decompression-bomb limit (2 x 89,478,485)
+  int64_t max_pixels{};  // larger images are refused (lib/: PIL's decompression-bomb limit, 2 x 89,478,485)
   // JPEG DCT-domain downscaling: decode at the smallest scale 1/8..1 whose shorter side stays >= this.
   // 0 disables it (exact decode).
-  int64_t min_short_side = 0;
+  int64_t min_short_side{};
   // false: decode what PIL decodes (libjpeg's "corrupt data" warnings, PNG image-data checksums are tolerated;
   // truncated files are refused). true: any decoder warning refuses the file.
-  bool strict = false;
+  bool strict{};
 };
 
 // Returns a uint8 tensor [3, H, W]. `what` names the source (file path) in error messages.

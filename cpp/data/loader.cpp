@@ -50,9 +50,9 @@ torch::Tensor Batch::materialize(const torch::Device& device) const {
 
 Loader::Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, std::shared_ptr<DecodedCache> cache)
     : dataset_(std::move(dataset)), cfg_(cfg), cache_(std::move(cache)) {
-  if (cfg_.batch_size < 1) throw std::invalid_argument("batchSize must be >= 1");
-  if (cfg_.workers < 1) cfg_.workers = 1;
-  if (cfg_.prefetch < 1) cfg_.prefetch = 1;
+  if (cfg_.batch_size < 1) throw std::invalid_argument("option batchSize must be >= 1");
+  if (cfg_.workers < 1) throw std::invalid_argument("option workers must be >= 1");
+  if (cfg_.prefetch < 1) throw std::invalid_argument("option prefetch must be >= 1");
   set_defer_augment(cfg_.defer_augment);
 }
 
@@ -78,6 +78,11 @@ int64_t Loader::num_batches() const {
 }
 
 void Loader::stop() {
+  std::lock_guard<std::mutex> control(control_mu_);
+  stop_threads();
+}
+
+void Loader::stop_threads() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -88,14 +93,18 @@ void Loader::stop() {
 }
 
 void Loader::start(uint64_t epoch) {
-  stop();
-  epoch_ = epoch;
-  order_ = epoch_order(static_cast<int64_t>(dataset_->size()), cfg_.shuffle, cfg_.seed, epoch);
-  total_ = num_batches();
-  ready_.clear();
-  errors_.clear();
-  next_build_ = next_take_ = 0;
-  stopping_ = false;
+  std::lock_guard<std::mutex> control(control_mu_);
+  stop_threads();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    epoch_ = epoch;
+    order_ = epoch_order(static_cast<int64_t>(dataset_->size()), cfg_.shuffle, cfg_.seed, epoch);
+    total_ = num_batches();
+    ready_.clear();
+    errors_.clear();
+    next_build_ = next_take_ = 0;
+    stopping_ = false;
+  }
   for (int i = 0; i < cfg_.workers; ++i) threads_.emplace_back([this] { worker_loop(); });
 }
 
@@ -209,7 +218,7 @@ bool Loader::next(Batch* out) {
   std::unique_lock<std::mutex> lock(mu_);
   if (next_take_ >= total_) return false;
   const int64_t b = next_take_;
-  cv_.wait(lock, [&] { return ready_.count(b) || errors_.count(b) || threads_.empty(); });
+  cv_.wait(lock, [&] { return ready_.count(b) || errors_.count(b) || stopping_; });
   if (errors_.count(b)) {
     std::exception_ptr e = errors_[b];
     lock.unlock();

@@ -13,19 +13,20 @@
 
 namespace tl {
 
+// Fully specified by the caller: the defaults live in lib/data.ts (LOADER_DEFAULTS); value-initialised here.
 struct LoaderConfig {
-  int64_t batch_size = 32;
-  bool shuffle = false;
-  uint64_t seed = 0;
-  bool drop_last = false;
-  int workers = 2;
-  int prefetch = 2;           // batches ready ahead, per worker
-  bool skip_errors = false;   // drop undecodable samples (reported) instead of failing
-  bool pin_memory = false;    // batches in page-locked memory (worker threads) for async host->CUDA copies
+  int64_t batch_size{};
+  bool shuffle{};
+  uint64_t seed{};
+  bool drop_last{};
+  int workers{};
+  int prefetch{};         // batches ready ahead, per worker (>= 1)
+  bool skip_errors{};     // drop undecodable samples (reported) instead of failing
+  bool pin_memory{};      // batches in page-locked memory (worker threads) for async host->CUDA copies
   // The spec's pixel-wise random tail and MixUp/CutMix run on the consumer's device (Batch::materialize) on a uint8
   // batch, instead of per sample on the loader threads. Same results (parameters drawn here, identically).
-  bool defer_augment = false;
-  MixConfig mix;
+  bool defer_augment{};
+  MixConfig mix;  // all zero: no mixing
 };
 
 struct Batch {
@@ -59,6 +60,7 @@ class Loader {
   // Turns deferred augmentation on or off from the next start() on.
   void set_defer_augment(bool on);
   // Starts an epoch (stops any running one). Order: a permutation seeded by (seed, epoch) when shuffling.
+  // start, stop and next may be called from different threads (the binding runs them on workers).
   void start(uint64_t epoch);
   // Blocks until the next batch is ready. Returns false at the end of the epoch. Throws DatasetError.
   bool next(Batch* out);
@@ -66,6 +68,7 @@ class Loader {
 
  private:
   void worker_loop();
+  void stop_threads();  // with control_mu_ held
   Batch build(int64_t batch_index);
 
   std::shared_ptr<const ImageDataset> dataset_;
@@ -79,6 +82,7 @@ class Loader {
   uint64_t epoch_ = 0;
   int64_t total_ = 0;
 
+  std::mutex control_mu_;  // start/stop (which join and spawn threads) from any thread, one at a time
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<int64_t, Batch> ready_;

@@ -1,14 +1,10 @@
 #include "runtime/predict.h"
 
-#include "data/loader.h"
 
 namespace tl {
 
 std::vector<Prediction> predict(ModelRunner& runner, std::shared_ptr<const ImageDataset> images, int64_t topk,
-                                Precision precision, int64_t batch_size, int workers, bool hflip_tta) {
-  LoaderConfig cfg;
-  cfg.batch_size = batch_size;
-  cfg.workers = workers;
+                                Precision precision, const LoaderConfig& cfg, bool hflip_tta) {
   Loader loader(images, cfg, nullptr);
   loader.start(0);
   std::vector<Prediction> out;

@@ -10,17 +10,18 @@
 
 namespace tl {
 
+// Fully specified by the caller (defaults: lib/trainer.ts, torch.amp.GradScaler's); value-initialised here.
 struct GradScalerConfig {
-  bool enabled = false;
-  double init_scale = 65536.0;  // 2^16, torch's default
-  double growth_factor = 2.0;
-  double backoff_factor = 0.5;
-  int64_t growth_interval = 2000;
+  bool enabled{};
+  double init_scale{};
+  double growth_factor{};
+  double backoff_factor{};
+  int64_t growth_interval{};
 };
 
 class GradScaler {
  public:
-  explicit GradScaler(GradScalerConfig cfg = {}) : cfg_(cfg), scale_(cfg.init_scale) {}
+  explicit GradScaler(GradScalerConfig cfg) : cfg_(cfg), scale_(cfg.init_scale) {}
   double scale() const { return cfg_.enabled ? scale_ : 1.0; }
   // loss * scale (the loss itself when disabled).
   torch::Tensor scale_loss(const torch::Tensor& loss) const { return cfg_.enabled ? loss * scale_ : loss; }

@@ -16,7 +16,7 @@ compat::OptimizerStateKey key_of(const torch::Tensor& p) { return compat::optimi
 
 TrainSession::TrainSession(std::shared_ptr<ModelRunner> runner, TrainConfig cfg)
     : runner_(std::move(runner)), cfg_(cfg), scaler_(cfg.loss_scale) {
-  if (cfg_.accumulate < 1) cfg_.accumulate = 1;
+  if (cfg_.accumulate < 1) throw std::invalid_argument("option accumulate must be >= 1");
   apply_freezing();
   build_optimizer();
 }

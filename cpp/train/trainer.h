@@ -9,23 +9,25 @@
 
 namespace tl {
 
+// Fully specified by the caller: the defaults live in lib/trainer.ts (TRAINER_DEFAULTS) and the binding fills every
+// field or refuses the call; the members are only value-initialised here.
 struct TrainConfig {
-  std::string optimizer = "adam";  // sgd | adam | adamw | rmsprop
-  double lr = 1e-3;                // head
-  double backbone_lr = 1e-4;       // trainable stages before the head
-  double weight_decay = 0;
-  bool no_decay_norm_bias = true;
-  double momentum = 0.9;
-  bool nesterov = false;
-  double dampening = 0;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double alpha = 0.99;  // rmsprop
-  size_t train_from = 0;        // index of the first trainable stage
-  bool frozen_bn_eval = true;   // BatchNorm of frozen stages stays in eval mode
-  double label_smoothing = 0;
-  double clip_grad_norm = 0;    // 0: off
-  int accumulate = 1;           // batches per optimizer step
-  Precision precision = Precision::FP32;
+  std::string optimizer;  // sgd | adam | adamw | rmsprop
+  double lr{};            // head
+  double backbone_lr{};   // trainable stages before the head
+  double weight_decay{};
+  bool no_decay_norm_bias{};  // 1-D parameters (norm weights, biases) get no weight decay
+  double momentum{};
+  bool nesterov{};
+  double dampening{};
+  double beta1{}, beta2{}, eps{};
+  double alpha{};           // rmsprop
+  size_t train_from{};      // index of the first trainable stage
+  bool frozen_bn_eval{};    // BatchNorm of frozen stages stays in eval mode
+  double label_smoothing{};
+  double clip_grad_norm{};  // 0: off
+  int accumulate{};         // batches per optimizer step (>= 1)
+  Precision precision{Precision::FP32};
   GradScalerConfig loss_scale;  // dynamic loss scaling (fp16)
 };
 

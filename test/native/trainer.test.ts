@@ -67,7 +67,7 @@ describe('freezing', () => {
     const model = await ResNet.create({ arch: 'resnet18', numClasses: 2, classes: data.classes });
     const before = await model.stateDict();
     const trainer = new Trainer(model, { strategy: 'partial', trainFrom: 'layer3', epochs: 1, optimizer: 'sgd', lr: 0.01 });
-    expect(trainer.trainableParameters()).toBeLessThan(model.parameterCount());
+    expect(await trainer.trainableParameters()).toBeLessThan(model.parameterCount());
     await trainer.fit(new DataLoader(data, { batchSize: 8, shuffle: true, seed: 1 }));
     const after = await model.stateDict();
     const keys = Object.keys(before);
