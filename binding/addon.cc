@@ -4,6 +4,7 @@
 #include "../cpp/runtime/cpu_allocator.h"
 #include "../cpp/device.h"
 #include "../cpp/io/checkpoint.h"
+#include "../cpp/data/transforms.h"
 #include "../cpp/models/registry.h"
 #include "convert.h"
 #include "data_wrap.h"
@@ -150,6 +151,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 }
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tl::get_num_threads()); }
 Napi::Value Architectures(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::architectures()); }
+Napi::Value TransformOps(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::op_names()); }
 
 Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
   tl::set_cpu_cache_limit(static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()));
@@ -193,6 +195,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, guarded<SetNumThreads>));
   exports.Set("getNumThreads", Napi::Function::New(env, guarded<GetNumThreads>));
   exports.Set("architectures", Napi::Function::New(env, guarded<Architectures>));
+  exports.Set("transformOps", Napi::Function::New(env, guarded<TransformOps>));
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, guarded<SetCpuCacheLimit>));
   exports.Set("emptyCpuCache", Napi::Function::New(env, guarded<EmptyCpuCache>));
   exports.Set("cpuCacheStats", Napi::Function::New(env, guarded<CpuCacheStats>));

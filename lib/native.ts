@@ -186,6 +186,8 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   architectures(): string[];
+  /** The native transform op table's names (cpp/data/transforms.h). */
+  transformOps(): string[];
 }
 
 let addon: NativeAddon | undefined;

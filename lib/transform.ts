@@ -21,6 +21,12 @@ export type TransformOp =
   | { op: 'toTensor' }
   | { op: 'normalize'; mean: number[]; std: number[] };
 
+/** Every op name, in the native op table's order (test/unit/options.test.ts checks the two agree). */
+export const TRANSFORM_OPS = ['resize', 'centerCrop', 'randomCrop', 'randomResizedCrop', 'randomRotation', 'randomHorizontalFlip', 'randomVerticalFlip', 'colorJitter', 'randomGrayscale', 'randomErasing', 'toTensor', 'normalize'] as const;
+// compile-time: the list and the TransformOp union name the same ops
+const opsCovered: Record<TransformOp['op'], true> = Object.fromEntries(TRANSFORM_OPS.map((o) => [o, true])) as Record<(typeof TRANSFORM_OPS)[number], true>;
+void opsCovered;
+
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
 

@@ -44,7 +44,8 @@ torch::Tensor where_b(const std::vector<bool>& sel, const torch::Tensor& yes, co
   return torch::where(mask_of(sel, no), yes, no);
 }
 
-torch::Tensor jitter_batch(torch::Tensor x, const std::vector<TailDraw>& d) {
+// noinline: inlined into apply_deferred, GCC 12 reports a false -Wfree-nonheap-object on the vectors here
+[[gnu::noinline]] torch::Tensor jitter_batch(torch::Tensor x, const std::vector<TailDraw>& d) {
   const size_t n = d.size();
   for (int pos = 0; pos < 4; ++pos) {
     for (int fn = 0; fn < 4; ++fn) {
@@ -79,9 +80,9 @@ torch::Tensor jitter_batch(torch::Tensor x, const std::vector<TailDraw>& d) {
 
 }  // namespace
 
-bool is_tail_op(const std::string& k) {
-  return k == "randomHorizontalFlip" || k == "randomVerticalFlip" || k == "colorJitter" || k == "randomGrayscale" ||
-         k == "randomErasing" || k == "toTensor" || k == "normalize";
+bool is_tail_op(Op k) {
+  return k == Op::RandomHorizontalFlip || k == Op::RandomVerticalFlip || k == Op::ColorJitter || k == Op::RandomGrayscale ||
+         k == Op::RandomErasing || k == Op::ToTensor || k == Op::Normalize;
 }
 
 size_t tail_start(const TransformSpec& spec) {
@@ -90,17 +91,17 @@ size_t tail_start(const TransformSpec& spec) {
   // every sample must reach the tail at one size: the op before it fixes the size
   if (k == 0) return spec.ops.size();
   const auto& before = spec.ops[k - 1];
-  const bool fixed = before.kind == "centerCrop" || before.kind == "randomCrop" || before.kind == "randomResizedCrop" ||
-                     (before.kind == "resize" && before.size.size() == 2);
+  const bool fixed = before.kind == Op::CenterCrop || before.kind == Op::RandomCrop || before.kind == Op::RandomResizedCrop ||
+                     (before.kind == Op::Resize && before.size.size() == 2);
   return fixed ? k : spec.ops.size();
 }
 
 TailDraw draw_tail(const TransformOp& op, SampleRng& rng, int64_t ih, int64_t iw) {
   TailDraw d;
-  const std::string& k = op.kind;
-  if (k == "randomHorizontalFlip" || k == "randomVerticalFlip" || k == "randomGrayscale") {
+  const Op k = op.kind;
+  if (k == Op::RandomHorizontalFlip || k == Op::RandomVerticalFlip || k == Op::RandomGrayscale) {
     d.flag = rng.bernoulli(op.p);
-  } else if (k == "colorJitter") {
+  } else if (k == Op::ColorJitter) {
     auto order = rng.permutation(4);
     for (int i = 0; i < 4; ++i) d.order[i] = order[i];
     auto draw = [&](const std::vector<double>& r) { return r.size() == 2 ? rng.uniform(r[0], r[1]) : NAN; };
@@ -108,7 +109,7 @@ TailDraw draw_tail(const TransformOp& op, SampleRng& rng, int64_t ih, int64_t iw
     d.factor[1] = draw(op.contrast);
     d.factor[2] = draw(op.saturation);
     d.factor[3] = draw(op.hue);
-  } else if (k == "randomErasing") {
+  } else if (k == Op::RandomErasing) {
     if (!rng.bernoulli(op.p)) return d;
     const double area = static_cast<double>(ih) * iw;
     const double lr0 = std::log(op.ratio[0]), lr1 = std::log(op.ratio[1]);
@@ -130,17 +131,17 @@ TailDraw draw_tail(const TransformOp& op, SampleRng& rng, int64_t ih, int64_t iw
 }
 
 torch::Tensor apply_tail_one(torch::Tensor img, const TransformOp& op, const TailDraw& d) {
-  const std::string& k = op.kind;
-  if (k == "randomHorizontalFlip") return d.flag ? img.flip({-1}) : img;
-  if (k == "randomVerticalFlip") return d.flag ? img.flip({-2}) : img;
-  if (k == "randomGrayscale") return d.flag ? rgb_to_grayscale(img, 3) : img;
-  if (k == "randomErasing") {
+  const Op k = op.kind;
+  if (k == Op::RandomHorizontalFlip) return d.flag ? img.flip({-1}) : img;
+  if (k == Op::RandomVerticalFlip) return d.flag ? img.flip({-2}) : img;
+  if (k == Op::RandomGrayscale) return d.flag ? rgb_to_grayscale(img, 3) : img;
+  if (k == Op::RandomErasing) {
     if (!d.flag) return img;
     img = img.clone();
     img.narrow(1, d.top, d.height).narrow(2, d.left, d.width).fill_(op.erase_value);
     return img;
   }
-  if (k == "colorJitter") {
+  if (k == Op::ColorJitter) {
     for (int fn : d.order) {
       const double f = d.factor[fn];
       if (std::isnan(f)) continue;
@@ -154,7 +155,7 @@ torch::Tensor apply_tail_one(torch::Tensor img, const TransformOp& op, const Tai
     }
     return img;
   }
-  throw std::invalid_argument("apply_tail_one: '" + k + "' is not a drawn tail op");
+  throw std::invalid_argument(std::string("apply_tail_one: '") + op_name(k) + "' is not a drawn tail op");
 }
 
 MixPlan draw_mix(const MixConfig& cfg, SampleRng& rng, bool cutmix, int64_t H, int64_t W) {
@@ -203,18 +204,18 @@ torch::Tensor apply_deferred(const torch::Tensor& images, const DeferredAugment&
   for (size_t oi = 0; oi < aug.ops.size(); ++oi) {
     const auto& op = aug.ops[oi];
     const auto& d = aug.draws[oi];
-    const std::string& k = op.kind;
+    const Op k = op.kind;
     std::vector<bool> flags(d.size());
     for (size_t b = 0; b < d.size(); ++b) flags[b] = d[b].flag;
-    if (k == "randomHorizontalFlip") {
+    if (k == Op::RandomHorizontalFlip) {
       x = where_b(flags, x.flip({-1}), x);
-    } else if (k == "randomVerticalFlip") {
+    } else if (k == Op::RandomVerticalFlip) {
       x = where_b(flags, x.flip({-2}), x);
-    } else if (k == "randomGrayscale") {
+    } else if (k == Op::RandomGrayscale) {
       x = where_b(flags, gray_batch(x).expand(x.sizes()), x);
-    } else if (k == "colorJitter") {
+    } else if (k == Op::ColorJitter) {
       x = jitter_batch(x, d);
-    } else if (k == "randomErasing") {
+    } else if (k == Op::RandomErasing) {
       std::vector<int64_t> box;  // top, bottom, left, right per sample (empty box when not erased)
       for (const auto& s : d) {
         box.insert(box.end(), {s.top, s.flag ? s.top + s.height : s.top, s.left, s.flag ? s.left + s.width : s.left});
@@ -225,9 +226,9 @@ torch::Tensor apply_deferred(const torch::Tensor& images, const DeferredAugment&
       auto v = [&](int i) { return bt.select(1, i).view({-1, 1, 1, 1}); };
       auto m = (rows >= v(0)) & (rows < v(1)) & (cols >= v(2)) & (cols < v(3));
       x = x.masked_fill(m, op.erase_value);
-    } else if (k == "toTensor") {
+    } else if (k == Op::ToTensor) {
       if (is_u8(x)) x = x.to(torch::kFloat32).div_(255.0);
-    } else if (k == "normalize") {
+    } else if (k == Op::Normalize) {
       if (is_u8(x)) throw std::invalid_argument("normalize needs a float image: put toTensor before it");
       auto mean = torch::tensor(op.mean, torch::kFloat32).view({1, -1, 1, 1}).to(x.device());
       auto stdv = torch::tensor(op.std, torch::kFloat32).view({1, -1, 1, 1}).to(x.device());

@@ -48,7 +48,7 @@ struct DeferredAugment {
 };
 
 // True for ops that can run batched at the end of a spec.
-bool is_tail_op(const std::string& kind);
+bool is_tail_op(Op kind);
 // Index of the first op of the longest suffix of batchable ops whose input has one size (it follows a crop/resize
 // to a fixed size, or is the whole spec). ops.size() when nothing can be deferred.
 size_t tail_start(const TransformSpec& spec);

@@ -395,9 +395,50 @@ torch::Tensor rotate(const torch::Tensor& img, double angle, Interp interp, doub
   return rotate_window(img, angle, interp, fill, 0, 0, img.size(-2), img.size(-1));
 }
 
+const char* op_name(Op op) {
+  switch (op) {
+#define TL_OP_NAME(kind, name) \
+  case Op::kind:               \
+    return name;
+    TL_TRANSFORM_OPS(TL_OP_NAME)
+#undef TL_OP_NAME
+  }
+  return "?";
+}
+
+std::vector<std::string> op_names() {
+  return {
+#define TL_OP_STR(kind, name) name,
+      TL_TRANSFORM_OPS(TL_OP_STR)
+#undef TL_OP_STR
+  };
+}
+
+namespace {
+Op parse_op(const std::string& name, const std::string& where) {
+#define TL_OP_PARSE(kind, str) \
+  if (name == str) return Op::kind;
+  TL_TRANSFORM_OPS(TL_OP_PARSE)
+#undef TL_OP_PARSE
+  throw std::invalid_argument(where + ": unknown op '" + name + "'");
+}
+}  // namespace
+
+bool is_random_op(Op op) {
+  switch (op) {
+    case Op::Resize:
+    case Op::CenterCrop:
+    case Op::ToTensor:
+    case Op::Normalize:
+      return false;
+    default:
+      return true;
+  }
+}
+
 bool TransformSpec::deterministic() const {
   for (const auto& op : ops)
-    if (op.kind.rfind("random", 0) == 0 || op.kind == "colorJitter") return false;
+    if (is_random_op(op.kind)) return false;
   return true;
 }
 
@@ -415,7 +456,7 @@ TransformSpec parse_transform_spec(const std::string& text) {
     const std::string where = "transform[" + std::to_string(idx++) + "]";
     TransformOp op;
     try {
-      op.kind = o.at("op").get<std::string>();
+      op.kind = parse_op(o.at("op").get<std::string>(), where);
       auto num = [&](const char* k, double def) { return o.contains(k) ? o.at(k).get<double>() : def; };
       auto vec = [&](const char* k) { return o.contains(k) ? o.at(k).get<std::vector<double>>() : std::vector<double>{}; };
       auto ivec = [&](const char* k) { return o.contains(k) ? o.at(k).get<std::vector<int64_t>>() : std::vector<int64_t>{}; };
@@ -443,105 +484,139 @@ TransformSpec parse_transform_spec(const std::string& text) {
     } catch (const nlohmann::json::exception& e) {
       throw std::invalid_argument(where + ": " + e.what());
     }
-    static const std::vector<std::string> kKinds = {
-        "resize", "centerCrop", "randomCrop", "randomResizedCrop", "randomRotation", "randomHorizontalFlip",
-        "randomVerticalFlip", "colorJitter", "randomGrayscale", "randomErasing", "toTensor", "normalize"};
-    if (std::find(kKinds.begin(), kKinds.end(), op.kind) == kKinds.end())
-      throw std::invalid_argument(where + ": unknown op '" + op.kind + "'");
     spec.ops.push_back(std::move(op));
   }
   return spec;
 }
 
+namespace {
+
+torch::Tensor random_crop(torch::Tensor img, const TransformOp& op, SampleRng& rng) {
+  const int64_t th = op.size[0], tw = op.size.size() > 1 ? op.size[1] : op.size[0];
+  if (op.padding.size() == 4) img = pad_const(img, op.padding[0], op.padding[1], op.padding[2], op.padding[3], op.fill);
+  if (op.pad_if_needed) {  // as torchvision: the missing width (height) is padded on both sides
+    if (img.size(2) < tw) img = pad_const(img, tw - img.size(2), 0, tw - img.size(2), 0, op.fill);
+    if (img.size(1) < th) img = pad_const(img, 0, th - img.size(1), 0, th - img.size(1), op.fill);
+  }
+  const int64_t h = img.size(1), w = img.size(2);
+  if (h < th || w < tw)
+    throw std::invalid_argument("randomCrop: crop " + std::to_string(th) + "x" + std::to_string(tw) + " is larger than the image " +
+                                std::to_string(h) + "x" + std::to_string(w));
+  const int64_t i = rng.randint(0, h - th + 1), j = rng.randint(0, w - tw + 1);
+  return crop(img, i, j, th, tw);
+}
+
+// torchvision's RandomResizedCrop.get_params: 10 attempts, then a central crop at the nearest allowed ratio.
+torch::Tensor random_resized_crop(const torch::Tensor& img, const TransformOp& op, SampleRng& rng) {
+  const int64_t height = img.size(1), width = img.size(2);
+  const double area = static_cast<double>(height) * width;
+  const double lr0 = std::log(op.ratio[0]), lr1 = std::log(op.ratio[1]);
+  int64_t top = -1, left = 0, ch = height, cw = width;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    double target = area * rng.uniform(op.scale[0], op.scale[1]);
+    double aspect = std::exp(rng.uniform(lr0, lr1));
+    int64_t w = static_cast<int64_t>(std::nearbyint(std::sqrt(target * aspect)));
+    int64_t h = static_cast<int64_t>(std::nearbyint(std::sqrt(target / aspect)));
+    if (0 < w && w <= width && 0 < h && h <= height) {
+      top = rng.randint(0, height - h + 1);
+      left = rng.randint(0, width - w + 1);
+      ch = h;
+      cw = w;
+      break;
+    }
+  }
+  if (top < 0) {  // fallback: central crop
+    double in_ratio = static_cast<double>(width) / height;
+    if (in_ratio < std::min(op.ratio[0], op.ratio[1])) {
+      cw = width;
+      ch = static_cast<int64_t>(std::nearbyint(cw / std::min(op.ratio[0], op.ratio[1])));
+    } else if (in_ratio > std::max(op.ratio[0], op.ratio[1])) {
+      ch = height;
+      cw = static_cast<int64_t>(std::nearbyint(ch * std::max(op.ratio[0], op.ratio[1])));
+    } else {
+      cw = width;
+      ch = height;
+    }
+    top = (height - ch) / 2;
+    left = (width - cw) / 2;
+  }
+  std::vector<int64_t> out = op.size.size() == 1 ? std::vector<int64_t>{op.size[0], op.size[0]} : op.size;
+  return resize(crop(img, top, left, ch, cw), out, op.interp, op.antialias);
+}
+
+// Rotation; fused with a following center crop (only the kept pixels are computed, same values): returns true
+// when it consumed `next`.
+bool random_rotation(torch::Tensor* img, const TransformOp& op, const TransformOp* next, SampleRng& rng) {
+  const double angle = op.deg_min == op.deg_max ? op.deg_min : rng.uniform(op.deg_min, op.deg_max);
+  const int64_t h = img->size(1), w = img->size(2);
+  if (next && next->kind == Op::CenterCrop) {
+    const int64_t ch = next->size[0], cw = next->size.size() > 1 ? next->size[1] : next->size[0];
+    if (ch <= h && cw <= w) {
+      const int64_t top = static_cast<int64_t>(std::nearbyint((h - ch) / 2.0));
+      const int64_t left = static_cast<int64_t>(std::nearbyint((w - cw) / 2.0));
+      *img = rotate_window(*img, angle, op.interp, op.fill, top, left, ch, cw);
+      return true;
+    }
+  }
+  *img = rotate(*img, angle, op.interp, op.fill);
+  return false;
+}
+
+// toTensor; fused with a following normalize into one pass (into `out` when it is the last op): returns true when
+// it consumed `next`.
+bool to_tensor(torch::Tensor* img, const TransformOp* next, bool next_is_last, const torch::Tensor* out) {
+  if (is_uint8(*img) && next && next->kind == Op::Normalize && next->mean.size() == static_cast<size_t>(img->size(0)) &&
+      next->std.size() == next->mean.size()) {
+    *img = to_tensor_normalize(*img, next->mean, next->std, next_is_last ? out : nullptr);
+    return true;
+  }
+  if (is_uint8(*img)) *img = img->to(torch::kFloat32).div_(255.0);
+  return false;
+}
+
+torch::Tensor normalize(const torch::Tensor& img, const TransformOp& op) {
+  if (is_uint8(img)) throw std::invalid_argument("normalize needs a float image: put toTensor before it");
+  auto mean = torch::tensor(op.mean, torch::kFloat32).view({-1, 1, 1});
+  auto std = torch::tensor(op.std, torch::kFloat32).view({-1, 1, 1});
+  return img.sub(mean).div_(std);
+}
+
+}  // namespace
+
 torch::Tensor apply_transforms(const TransformSpec& spec, torch::Tensor img, SampleRng& rng, const torch::Tensor* out) {
   for (size_t oi = 0; oi < spec.ops.size(); ++oi) {
     const auto& op = spec.ops[oi];
-    const std::string& k = op.kind;
     const TransformOp* next = oi + 1 < spec.ops.size() ? &spec.ops[oi + 1] : nullptr;
-    if (k == "resize") {
-      img = resize(img, op.size, op.interp, op.antialias);
-    } else if (k == "centerCrop") {
-      img = center_crop(img, op.size[0], op.size.size() > 1 ? op.size[1] : op.size[0]);
-    } else if (k == "randomCrop") {
-      const int64_t th = op.size[0], tw = op.size.size() > 1 ? op.size[1] : op.size[0];
-      if (op.padding.size() == 4) img = pad_const(img, op.padding[0], op.padding[1], op.padding[2], op.padding[3], op.fill);
-      if (op.pad_if_needed) {
-        if (img.size(2) < tw) img = pad_const(img, tw - img.size(2), 0, tw - img.size(2), 0, op.fill);
-        if (img.size(1) < th) img = pad_const(img, 0, th - img.size(1), 0, th - img.size(1), op.fill);
-      }
-      const int64_t h = img.size(1), w = img.size(2);
-      if (h < th || w < tw)
-        throw std::invalid_argument("randomCrop: crop " + std::to_string(th) + "x" + std::to_string(tw) + " is larger than the image " +
-                                    std::to_string(h) + "x" + std::to_string(w));
-      int64_t i = rng.randint(0, h - th + 1), j = rng.randint(0, w - tw + 1);
-      img = crop(img, i, j, th, tw);
-    } else if (k == "randomResizedCrop") {
-      const int64_t height = img.size(1), width = img.size(2);
-      const double area = static_cast<double>(height) * width;
-      const double lr0 = std::log(op.ratio[0]), lr1 = std::log(op.ratio[1]);
-      int64_t top = -1, left = 0, ch = height, cw = width;
-      for (int attempt = 0; attempt < 10; ++attempt) {
-        double target = area * rng.uniform(op.scale[0], op.scale[1]);
-        double aspect = std::exp(rng.uniform(lr0, lr1));
-        int64_t w = static_cast<int64_t>(std::nearbyint(std::sqrt(target * aspect)));
-        int64_t h = static_cast<int64_t>(std::nearbyint(std::sqrt(target / aspect)));
-        if (0 < w && w <= width && 0 < h && h <= height) {
-          top = rng.randint(0, height - h + 1);
-          left = rng.randint(0, width - w + 1);
-          ch = h;
-          cw = w;
-          break;
-        }
-      }
-      if (top < 0) {  // fallback: central crop
-        double in_ratio = static_cast<double>(width) / height;
-        if (in_ratio < std::min(op.ratio[0], op.ratio[1])) {
-          cw = width;
-          ch = static_cast<int64_t>(std::nearbyint(cw / std::min(op.ratio[0], op.ratio[1])));
-        } else if (in_ratio > std::max(op.ratio[0], op.ratio[1])) {
-          ch = height;
-          cw = static_cast<int64_t>(std::nearbyint(ch * std::max(op.ratio[0], op.ratio[1])));
-        } else {
-          cw = width;
-          ch = height;
-        }
-        top = (height - ch) / 2;
-        left = (width - cw) / 2;
-      }
-      std::vector<int64_t> out = op.size.size() == 1 ? std::vector<int64_t>{op.size[0], op.size[0]} : op.size;
-      img = resize(crop(img, top, left, ch, cw), out, op.interp, op.antialias);
-    } else if (k == "randomRotation") {
-      double angle = op.deg_min == op.deg_max ? op.deg_min : rng.uniform(op.deg_min, op.deg_max);
-      const int64_t h = img.size(1), w = img.size(2);
-      if (next && next->kind == "centerCrop") {
-        // Fused rotation + center crop: only the pixels the crop keeps are computed (same values).
-        const int64_t ch = next->size[0], cw = next->size.size() > 1 ? next->size[1] : next->size[0];
-        if (ch <= h && cw <= w) {
-          int64_t top = static_cast<int64_t>(std::nearbyint((h - ch) / 2.0));
-          int64_t left = static_cast<int64_t>(std::nearbyint((w - cw) / 2.0));
-          img = rotate_window(img, angle, op.interp, op.fill, top, left, ch, cw);
-          ++oi;
-          continue;
-        }
-      }
-      img = rotate(img, angle, op.interp, op.fill);
-    } else if (k != "toTensor" && k != "normalize") {
-      // flips, colour jitter, random grayscale, random erasing: the draws and the op as the batched (deferred)
-      // path has them, so both give the same images
-      img = apply_tail_one(img, op, draw_tail(op, rng, img.size(-2), img.size(-1)));
-    } else if (k == "toTensor") {
-      if (is_uint8(img) && next && next->kind == "normalize" && next->mean.size() == static_cast<size_t>(img.size(0)) &&
-          next->std.size() == next->mean.size()) {
-        img = to_tensor_normalize(img, next->mean, next->std, oi + 2 == spec.ops.size() ? out : nullptr);
-        ++oi;
-        continue;
-      }
-      img = is_uint8(img) ? img.to(torch::kFloat32).div_(255.0) : img;
-    } else if (k == "normalize") {
-      if (is_uint8(img)) throw std::invalid_argument("normalize needs a float image: put toTensor before it");
-      auto mean = torch::tensor(op.mean, torch::kFloat32).view({-1, 1, 1});
-      auto std = torch::tensor(op.std, torch::kFloat32).view({-1, 1, 1});
-      img = img.sub(mean).div_(std);
+    switch (op.kind) {
+      case Op::Resize:
+        img = resize(img, op.size, op.interp, op.antialias);
+        break;
+      case Op::CenterCrop:
+        img = center_crop(img, op.size[0], op.size.size() > 1 ? op.size[1] : op.size[0]);
+        break;
+      case Op::RandomCrop:
+        img = random_crop(img, op, rng);
+        break;
+      case Op::RandomResizedCrop:
+        img = random_resized_crop(img, op, rng);
+        break;
+      case Op::RandomRotation:
+        if (random_rotation(&img, op, next, rng)) ++oi;
+        break;
+      case Op::ToTensor:
+        if (to_tensor(&img, next, oi + 2 == spec.ops.size(), out)) ++oi;
+        break;
+      case Op::Normalize:
+        img = normalize(img, op);
+        break;
+      case Op::RandomHorizontalFlip:
+      case Op::RandomVerticalFlip:
+      case Op::ColorJitter:
+      case Op::RandomGrayscale:
+      case Op::RandomErasing:
+        // the draws and the op as the batched (deferred) path has them, so both give the same images
+        img = apply_tail_one(img, op, draw_tail(op, rng, img.size(-2), img.size(-1)));
+        break;
     }
   }
   return img.contiguous();

@@ -24,8 +24,25 @@ class SampleRng {
 
 enum class Interp { Nearest, Bilinear, Bicubic };
 
+// The transform ops, defined here once: each kind with the name the TS builders write as `op` (the addon exports
+// the names; a unit test checks lib/transform.ts against them). Parsed once per spec, not compared per sample.
+#define TL_TRANSFORM_OPS(X)                                                                                     \
+  X(Resize, "resize") X(CenterCrop, "centerCrop") X(RandomCrop, "randomCrop") X(RandomResizedCrop, "randomResizedCrop") \
+  X(RandomRotation, "randomRotation") X(RandomHorizontalFlip, "randomHorizontalFlip")                          \
+  X(RandomVerticalFlip, "randomVerticalFlip") X(ColorJitter, "colorJitter") X(RandomGrayscale, "randomGrayscale") \
+  X(RandomErasing, "randomErasing") X(ToTensor, "toTensor") X(Normalize, "normalize")
+enum class Op {
+#define TL_OP_ENUM(kind, name) kind,
+  TL_TRANSFORM_OPS(TL_OP_ENUM)
+#undef TL_OP_ENUM
+};
+const char* op_name(Op op);
+std::vector<std::string> op_names();
+// true for ops that draw random parameters per sample
+bool is_random_op(Op op);
+
 struct TransformOp {
-  std::string kind;
+  Op kind{};
   // resize / crops
   std::vector<int64_t> size;  // [s] shorter side, or [h, w]
   Interp interp = Interp::Bilinear;

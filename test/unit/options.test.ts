@@ -1,4 +1,5 @@
 import { ResNet, Model, InvalidOptionError, DeviceError, devices, cuda, setNumThreads, getNumThreads, version, TorchResNetError, ARCHS, BusyError, DisposedError } from '../../lib';
+import { TRANSFORM_OPS } from '../../lib/transform';
 import { getNative } from '../../lib/native';
 
 describe('option validation (before any native work)', () => {
@@ -19,6 +20,11 @@ describe('option validation (before any native work)', () => {
 
   test('the arch list is the native registry\'s', () => {
     expect([...ARCHS]).toEqual(getNative().architectures());
+  });
+
+  test('the transform op list is the native op table\'s', () => {
+    expect([...TRANSFORM_OPS]).toEqual(getNative().transformOps());
+    expect(TRANSFORM_OPS).toHaveLength(12);
   });
 
   test('typos in option names are rejected', async () => {
