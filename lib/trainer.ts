@@ -180,6 +180,42 @@ export const TRAINER_DEFAULTS = {
   restoreBest: true,
 };
 
+/** What one fit keeps across its epochs (see Trainer.openRun). */
+interface FitRun {
+  nt: NativeTrainer;
+  epochs: number;
+  monitor: Monitor;
+  mode: 'min' | 'max';
+  /** checkpointDir, resolved */
+  dir?: string;
+  /** where best.pth goes: the checkpoint folder, or a temporary one for restoreBest */
+  bestDir?: string;
+  scheduler: Scheduler;
+  history: EpochRecord[];
+  best?: { epoch: number; value: number };
+  badEpochs: number;
+  /** first epoch to run (after a resume) */
+  start: number;
+  trainFrom: number;
+  /** unfreezing's scale of the backbone rate */
+  lrScale: number;
+  views: number;
+  useCache: boolean;
+  cached: boolean;
+  valCached: boolean;
+  cacheBytes: number;
+}
+
+interface EpochTotals {
+  lossSum: number;
+  correct: number;
+  count: number;
+  skippedSteps: number;
+  lossScale: number;
+  /** the rates of the epoch's last step */
+  lrs: { head: number; backbone: number };
+}
+
 interface CheckpointState {
   version: 1;
   epoch: number; // epochs completed
@@ -333,6 +369,44 @@ export class Trainer extends EventEmitter {
   private async fitEpochs(train: DataLoader, val: DataLoader | undefined, temporary: string[]): Promise<FitResult> {
     if (!(train instanceof DataLoader)) throw v.invalid('train', 'DataLoader', train);
     if (val !== undefined && !(val instanceof DataLoader)) throw v.invalid('val', 'DataLoader', val);
+    const run = await this.openRun(train, val, temporary);
+    const signal = this.options.signal;
+    let aborted = false;
+    let stoppedEarly = false;
+    for (let epoch = run.start; epoch < run.epochs && !aborted && !stoppedEarly; epoch++) {
+      await this.unfreezeAt(epoch, run);
+      const t0 = performance.now();
+      const totals = await this.trainEpoch(epoch, run, train);
+      if (!totals || signal?.aborted) {
+        aborted = true;
+        break;
+      }
+      const record: EpochRecord = {
+        epoch,
+        loss: totals.count ? totals.lossSum / totals.count : NaN,
+        accuracy: totals.count ? totals.correct / totals.count : NaN,
+        lr: totals.lrs,
+        seconds: 0,
+        trainableParameters: this.trainable,
+        featureCacheBytes: run.cacheBytes,
+        ...(this.lossScale.enabled ? { lossScale: totals.lossScale, skippedSteps: totals.skippedSteps } : {}),
+      };
+      if (val) Object.assign(record, await this.validate(run, val));
+      record.featureCacheBytes = run.cacheBytes;
+      record.seconds = (performance.now() - t0) / 1000;
+      run.history.push(record);
+      await this.endEpoch(epoch, record, run);
+      this.emit('epochEnd', record);
+      const es = this.options.earlyStopping;
+      if (es && run.badEpochs >= es.patience) stoppedEarly = true;
+    }
+    if (stoppedEarly && (this.options.earlyStopping?.restoreBest ?? TRAINER_DEFAULTS.restoreBest) && run.bestDir && run.best)
+      await this.model.loadWeights(join(run.bestDir, 'best.pth'));
+    return { history: run.history, best: run.best, stoppedEarly, aborted };
+  }
+
+  /** Everything a fit keeps across epochs: settings resolved for this run, and the state a checkpoint stores. */
+  private async openRun(train: DataLoader, val: DataLoader | undefined, temporary: string[]): Promise<FitRun> {
     const o = this.options;
     const epochs = o.epochs ?? TRAINER_DEFAULTS.epochs;
     const monitor: Monitor = o.monitor ?? (val ? 'valAccuracy' : 'accuracy');
@@ -342,215 +416,204 @@ export class Trainer extends EventEmitter {
     const nt = await this.ensureNative();
     train._useDevice(this.model.device);
     val?._useDevice(this.model.device);
-    const scheduler = new Scheduler(this.schedule, epochs, train.length, mode);
-    let history: EpochRecord[] = [];
-    let best: FitResult['best'];
-    let badEpochs = 0;
-    let start = 0;
-    let trainFrom = this.trainFromIndex;
-    let lrScale = 1;
     const dir = o.checkpointDir ? resolve(o.checkpointDir) : undefined;
-    if (dir) await mkdir(dir, { recursive: true });
-    // Early stopping restores the best weights; without a checkpoint folder they are kept in a temporary one.
-    let bestDir = dir;
-    if (!bestDir && o.earlyStopping && (o.earlyStopping.restoreBest ?? TRAINER_DEFAULTS.restoreBest)) {
-      bestDir = await mkdtemp(join(tmpdir(), 'torch-resnet-tl-best-'));
-      temporary.push(bestDir);
-    }
-
+    const run: FitRun = {
+      nt,
+      epochs,
+      monitor,
+      mode,
+      dir,
+      bestDir: dir,
+      scheduler: new Scheduler(this.schedule, epochs, train.length, mode),
+      history: [],
+      badEpochs: 0,
+      start: 0,
+      trainFrom: this.trainFromIndex,
+      lrScale: 1,
+      views: o.featureCacheViews ?? TRAINER_DEFAULTS.featureCacheViews,
+      useCache:
+        this.trainFromIndex === this.model.stages.length - 1 &&
+        !train.mixing &&
+        (o.featureCache === true || ((o.featureCache ?? TRAINER_DEFAULTS.featureCache) === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViews !== undefined))),
+      cached: false,
+      valCached: false,
+      cacheBytes: 0,
+    };
     if (dir) {
+      await mkdir(dir, { recursive: true });
       // what a killed run left behind: partial generations, temporary files
       await cleanStaleTemporaries(dir);
       await cleanStaleTemporaries(join(dir, GENERATIONS));
     }
-    if (o.resumeFrom) {
-      const rdir = resolve(o.resumeFrom);
-      const gen = await latestGeneration<CheckpointState>(rdir);
-      if (!gen) throw new CheckpointError(`${rdir}: no complete checkpoint generation to resume from (expected ${join(rdir, GENERATIONS, 'epoch-NNNNNN')}/)`);
-      if (gen.rejected.length) this.emit('checkpoint', { kind: 'fallback', path: gen.dir, rejected: gen.rejected });
-      const st = gen.state;
-      await this.model.loadWeights(gen.files.model);
-      if (st.trainFrom !== trainFrom) {
-        this.trainable = await this.model._run(() => nt.setTrainFrom(st.trainFrom));
-        trainFrom = st.trainFrom;
-      }
-      await this.model._run(() => nt.loadOptimizer(gen.files.optimizer));
-      getNative().setRngState(Buffer.from(st.rng, 'base64'));
-      history = st.history;
-      best = st.best;
-      badEpochs = st.badEpochs;
-      scheduler.state = st.scheduler;
-      lrScale = st.lrScale;
-      start = st.epoch;
+    // Early stopping restores the best weights; without a checkpoint folder they are kept in a temporary one.
+    if (!run.bestDir && o.earlyStopping && (o.earlyStopping.restoreBest ?? TRAINER_DEFAULTS.restoreBest)) {
+      run.bestDir = await mkdtemp(join(tmpdir(), 'torch-resnet-tl-best-'));
+      temporary.push(run.bestDir);
     }
+    if (o.resumeFrom) await this.resume(resolve(o.resumeFrom), run);
+    return run;
+  }
 
-    /** Learning rates of step `step` of `epoch`: the schedule over each group's base rate (the backbone's scaled by unfreezing). */
-    const lrsAt = (epoch: number, step: number) => ({ head: scheduler.lr(this.lr, epoch, step), backbone: scheduler.lr(this.backboneLr * lrScale, epoch, step) });
-    const signal = o.signal;
-    let aborted = false;
-    let stoppedEarly = false;
-    const views = o.featureCacheViews ?? TRAINER_DEFAULTS.featureCacheViews;
-    let useCache =
-      trainFrom === this.model.stages.length - 1 &&
-      !train.mixing &&
-      (o.featureCache === true || ((o.featureCache ?? TRAINER_DEFAULTS.featureCache) === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViews !== undefined)));
-    let cacheBytes = 0;
-    let lossScale = this.lossScale.initScale;
-    let cached = false;
-    let valCached = false;
-    const buildCache = async (): Promise<boolean> => {
-      const limit = o.featureCacheMaxBytes ?? TRAINER_DEFAULTS.featureCacheMaxBytes;
-      for (let view = 0; view < views; view++) {
-        train.setEpoch(view);
-        for await (const batch of train) {
-          if (signal?.aborted) return false;
-          cacheBytes = await this.model._run(() => nt.cacheBatch(batch.native, view));
-          batch.dispose();
-          if (cacheBytes > limit) {
-            await this.model._run(() => nt.clearCache());
-            this.emit('featureCache', { bytes: cacheBytes, enabled: false, reason: `over featureCacheMaxBytes (${limit})` });
-            cacheBytes = 0;
-            return false;
-          }
-        }
-      }
-      this.emit('featureCache', { bytes: cacheBytes, enabled: true, views });
-      return true;
-    };
-    for (let epoch = start; epoch < epochs && !aborted && !stoppedEarly; epoch++) {
-      for (const u of this.unfreeze.filter((u) => u.epoch === epoch && u.stage < trainFrom)) {
-        this.trainable = await this.model._run(() => nt.setTrainFrom(u.stage));
-        trainFrom = u.stage;
-        lrScale = u.lrScale;
-        this.emit('unfreeze', { epoch, from: u.from });
-        if (cached) await this.model._run(() => nt.clearCache());
-        useCache = cached = valCached = false;
-        cacheBytes = 0;
-      }
-      const t0 = performance.now();
-      let lossSum = 0;
-      let correct = 0;
-      let count = 0;
-      let step = 0;
-      let skippedSteps = 0;
-      let lrs = { head: 0, backbone: 0 };
-      if (useCache && !cached) {
-        cached = await buildCache();
-        useCache = cached;
-        if (signal?.aborted) {
-          aborted = true;
-          break;
-        }
-      }
-      if (cached) {
-        const steps = train.length;
-        const plan = Array.from({ length: steps }, (_, k) => {
-          const l = lrsAt(epoch, k);
-          return [l.head, l.backbone] as [number, number];
-        });
-        const r = await this.model._run(() =>
-          nt.trainCachedEpoch({ epoch, datasetSize: train.dataset.length, batchSize: train.batchSize, shuffle: train.shuffle, dropLast: train.dropLast, seed: train.seed, views, lrs: plan }),
-        );
-        lossSum = r.loss * r.count;
-        correct = r.correct;
-        count = r.count;
-        lrs = { head: plan[plan.length - 1][0], backbone: plan[plan.length - 1][1] };
-        this.emit('batchEnd', { epoch, batch: steps - 1, batches: steps, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: lrs } satisfies BatchEndEvent);
-      }
-      train.setEpoch(epoch);
-      for await (const batch of cached ? [] : train) {
-        if (signal?.aborted) {
-          aborted = true;
-          break;
-        }
-        lrs = lrsAt(epoch, step);
-        const { head, backbone } = lrs;
-        const r = await this.model._run(() => nt.step(batch.native, head, backbone));
-        batch.dispose();
-        if (r.skipped) skippedSteps++;
-        lossScale = r.lossScale;
-        lossSum += r.loss * r.count;
-        correct += r.correct;
-        count += r.count;
-        this.emit('batchEnd', { epoch, batch: step, batches: train.length, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: lrs } satisfies BatchEndEvent);
-        step++;
-      }
-      if (aborted || signal?.aborted) {
-        aborted = true;
-        break;
-      }
-      const record: EpochRecord = {
-        epoch,
-        loss: count ? lossSum / count : NaN,
-        accuracy: count ? correct / count : NaN,
-        lr: lrs,
-        seconds: 0,
-        trainableParameters: this.trainable,
-        featureCacheBytes: cacheBytes,
-        ...(this.lossScale.enabled ? { lossScale, skippedSteps } : {}),
-      };
-      if (val && cached && !o.tta && val.dataset.transform.deterministic && !val.mixing) {
-        // validation through the feature cache: the frozen backbone's outputs never change
-        if (!valCached) {
-          for await (const batch of val) {
-            cacheBytes = await this.model._run(() => nt.cacheEvalBatch(batch.native));
-            batch.dispose();
-          }
-          valCached = true;
-        }
-        const r = await this.model._run(() => nt.evalCached());
-        const acc = new MetricAccumulator(val.dataset.classes.length ? val.dataset.classes : Array.from({ length: this.model.numClasses }, (_, i) => String(i)));
-        acc.add(r.lossSum, r.logits.data, r.logits.shape, r.labels, r.indices);
-        const rep = acc.report();
-        record.valLoss = rep.loss;
-        record.valAccuracy = rep.accuracy;
-        record.valTop5 = rep.top5;
-      } else if (val) {
-        const rep = await this.evaluate(val, { tta: o.tta });
-        record.valLoss = rep.loss;
-        record.valAccuracy = rep.accuracy;
-        record.valTop5 = rep.top5;
-      }
-      record.featureCacheBytes = cacheBytes;
-      record.seconds = (performance.now() - t0) / 1000;
-      history.push(record);
-      const value = record[monitor] as number;
-      scheduler.endEpoch(value);
-      const minDelta = o.earlyStopping?.minDelta ?? TRAINER_DEFAULTS.earlyStoppingMinDelta;
-      const improved = best === undefined || (mode === 'max' ? value > best.value + minDelta : value < best.value - minDelta);
-      if (improved) {
-        best = { epoch, value };
-        badEpochs = 0;
-        if (bestDir) {
-          await this.model.save(join(bestDir, 'best.pth'));
-          if (dir) this.emit('checkpoint', { kind: 'best', path: join(dir, 'best.pth') });
-        }
-      } else {
-        badEpochs++;
-      }
-      if (dir) {
-        const state: CheckpointState = {
-          version: 1,
-          epoch: epoch + 1,
-          history,
-          scheduler: scheduler.state,
-          best,
-          badEpochs,
-          trainFrom,
-          rng: getNative().getRngState().toString('base64'),
-          lrScale,
-        };
-        const path = await commitGeneration(dir, epoch + 1, async (files) => {
-          await this.model.save(files.model);
-          await this.model._run(() => nt.saveOptimizer(files.optimizer));
-        }, state);
-        this.emit('checkpoint', { kind: 'last', path });
-      }
-      this.emit('epochEnd', record);
-      if (o.earlyStopping && badEpochs >= o.earlyStopping.patience) stoppedEarly = true;
+  /** Continues from the newest complete generation of `rdir` (or the one before it). */
+  private async resume(rdir: string, run: FitRun): Promise<void> {
+    const gen = await latestGeneration<CheckpointState>(rdir);
+    if (!gen) throw new CheckpointError(`${rdir}: no complete checkpoint generation to resume from (expected ${join(rdir, GENERATIONS, 'epoch-NNNNNN')}/)`);
+    if (gen.rejected.length) this.emit('checkpoint', { kind: 'fallback', path: gen.dir, rejected: gen.rejected });
+    const st = gen.state;
+    await this.model.loadWeights(gen.files.model);
+    if (st.trainFrom !== run.trainFrom) {
+      this.trainable = await this.model._run(() => run.nt.setTrainFrom(st.trainFrom));
+      run.trainFrom = st.trainFrom;
     }
-    if (stoppedEarly && (o.earlyStopping?.restoreBest ?? TRAINER_DEFAULTS.restoreBest) && bestDir && best) await this.model.loadWeights(join(bestDir, 'best.pth'));
-    return { history, best, stoppedEarly, aborted };
+    await this.model._run(() => run.nt.loadOptimizer(gen.files.optimizer));
+    getNative().setRngState(Buffer.from(st.rng, 'base64'));
+    run.history = st.history;
+    run.best = st.best;
+    run.badEpochs = st.badEpochs;
+    run.scheduler.state = st.scheduler;
+    run.lrScale = st.lrScale;
+    run.start = st.epoch;
+  }
+
+  /** Learning rates of step `step` of `epoch`: the schedule over each group's base rate (the backbone's scaled by unfreezing). */
+  private lrsAt(run: FitRun, epoch: number, step: number): { head: number; backbone: number } {
+    return { head: run.scheduler.lr(this.lr, epoch, step), backbone: run.scheduler.lr(this.backboneLr * run.lrScale, epoch, step) };
+  }
+
+  /** Gradual unfreezing due at `epoch`: training extends to the stage, the feature cache (if any) goes. */
+  private async unfreezeAt(epoch: number, run: FitRun): Promise<void> {
+    for (const u of this.unfreeze.filter((u) => u.epoch === epoch && u.stage < run.trainFrom)) {
+      this.trainable = await this.model._run(() => run.nt.setTrainFrom(u.stage));
+      run.trainFrom = u.stage;
+      run.lrScale = u.lrScale;
+      this.emit('unfreeze', { epoch, from: u.from });
+      if (run.cached) await this.model._run(() => run.nt.clearCache());
+      run.useCache = run.cached = run.valCached = false;
+      run.cacheBytes = 0;
+    }
+  }
+
+  /** Backbone features of every sample (K views): false when aborted or over featureCacheMaxBytes. */
+  private async buildFeatureCache(run: FitRun, train: DataLoader): Promise<boolean> {
+    const limit = this.options.featureCacheMaxBytes ?? TRAINER_DEFAULTS.featureCacheMaxBytes;
+    for (let view = 0; view < run.views; view++) {
+      train.setEpoch(view);
+      for await (const batch of train) {
+        if (this.options.signal?.aborted) return false;
+        run.cacheBytes = await this.model._run(() => run.nt.cacheBatch(batch.native, view));
+        batch.dispose();
+        if (run.cacheBytes > limit) {
+          await this.model._run(() => run.nt.clearCache());
+          this.emit('featureCache', { bytes: run.cacheBytes, enabled: false, reason: `over featureCacheMaxBytes (${limit})` });
+          run.cacheBytes = 0;
+          return false;
+        }
+      }
+    }
+    this.emit('featureCache', { bytes: run.cacheBytes, enabled: true, views: run.views });
+    return true;
+  }
+
+  /** One training epoch, through the feature cache or batch by batch; undefined when aborted. */
+  private async trainEpoch(epoch: number, run: FitRun, train: DataLoader): Promise<EpochTotals | undefined> {
+    const signal = this.options.signal;
+    if (run.useCache && !run.cached) {
+      run.cached = await this.buildFeatureCache(run, train);
+      run.useCache = run.cached;
+      if (signal?.aborted) return undefined;
+    }
+    const totals: EpochTotals = { lossSum: 0, correct: 0, count: 0, skippedSteps: 0, lossScale: this.lossScale.initScale, lrs: { head: 0, backbone: 0 } };
+    if (run.cached) {
+      const steps = train.length;
+      const plan = Array.from({ length: steps }, (_, k) => {
+        const l = this.lrsAt(run, epoch, k);
+        return [l.head, l.backbone] as [number, number];
+      });
+      const r = await this.model._run(() =>
+        run.nt.trainCachedEpoch({ epoch, datasetSize: train.dataset.length, batchSize: train.batchSize, shuffle: train.shuffle, dropLast: train.dropLast, seed: train.seed, views: run.views, lrs: plan }),
+      );
+      Object.assign(totals, { lossSum: r.loss * r.count, correct: r.correct, count: r.count, lrs: { head: plan[steps - 1][0], backbone: plan[steps - 1][1] } });
+      this.emit('batchEnd', { epoch, batch: steps - 1, batches: steps, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: totals.lrs } satisfies BatchEndEvent);
+      return totals;
+    }
+    train.setEpoch(epoch);
+    let step = 0;
+    for await (const batch of train) {
+      if (signal?.aborted) return undefined;
+      const lrs = (totals.lrs = this.lrsAt(run, epoch, step));
+      const r = await this.model._run(() => run.nt.step(batch.native, lrs.head, lrs.backbone));
+      batch.dispose();
+      if (r.skipped) totals.skippedSteps++;
+      totals.lossScale = r.lossScale;
+      totals.lossSum += r.loss * r.count;
+      totals.correct += r.correct;
+      totals.count += r.count;
+      this.emit('batchEnd', { epoch, batch: step, batches: train.length, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: lrs } satisfies BatchEndEvent);
+      step++;
+    }
+    return totals;
+  }
+
+  /** Validation metrics; through the feature cache when the backbone is frozen and the transform deterministic. */
+  private async validate(run: FitRun, val: DataLoader): Promise<Pick<EpochRecord, 'valLoss' | 'valAccuracy' | 'valTop5'>> {
+    let rep: EvalReport;
+    if (run.cached && !this.options.tta && val.dataset.transform.deterministic && !val.mixing) {
+      // the frozen backbone's outputs never change: computed once
+      if (!run.valCached) {
+        for await (const batch of val) {
+          run.cacheBytes = await this.model._run(() => run.nt.cacheEvalBatch(batch.native));
+          batch.dispose();
+        }
+        run.valCached = true;
+      }
+      const r = await this.model._run(() => run.nt.evalCached());
+      const acc = new MetricAccumulator(this.classNames(val));
+      acc.add(r.lossSum, r.logits.data, r.logits.shape, r.labels, r.indices);
+      rep = acc.report();
+    } else {
+      rep = await this.evaluate(val, { tta: this.options.tta });
+    }
+    return { valLoss: rep.loss, valAccuracy: rep.accuracy, valTop5: rep.top5 };
+  }
+
+  /** The monitored metric (best weights, early-stopping count, plateau schedule) and the epoch's checkpoint. */
+  private async endEpoch(epoch: number, record: EpochRecord, run: FitRun): Promise<void> {
+    const value = record[run.monitor] as number;
+    run.scheduler.endEpoch(value);
+    const minDelta = this.options.earlyStopping?.minDelta ?? TRAINER_DEFAULTS.earlyStoppingMinDelta;
+    const improved = run.best === undefined || (run.mode === 'max' ? value > run.best.value + minDelta : value < run.best.value - minDelta);
+    if (improved) {
+      run.best = { epoch, value };
+      run.badEpochs = 0;
+      if (run.bestDir) {
+        await this.model.save(join(run.bestDir, 'best.pth'));
+        if (run.dir) this.emit('checkpoint', { kind: 'best', path: join(run.dir, 'best.pth') });
+      }
+    } else {
+      run.badEpochs++;
+    }
+    if (!run.dir) return;
+    const state: CheckpointState = {
+      version: 1,
+      epoch: epoch + 1,
+      history: run.history,
+      scheduler: run.scheduler.state,
+      best: run.best,
+      badEpochs: run.badEpochs,
+      trainFrom: run.trainFrom,
+      rng: getNative().getRngState().toString('base64'),
+      lrScale: run.lrScale,
+    };
+    const nt = run.nt;
+    const path = await commitGeneration(run.dir, epoch + 1, async (files) => {
+      await this.model.save(files.model);
+      await this.model._run(() => nt.saveOptimizer(files.optimizer));
+    }, state);
+    this.emit('checkpoint', { kind: 'last', path });
+  }
+
+  private classNames(data: DataLoader): string[] {
+    return data.dataset.classes.length ? data.dataset.classes : Array.from({ length: this.model.numClasses }, (_, i) => String(i));
   }
 
   /** Loss, top-1, top-5 (≥ 5 classes), per-class precision/recall/F1/support and the confusion matrix. */
@@ -558,8 +621,7 @@ export class Trainer extends EventEmitter {
     if (!(data instanceof DataLoader)) throw v.invalid('data', 'DataLoader', data);
     const nt = await this.ensureNative();
     data._useDevice(this.model.device);
-    const classes = data.dataset.classes.length ? data.dataset.classes : Array.from({ length: this.model.numClasses }, (_, i) => String(i));
-    const acc = new MetricAccumulator(classes);
+    const acc = new MetricAccumulator(this.classNames(data));
     for await (const batch of data) {
       const r = await this.model._run(() => nt.eval(batch.native, options.tta ?? false));
       batch.dispose();
