@@ -6,7 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DataLoader, ImageFolder } from '../data';
+import { DataLoader, ImageFolder, LOADER_DEFAULTS } from '../data';
 import { devices, getNumThreads, setNumThreads, version } from '../device';
 import { InvalidOptionError, TorchResNetError } from '../errors';
 import { ARCHS, Arch, Model } from '../model';
@@ -138,10 +138,12 @@ function trainerFlags(o: Record<string, unknown>): TrainerOptions {
 }
 
 const D = TRAINER_DEFAULTS;
+/** The CLI's own defaults (the library's come from TRAINER_DEFAULTS and LOADER_DEFAULTS). */
+const C = { arch: 'resnet18' as Arch, weights: 'DEFAULT', imageSize: 224, batchSize: LOADER_DEFAULTS.batchSize, demoImageSize: 64, demoEpochs: 8, experimentEpochs: 5 };
 function commonTrainOptions(cmd: Command): Command {
   return cmd
     .option('--epochs <n>', `epochs (default ${D.epochs})`, int(1))
-    .option('--batch-size <n>', 'batch size (default 32)', int(1))
+    .option('--batch-size <n>', `batch size (default ${C.batchSize})`, int(1))
     .option('--lr <x>', `head learning rate (default ${D.lr})`, positive)
     .option('--backbone-lr <x>', `learning rate of trainable layers before the head (default lr × ${D.backboneLrFactor})`, positive)
     .addOption(new Option('--optimizer <name>', `optimizer (default ${D.optimizer})`).choices(['sgd', 'adam', 'adamw', 'rmsprop']))
@@ -150,34 +152,20 @@ function commonTrainOptions(cmd: Command): Command {
     .option('--schedule <spec>', "learning-rate schedule: constant (default) | step:stepSize=7,gamma=0.1 | multistep:milestones=5+8,gamma=0.1 | exponential:gamma=0.9 | cosine[:warmupEpochs=1,warmupStartFactor=0.01,minLr=1e-6] | onecycle[:pctStart=0.3] | plateau[:factor=0.1,patience=2]", scheduleArg)
     .option('--early-stopping <patience>', 'stop after this many epochs without improvement of the monitored metric and restore the best weights (default off)', int(1))
     .addOption(new Option('--precision <p>', "'auto' = bf16 autocast where the CPU has BF16 (default: the model's, auto)").choices(['auto', 'fp32', 'bf16']))
-    .option('--image-size <n>', 'training crop size (default 224)', int(16))
+    .option('--image-size <n>', `training crop size (default ${C.imageSize})`, int(16))
     .option('--workers <n>', 'data-loading threads (default: cores)', int(1))
     .option('--seed <n>', 'seed of initialisation, shuffling and augmentation (default 0)', int(0));
 }
 
-export function buildProgram(): Command {
-  const program = new Command('torch-resnet-tl')
-    .description('ResNet transfer learning on libtorch, from the command line')
-    .version(require('../../../package.json').version as string)
-    .option('--json', 'machine-readable output on stdout (progress lines go to stderr)')
-    .option('--quiet', 'no progress output')
-    .option('--threads <n>', 'intra-op threads (default: all cores)', int(1))
-    .showSuggestionAfterError(true)
-    .exitOverride();
-
-  const out = () => makeOutput(!!program.opts().json, !!program.opts().quiet);
-  program.hook('preAction', () => {
-    const t = program.opts().threads as number | undefined;
-    if (t) setNumThreads(t);
-  });
-
+/** `train` */
+function addTrainCommand(program: Command, out: () => Output): void {
   commonTrainOptions(
     program
       .command('train')
       .description('fine-tune a model on an image folder (train/ and val/, one sub-folder per class) and write a run directory')
       .option('--data <root>', 'folder with train/ (and val/)')
-      .addOption(new Option('--arch <name>', 'architecture (default resnet18)').choices(ARCHS as unknown as string[]))
-      .option('--weights <w>', "IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file | none (default DEFAULT)", weightsArg)
+      .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
+      .option('--weights <w>', `IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file | none (default ${C.weights})`, weightsArg)
       .addOption(new Option('--strategy <s>', 'which layers train (default feature-extract with weights, else full)').choices(['feature-extract', 'partial', 'full']))
       .option('--train-from <stage>', "first trainable stage for --strategy partial (e.g. layer3)")
       .option('--out <dir>', 'run directory (default runs/<time>)')
@@ -198,10 +186,10 @@ export function buildProgram(): Command {
       data,
       resume: o.resume !== undefined,
       out: o.resume ?? o.out ?? cfg.run.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-')),
-      arch: o.arch ?? cfg.run.arch ?? 'resnet18',
-      weights: o.weights !== undefined ? o.weights : cfg.run.weights !== undefined ? cfg.run.weights : 'DEFAULT',
-      imageSize: o.imageSize ?? cfg.run.imageSize ?? 224,
-      batchSize: o.batchSize ?? cfg.run.batchSize ?? 32,
+      arch: o.arch ?? cfg.run.arch ?? C.arch,
+      weights: o.weights !== undefined ? o.weights : cfg.run.weights !== undefined ? cfg.run.weights : C.weights,
+      imageSize: o.imageSize ?? cfg.run.imageSize ?? C.imageSize,
+      batchSize: o.batchSize ?? cfg.run.batchSize ?? C.batchSize,
       workers: o.workers ?? cfg.run.workers,
       maxSkipped: o.maxSkipped ?? cfg.run.maxSkipped,
       trainer,
@@ -213,25 +201,28 @@ export function buildProgram(): Command {
       () => ({ ...r.summary, misclassified: r.summary.misclassified.map(({ thumbnail, ...m }) => m), reportPath: r.reportPath }),
     );
   });
+}
 
+/** `eval` */
+function addEvalCommand(program: Command, out: () => Output): void {
   program
     .command('eval')
     .description('evaluate a saved model on an image folder (its val/ when present)')
     .requiredOption('--model <file>', 'a .pth/.safetensors saved by torch-resnet-tl')
     .requiredOption('--data <dir>', 'folder with one sub-folder per class (or with val/)')
-    .option('--batch-size <n>', 'batch size (default 32)', int(1))
-    .option('--image-size <n>', 'centre-crop size (default 224)', int(16))
+    .option('--batch-size <n>', `batch size (default ${C.batchSize})`, int(1))
+    .option('--image-size <n>', `centre-crop size (default ${C.imageSize})`, int(16))
     .option('--tta', 'horizontal-flip test-time augmentation')
     .action(async (o) => {
       const output = out();
       const model = await Model.load(o.model);
       try {
         const dir = existsSync(join(o.data, 'val')) ? join(o.data, 'val') : o.data;
-        const ds = await ImageFolder.open(dir, { transform: evalTransform(o.imageSize ?? 224) });
+        const ds = await ImageFolder.open(dir, { transform: evalTransform(o.imageSize ?? C.imageSize) });
         const classes = model.classes ?? Array.from({ length: model.numClasses }, (_, i) => String(i));
         if (ds.classes.join('\n') !== classes.join('\n'))
           throw new InvalidOptionError('data', `${dir}: classes (${ds.classes.join(', ')}) do not match the model's (${classes.join(', ')})`);
-        const rep = await new Trainer(model).evaluate(new DataLoader(ds, { batchSize: o.batchSize ?? 32 }), { tta: !!o.tta });
+        const rep = await new Trainer(model).evaluate(new DataLoader(ds, { batchSize: o.batchSize ?? C.batchSize }), { tta: !!o.tta });
         print(
           output,
           () =>
@@ -243,7 +234,10 @@ export function buildProgram(): Command {
         model.dispose();
       }
     });
+}
 
+/** `predict` */
+function addPredictCommand(program: Command, out: () => Output): void {
   program
     .command('predict')
     .description('classify images with a saved model')
@@ -265,7 +259,10 @@ export function buildProgram(): Command {
         model.dispose();
       }
     });
+}
 
+/** `export` */
+function addExportCommand(program: Command, out: () => Output): void {
   program
     .command('export')
     .description('convert weights between .pth and .safetensors (PyTorch-readable), keeping arch and class names')
@@ -284,7 +281,10 @@ export function buildProgram(): Command {
         model.dispose();
       }
     });
+}
 
+/** `info` */
+function addInfoCommand(program: Command, out: () => Output): void {
   program
     .command('info')
     .description('libtorch version and build, devices, threads, CPU features')
@@ -306,15 +306,18 @@ export function buildProgram(): Command {
         () => info,
       );
     });
+}
 
+/** `demo` */
+function addDemoCommand(program: Command, out: () => Output): void {
   program
     .command('demo')
     .description('offline demo: a synthetic shapes dataset (unless --data), training, a final table and report.html')
     .option('--data <root>', 'use this folder (train/ and val/) instead of the synthetic dataset')
-    .addOption(new Option('--arch <name>', 'architecture (default resnet18)').choices(ARCHS as unknown as string[]))
-    .option('--weights <w>', 'weights (default DEFAULT: cached, else downloaded, else random init with a notice)', weightsArg)
-    .option('--epochs <n>', 'epochs (default 8)', int(1))
-    .option('--image-size <n>', 'image size (default 64 for the synthetic data, else 224)', int(16))
+    .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
+    .option('--weights <w>', `weights (default ${C.weights}: cached, else downloaded, else random init with a notice)`, weightsArg)
+    .option('--epochs <n>', `epochs (default ${C.demoEpochs})`, int(1))
+    .option('--image-size <n>', `image size (default ${C.demoImageSize} for the synthetic data, else ${C.imageSize})`, int(16))
     .option('--out <dir>', 'run directory (default <tmp>/torch-resnet-tl-demo)')
     .action(async (o) => {
       const output = out();
@@ -332,17 +335,17 @@ export function buildProgram(): Command {
         {
           data,
           out: join(outDir, 'run'),
-          arch: o.arch ?? 'resnet18',
-          weights: o.weights !== undefined ? o.weights : 'DEFAULT',
+          arch: o.arch ?? C.arch,
+          weights: o.weights !== undefined ? o.weights : C.weights,
           weightsFallback: o.weights === undefined,
-          imageSize: o.imageSize ?? (o.data ? 224 : 64),
-          batchSize: 32,
+          imageSize: o.imageSize ?? (o.data ? C.imageSize : C.demoImageSize),
+          batchSize: C.batchSize,
           // shapes must stay in view: milder crops than the ImageNet preset's scale (0.08, 1)
           trainTransform: o.data
             ? undefined
             : Transform.compose(Transform.randomResizedCrop(o.imageSize ?? 64, { scale: [0.8, 1] }), Transform.randomHorizontalFlip(), Transform.toTensor(), Transform.normalize()),
           valTransform: o.data ? undefined : Transform.compose(Transform.resize(o.imageSize ?? 64), Transform.toTensor(), Transform.normalize()),
-          trainer: { strategy: 'full', epochs: o.epochs ?? 8, lr: 3e-3, schedule: { type: 'cosine' }, seed: 0 },
+          trainer: { strategy: 'full', epochs: o.epochs ?? C.demoEpochs, lr: 3e-3, schedule: { type: 'cosine' }, seed: 0 },
           title: 'torch-resnet-tl demo',
         },
         output,
@@ -354,7 +357,10 @@ export function buildProgram(): Command {
         () => ({ accuracy: r.summary.evaluation?.accuracy, seconds: r.summary.seconds, history: r.summary.history, bestWeights: r.bestWeights, reportPath: r.reportPath }),
       );
     });
+}
 
+/** `experiment` */
+function addExperimentCommand(program: Command, out: () => Output): void {
   commonTrainOptions(
     program
       .command('experiment')
@@ -362,7 +368,7 @@ export function buildProgram(): Command {
       .requiredOption('--data <root>', 'folder with train/ and val/')
       .requiredOption('--archs <list>', 'comma-separated archs, e.g. squeezenet1_1,resnet18', archList)
       .option('--strategies <list>', `subset of ${EXP_STRATEGIES.join(',')} (default all)`, strategyList)
-      .option('--weights <w>', 'pretrained weights for the transfer strategies (default DEFAULT)', weightsArg)
+      .option('--weights <w>', `pretrained weights for the transfer strategies (default ${C.weights})`, weightsArg)
       .option('--weights-dir <dir>', 'a folder of weight files named <arch>-*.pth|.safetensors, tried before --weights')
       .option('--out <dir>', 'experiment directory (default runs/experiment-<time>)'),
   ).action(async (o) => {
@@ -371,9 +377,9 @@ export function buildProgram(): Command {
     const outDir = resolve(o.out ?? join('runs', `experiment-${new Date().toISOString().replace(/[:.]/g, '-')}`));
     const strategies: string[] = o.strategies ?? [...EXP_STRATEGIES];
     const rows: ExperimentRow[] = [];
-    const epochs = o.epochs ?? 5;
+    const epochs = o.epochs ?? C.experimentEpochs;
     for (const arch of o.archs as Arch[]) {
-      const pretrained = (o.weightsDir ? weightsInDir(o.weightsDir, arch) : undefined) ?? (o.weights !== undefined ? o.weights : 'DEFAULT');
+      const pretrained = (o.weightsDir ? weightsInDir(o.weightsDir, arch) : undefined) ?? (o.weights !== undefined ? o.weights : C.weights);
       for (const strategy of strategies) {
         if (signal.aborted) break;
         const weights = strategy === 'scratch' ? null : pretrained;
@@ -390,8 +396,8 @@ export function buildProgram(): Command {
               out: runDir,
               arch,
               weights,
-              imageSize: o.imageSize ?? 224,
-              batchSize: o.batchSize ?? 32,
+              imageSize: o.imageSize ?? C.imageSize,
+              batchSize: o.batchSize ?? C.batchSize,
               workers: o.workers,
               trainer: { ...trainerFlags(o), strategy: strategy === 'scratch' ? 'full' : (strategy as TrainerOptions['strategy']), epochs, seed: o.seed ?? 0 },
               title: `${arch} · ${strategy}`,
@@ -422,6 +428,31 @@ export function buildProgram(): Command {
       () => ({ rows, reportPath }),
     );
   });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('torch-resnet-tl')
+    .description('ResNet transfer learning on libtorch, from the command line')
+    .version(require('../../../package.json').version as string)
+    .option('--json', 'machine-readable output on stdout (progress lines go to stderr)')
+    .option('--quiet', 'no progress output')
+    .option('--threads <n>', 'intra-op threads (default: all cores)', int(1))
+    .showSuggestionAfterError(true)
+    .exitOverride();
+
+  const out = () => makeOutput(!!program.opts().json, !!program.opts().quiet);
+  program.hook('preAction', () => {
+    const t = program.opts().threads as number | undefined;
+    if (t) setNumThreads(t);
+  });
+
+  addTrainCommand(program, out);
+  addEvalCommand(program, out);
+  addPredictCommand(program, out);
+  addExportCommand(program, out);
+  addInfoCommand(program, out);
+  addDemoCommand(program, out);
+  addExperimentCommand(program, out);
 
   // One-line error + the command's usage for bad arguments.
   const configure = (cmd: Command) => {
