@@ -131,7 +131,9 @@ LoaderWrap::LoaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Loader
     cfg.drop_last = need_bool(c, "dropLast");
     cfg.workers = static_cast<int>(need_number(c, "workers"));
     cfg.prefetch = static_cast<int>(need_number(c, "prefetch"));
-    cfg.skip_errors = need_bool(c, "skipErrors");
+    const auto on_error = need_string(c, "onError");
+    if (on_error != "skip" && on_error != "throw") throw std::invalid_argument("option onError must be 'throw' or 'skip'");
+    cfg.skip_errors = on_error == "skip";
     cfg.pin_memory = need_bool(c, "pinMemory");
     cfg.defer_augment = need_bool(c, "deviceAugment");
     cfg.mix.mixup_alpha = need_number(c, "mixupAlpha");
@@ -139,7 +141,7 @@ LoaderWrap::LoaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Loader
     cfg.mix.mixup_p = need_number(c, "mixupP");
     cfg.mix.cutmix_p = need_number(c, "cutmixP");
     cfg.mix.num_classes = static_cast<int64_t>(need_number(c, "numClasses"));
-    int64_t cache_bytes = static_cast<int64_t>(need_number(c, "cacheBytes"));
+    int64_t cache_bytes = static_cast<int64_t>(need_number(c, "cache"));
     if (cache_bytes > 0) cache_ = std::make_shared<tl::DecodedCache>(cache_bytes);
     auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
     loader_ = std::make_shared<tl::Loader>(ds, cfg, cache_);

@@ -63,7 +63,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
       cfg.eps = need_number(c, "eps");
       cfg.alpha = need_number(c, "alpha");
       cfg.train_from = static_cast<size_t>(need_number(c, "trainFrom"));
-      cfg.frozen_bn_eval = need_bool(c, "frozenBnEval");
+      cfg.freeze_bn_stats = need_bool(c, "freezeBatchNormStats");
       cfg.label_smoothing = need_number(c, "labelSmoothing");
       cfg.clip_grad_norm = need_number(c, "clipGradNorm");
       cfg.accumulate = static_cast<int>(need_number(c, "accumulate"));

@@ -110,10 +110,11 @@ export interface NativeLoaderConfig {
   dropLast: boolean;
   workers: number;
   prefetch: number;
-  skipErrors: boolean;
+  onError: 'throw' | 'skip';
   pinMemory: boolean;
   deviceAugment: boolean;
-  cacheBytes: number;
+  /** decoded-image cache bound in bytes (0: off) */
+  cache: number;
   mixupAlpha: number;
   cutmixAlpha: number;
   mixupP: number;
@@ -135,7 +136,7 @@ export interface NativeTrainerConfig {
   eps: number;
   alpha: number;
   trainFrom: number;
-  frozenBnEval: boolean;
+  freezeBatchNormStats: boolean;
   labelSmoothing: number;
   clipGradNorm: number;
   accumulate: number;

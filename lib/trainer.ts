@@ -338,7 +338,7 @@ export class Trainer extends EventEmitter {
       eps: o.eps ?? TRAINER_DEFAULTS.eps,
       alpha: o.alpha ?? TRAINER_DEFAULTS.rmspropAlpha,
       trainFrom: this.trainFromIndex,
-      frozenBnEval: o.freezeBatchNormStats ?? TRAINER_DEFAULTS.freezeBatchNormStats,
+      freezeBatchNormStats: o.freezeBatchNormStats ?? TRAINER_DEFAULTS.freezeBatchNormStats,
       labelSmoothing: o.labelSmoothing ?? TRAINER_DEFAULTS.labelSmoothing,
       clipGradNorm: o.clipGradNorm ?? TRAINER_DEFAULTS.clipGradNorm,
       accumulate: o.accumulate ?? TRAINER_DEFAULTS.accumulate,

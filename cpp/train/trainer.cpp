@@ -92,7 +92,7 @@ void TrainSession::set_train_from(size_t stage) {
 void TrainSession::set_train_mode() {
   auto model = runner_->module();
   model->train();
-  if (!cfg_.frozen_bn_eval) return;
+  if (!cfg_.freeze_bn_stats) return;
   for (auto& kv : model->named_modules("", false)) {
     if (auto* bn = kv.value()->as<torch::nn::BatchNorm2d>()) {
       if (model->stage_of(kv.key() + ".weight") < cfg_.train_from) bn->eval();

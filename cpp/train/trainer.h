@@ -23,7 +23,7 @@ struct TrainConfig {
   double beta1{}, beta2{}, eps{};
   double alpha{};           // rmsprop
   size_t train_from{};      // index of the first trainable stage
-  bool frozen_bn_eval{};    // BatchNorm of frozen stages stays in eval mode
+  bool freeze_bn_stats{};    // BatchNorm of frozen stages stays in eval mode
   double label_smoothing{};
   double clip_grad_norm{};  // 0: off
   int accumulate{};         // batches per optimizer step (>= 1)
