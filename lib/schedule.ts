@@ -10,6 +10,21 @@ export type Schedule =
   | { type: 'onecycle'; pctStart?: number; divFactor?: number; finalDivFactor?: number }
   | { type: 'plateau'; factor?: number; patience?: number; threshold?: number; minLr?: number };
 
+/** The schedules' parameter defaults, defined here only (torch.optim.lr_scheduler's, and torchvision's references' warm-up start). */
+export const SCHEDULE_DEFAULTS = {
+  gamma: 0.1,
+  warmupEpochs: 0,
+  warmupStartFactor: 0.01,
+  minLr: 0,
+  pctStart: 0.3,
+  divFactor: 25,
+  finalDivFactor: 1e4,
+  plateauFactor: 0.1,
+  plateauPatience: 10,
+  plateauThreshold: 1e-4,
+};
+const SD = SCHEDULE_DEFAULTS;
+
 export const SCHEDULE_TYPES = ['constant', 'step', 'multistep', 'exponential', 'cosine', 'onecycle', 'plateau'] as const;
 
 export function validateSchedule(s: unknown): Schedule {
@@ -21,33 +36,33 @@ export function validateSchedule(s: unknown): Schedule {
     case 'constant':
       return { type };
     case 'step':
-      return { type, stepSize: v.positiveInt('schedule.stepSize', o.stepSize), gamma: gamma(0.1) };
+      return { type, stepSize: v.positiveInt('schedule.stepSize', o.stepSize), gamma: gamma(SD.gamma) };
     case 'multistep':
       if (!Array.isArray(o.milestones) || o.milestones.some((m) => !Number.isInteger(m) || m < 1)) throw v.invalid('schedule.milestones', 'array of positive integers (epochs)', o.milestones);
-      return { type, milestones: [...(o.milestones as number[])].sort((a, b) => a - b), gamma: gamma(0.1) };
+      return { type, milestones: [...(o.milestones as number[])].sort((a, b) => a - b), gamma: gamma(SD.gamma) };
     case 'exponential':
       return { type, gamma: v.positiveNumber('schedule.gamma', o.gamma) };
     case 'cosine':
       return {
         type,
-        warmupEpochs: o.warmupEpochs === undefined ? 0 : v.nonNegativeInt('schedule.warmupEpochs', o.warmupEpochs),
-        warmupStartFactor: o.warmupStartFactor === undefined ? 0.01 : v.numberInRange('schedule.warmupStartFactor', o.warmupStartFactor, 0, 1, false),
-        minLr: o.minLr === undefined ? 0 : v.numberInRange('schedule.minLr', o.minLr, 0, Number.MAX_VALUE),
+        warmupEpochs: o.warmupEpochs === undefined ? SD.warmupEpochs : v.nonNegativeInt('schedule.warmupEpochs', o.warmupEpochs),
+        warmupStartFactor: o.warmupStartFactor === undefined ? SD.warmupStartFactor : v.numberInRange('schedule.warmupStartFactor', o.warmupStartFactor, 0, 1, false),
+        minLr: o.minLr === undefined ? SD.minLr : v.numberInRange('schedule.minLr', o.minLr, 0, Number.MAX_VALUE),
       };
     case 'onecycle':
       return {
         type,
-        pctStart: o.pctStart === undefined ? 0.3 : v.numberInRange('schedule.pctStart', o.pctStart, 0, 1),
-        divFactor: o.divFactor === undefined ? 25 : v.positiveNumber('schedule.divFactor', o.divFactor),
-        finalDivFactor: o.finalDivFactor === undefined ? 1e4 : v.positiveNumber('schedule.finalDivFactor', o.finalDivFactor),
+        pctStart: o.pctStart === undefined ? SD.pctStart : v.numberInRange('schedule.pctStart', o.pctStart, 0, 1),
+        divFactor: o.divFactor === undefined ? SD.divFactor : v.positiveNumber('schedule.divFactor', o.divFactor),
+        finalDivFactor: o.finalDivFactor === undefined ? SD.finalDivFactor : v.positiveNumber('schedule.finalDivFactor', o.finalDivFactor),
       };
     case 'plateau':
       return {
         type,
-        factor: o.factor === undefined ? 0.1 : v.numberInRange('schedule.factor', o.factor, 0, 1, false),
-        patience: o.patience === undefined ? 10 : v.nonNegativeInt('schedule.patience', o.patience),
-        threshold: o.threshold === undefined ? 1e-4 : v.numberInRange('schedule.threshold', o.threshold, 0, Number.MAX_VALUE),
-        minLr: o.minLr === undefined ? 0 : v.numberInRange('schedule.minLr', o.minLr, 0, Number.MAX_VALUE),
+        factor: o.factor === undefined ? SD.plateauFactor : v.numberInRange('schedule.factor', o.factor, 0, 1, false),
+        patience: o.patience === undefined ? SD.plateauPatience : v.nonNegativeInt('schedule.patience', o.patience),
+        threshold: o.threshold === undefined ? SD.plateauThreshold : v.numberInRange('schedule.threshold', o.threshold, 0, Number.MAX_VALUE),
+        minLr: o.minLr === undefined ? SD.minLr : v.numberInRange('schedule.minLr', o.minLr, 0, Number.MAX_VALUE),
       };
   }
 }
@@ -86,28 +101,28 @@ export class Scheduler {
       case 'constant':
         return base;
       case 'step':
-        return base * Math.pow(s.gamma ?? 0.1, Math.floor(epoch / s.stepSize));
+        return base * Math.pow(s.gamma ?? SD.gamma, Math.floor(epoch / s.stepSize));
       case 'multistep':
-        return base * Math.pow(s.gamma ?? 0.1, s.milestones.filter((m) => m <= epoch).length);
+        return base * Math.pow(s.gamma ?? SD.gamma, s.milestones.filter((m) => m <= epoch).length);
       case 'exponential':
         return base * Math.pow(s.gamma, epoch);
       case 'cosine': {
-        const warm = (s.warmupEpochs ?? 0) * this.stepsPerEpoch;
+        const warm = (s.warmupEpochs ?? SD.warmupEpochs) * this.stepsPerEpoch;
         if (t < warm) {
-          const f0 = s.warmupStartFactor ?? 0.01;
+          const f0 = s.warmupStartFactor ?? SD.warmupStartFactor;
           return base * (f0 + ((1 - f0) * t) / warm);
         }
-        return cosine(base, s.minLr ?? 0, (t - warm) / Math.max(1, total - warm));
+        return cosine(base, s.minLr ?? SD.minLr, (t - warm) / Math.max(1, total - warm));
       }
       case 'onecycle': {
-        const initial = base / (s.divFactor ?? 25);
-        const end = initial / (s.finalDivFactor ?? 1e4);
-        const peak = (s.pctStart ?? 0.3) * total - 1; // the step of the peak rate (a fraction, as torch has it)
+        const initial = base / (s.divFactor ?? SD.divFactor);
+        const end = initial / (s.finalDivFactor ?? SD.finalDivFactor);
+        const peak = (s.pctStart ?? SD.pctStart) * total - 1; // the step of the peak rate (a fraction, as torch has it)
         if (t <= peak && peak > 0) return cosine(initial, base, t / peak);
         return cosine(base, end, (t - peak) / (total - 1 - peak || 1));
       }
       case 'plateau':
-        return Math.max(s.minLr ?? 0, base * this.state.scale);
+        return Math.max(s.minLr ?? SD.minLr, base * this.state.scale);
     }
   }
 
@@ -115,15 +130,15 @@ export class Scheduler {
   endEpoch(metric: number | undefined): boolean {
     const s = this.schedule;
     if (s.type !== 'plateau' || metric === undefined || Number.isNaN(metric)) return false;
-    const thr = s.threshold ?? 1e-4;
+    const thr = s.threshold ?? SD.plateauThreshold;
     const better = this.state.best === undefined || (this.mode === 'min' ? metric < this.state.best * (1 - thr) : metric > this.state.best * (1 + thr));
     if (better) {
       this.state.best = metric;
       this.state.badEpochs = 0;
       return false;
     }
-    if (++this.state.badEpochs > (s.patience ?? 10)) {
-      this.state.scale *= s.factor ?? 0.1;
+    if (++this.state.badEpochs > (s.patience ?? SD.plateauPatience)) {
+      this.state.scale *= s.factor ?? SD.plateauFactor;
       this.state.badEpochs = 0;
       return true;
     }
