@@ -24,9 +24,13 @@ export {
   OutOfMemoryError,
 } from './errors';
 export { Trainer, TRAINER_DEFAULTS } from './trainer';
+export { LOADER_DEFAULTS } from './data';
+export { PREDICT_DEFAULTS } from './model';
 export { IMAGENET_CLASSES } from './imagenet-classes';
 export type { TrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, BatchEndEvent, FitResult } from './trainer';
-export { Scheduler } from './schedule';
+export { Scheduler, SCHEDULE_DEFAULTS } from './schedule';
+export { launch, LAUNCH_DEFAULTS } from './launch';
+export type { LaunchOptions, LaunchResult, RankExit } from './launch';
 export type { Schedule } from './schedule';
 export type { EvalReport, ClassMetrics } from './metrics';
 export { encodeJpeg, thumbnailJpeg } from './image';

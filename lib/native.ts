@@ -248,6 +248,9 @@ export function getNative(): NativeAddon {
     );
   }
   addon = mapErrors(addon);
+  // as PyTorch: OMP_NUM_THREADS, when set (the launcher sets a share of the cores per rank), is the intra-op threads
+  const omp = Number(process.env.OMP_NUM_THREADS);
+  if (Number.isInteger(omp) && omp > 0) addon.setNumThreads(omp);
   return addon;
 }
 

@@ -14,6 +14,7 @@ import { writeFileDurable } from '../durable';
 import { ExperimentRow, renderExperimentReport } from '../report';
 import { makeSyntheticDataset } from '../synthetic';
 import { Schedule, validateSchedule } from '../schedule';
+import { describeExit, launch, LAUNCH_DEFAULTS } from '../launch';
 import { Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
@@ -80,6 +81,7 @@ function exitCodeOf(e: unknown): number {
   if (code === 'ERR_INVALID_OPTION') return EXIT.usage;
   if (code === 'ERR_DATASET' || code === 'ERR_CHECKPOINT' || code === 'ERR_WEIGHTS' || code === 'ENOENT') return EXIT.input;
   if (code === 'ERR_DEVICE') return EXIT.device;
+  if (code === 'ERR_RANK_FAILED') return (e as { exitCode: number }).exitCode; // the failed rank's own code
   return EXIT.failure;
 }
 
@@ -430,6 +432,27 @@ function addExperimentCommand(program: Command, out: () => Output): void {
   });
 }
 
+/** `launch` */
+function addLaunchCommand(program: Command, out: () => Output): void {
+  program
+    .command('launch')
+    .description("start the ranks of a data-parallel job on this node, as torchrun: RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT set per process; signals forwarded; one failing rank stops the others")
+    .requiredOption('--nproc-per-node <n>', 'processes on this node', int(1))
+    .option('--nnodes <n>', `nodes in the job (default ${LAUNCH_DEFAULTS.nnodes})`, int(1))
+    .option('--node-rank <r>', `this node's index (default ${LAUNCH_DEFAULTS.nodeRank})`, int(0))
+    .option('--master-addr <addr>', `address of the rank-0 node (default ${LAUNCH_DEFAULTS.masterAddr}; required with --nnodes > 1)`)
+    .option('--master-port <port>', `rendezvous port on the rank-0 node (default ${LAUNCH_DEFAULTS.masterPort})`, int(1))
+    .argument('<script>', 'the script every rank runs')
+    .argument('[args...]', "the script's arguments")
+    .passThroughOptions()
+    .action(async (script: string, args: string[], o) => {
+      const r = await launch({ nprocPerNode: o.nprocPerNode, nnodes: o.nnodes, nodeRank: o.nodeRank, masterAddr: o.masterAddr, masterPort: o.masterPort, script, args });
+      if (r.ok) return;
+      const why = r.failed ? `${describeExit(r.failed)}; the other ranks were stopped` : 'a rank failed';
+      throw Object.assign(new Error(why), { code: 'ERR_RANK_FAILED', exitCode: r.failed?.code || EXIT.failure });
+    });
+}
+
 export function buildProgram(): Command {
   const program = new Command('torch-resnet-tl')
     .description('ResNet transfer learning on libtorch, from the command line')
@@ -438,6 +461,7 @@ export function buildProgram(): Command {
     .option('--quiet', 'no progress output')
     .option('--threads <n>', 'intra-op threads (default: all cores)', int(1))
     .showSuggestionAfterError(true)
+    .enablePositionalOptions()
     .exitOverride();
 
   const out = () => makeOutput(!!program.opts().json, !!program.opts().quiet);
@@ -453,6 +477,7 @@ export function buildProgram(): Command {
   addInfoCommand(program, out);
   addDemoCommand(program, out);
   addExperimentCommand(program, out);
+  addLaunchCommand(program, out);
 
   // One-line error + the command's usage for bad arguments.
   const configure = (cmd: Command) => {
