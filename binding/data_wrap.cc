@@ -113,7 +113,8 @@ Napi::Function LoaderWrap::Init(Napi::Env env) {
                      {InstanceMethod("start", &LoaderWrap::template call<&LoaderWrap::Start>), InstanceMethod("next", &LoaderWrap::template call<&LoaderWrap::Next>),
                       InstanceMethod("stop", &LoaderWrap::template call<&LoaderWrap::Stop>), InstanceMethod("length", &LoaderWrap::template call<&LoaderWrap::Length>),
                       InstanceMethod("cacheBytes", &LoaderWrap::template call<&LoaderWrap::CacheBytes>),
-                      InstanceMethod("setDeviceAugment", &LoaderWrap::template call<&LoaderWrap::SetDeviceAugment>)});
+                      InstanceMethod("setDeviceAugment", &LoaderWrap::template call<&LoaderWrap::SetDeviceAugment>),
+                      InstanceMethod("setShard", &LoaderWrap::template call<&LoaderWrap::SetShard>)});
 }
 
 // new NativeLoader(samples, transformJson, decode, config)
@@ -136,6 +137,8 @@ LoaderWrap::LoaderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Loader
     cfg.skip_errors = on_error == "skip";
     cfg.pin_memory = need_bool(c, "pinMemory");
     cfg.defer_augment = need_bool(c, "deviceAugment");
+    cfg.rank = static_cast<int>(need_number(c, "rank"));
+    cfg.world_size = static_cast<int>(need_number(c, "worldSize"));
     cfg.mix.mixup_alpha = need_number(c, "mixupAlpha");
     cfg.mix.cutmix_alpha = need_number(c, "cutmixAlpha");
     cfg.mix.mixup_p = need_number(c, "mixupP");
@@ -170,6 +173,12 @@ Napi::Value LoaderWrap::Next(const Napi::CallbackInfo& info) {
 Napi::Value LoaderWrap::Stop(const Napi::CallbackInfo& info) {
   auto loader = loader_;
   return PromiseWorker::Start(info.Env(), "tl.loader.stop", [loader] { loader->stop(); }, nullptr, {Value()});
+}
+// setShard(rank, worldSize, seed): between epochs only (the loader's TS side guarantees it)
+Napi::Value LoaderWrap::SetShard(const Napi::CallbackInfo& info) {
+  loader_->set_shard(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
+                     static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value()));
+  return info.Env().Undefined();
 }
 Napi::Value LoaderWrap::SetDeviceAugment(const Napi::CallbackInfo& info) {
   loader_->set_defer_augment(info[0].As<Napi::Boolean>().Value());

@@ -41,6 +41,7 @@ class LoaderWrap : public Napi::ObjectWrap<LoaderWrap>, public Guarded<LoaderWra
   Napi::Value Length(const Napi::CallbackInfo& info);
   Napi::Value CacheBytes(const Napi::CallbackInfo& info);
   Napi::Value SetDeviceAugment(const Napi::CallbackInfo& info);
+  Napi::Value SetShard(const Napi::CallbackInfo& info);
   std::shared_ptr<tl::Loader> loader_;
   std::shared_ptr<tl::DecodedCache> cache_;
 };

@@ -5,6 +5,7 @@
 #include "errors.h"
 #include "../cpp/errors.h"
 #include "../cpp/data/dataset.h"
+#include "../cpp/dist/process_group.h"
 
 namespace tlb {
 
@@ -19,6 +20,8 @@ ErrorInfo classify_current_exception() {
     return {"ERR_DATASET", e.what()};
   } catch (const tl::DeviceError& e) {
     return {"ERR_DEVICE", e.what()};
+  } catch (const tl::DistributedError& e) {
+    return {"ERR_DISTRIBUTED", e.what()};
   } catch (const std::invalid_argument& e) {
     return {"ERR_INVALID_OPTION", e.what()};
   } catch (const c10::OutOfMemoryError& e) {  // CUDA's caching allocator, and ours on the CPU

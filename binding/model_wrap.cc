@@ -178,6 +178,7 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   loader.batch_size = static_cast<int64_t>(need_number(o, "batchSize"));
   loader.workers = static_cast<int>(need_number(o, "workers"));
   loader.prefetch = static_cast<int>(need_number(o, "prefetch"));
+  loader.world_size = 1;  // every image, in order
   bool tta = need_bool(o, "tta");
   auto ds = std::make_shared<const tl::ImageDataset>(std::move(samples), std::move(spec), decode);
   auto out = std::make_shared<std::vector<tl::Prediction>>();

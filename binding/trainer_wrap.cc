@@ -35,6 +35,10 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
                         InstanceMethod("saveOptimizer", &TrainerWrap::template call<&TrainerWrap::SaveOptimizer>),
                         InstanceMethod("loadOptimizer", &TrainerWrap::template call<&TrainerWrap::LoadOptimizer>),
                         InstanceMethod("init", &TrainerWrap::template call<&TrainerWrap::Init>),
+                        InstanceMethod("joinProcessGroup", &TrainerWrap::template call<&TrainerWrap::JoinProcessGroup>),
+                        InstanceMethod("allreduceSum", &TrainerWrap::template call<&TrainerWrap::AllreduceSum>),
+                        InstanceMethod("broadcastModel", &TrainerWrap::template call<&TrainerWrap::BroadcastModel>),
+                        InstanceMethod("averageBatchNormStats", &TrainerWrap::template call<&TrainerWrap::AverageBatchNormStats>),
                         InstanceMethod("cacheBatch", &TrainerWrap::template call<&TrainerWrap::CacheBatch>),
                         InstanceMethod("trainCachedEpoch", &TrainerWrap::template call<&TrainerWrap::TrainCachedEpoch>),
                         InstanceMethod("clearCache", &TrainerWrap::template call<&TrainerWrap::ClearCache>),
@@ -63,7 +67,9 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
       cfg.eps = need_number(c, "eps");
       cfg.alpha = need_number(c, "alpha");
       cfg.train_from = static_cast<size_t>(need_number(c, "trainFrom"));
-      cfg.freeze_bn_stats = need_bool(c, "freezeBatchNormStats");
+      const auto bn = need_string(c, "freezeBatchNormStats");
+      if (bn != "none" && bn != "frozen" && bn != "all") throw std::invalid_argument("option freezeBatchNormStats must be 'none', 'frozen' or 'all'");
+      cfg.freeze_bn_stats = bn == "all" ? tl::TrainConfig::BnFreeze::All : bn == "frozen" ? tl::TrainConfig::BnFreeze::Frozen : tl::TrainConfig::BnFreeze::None;
       cfg.label_smoothing = need_number(c, "labelSmoothing");
       cfg.clip_grad_norm = need_number(c, "clipGradNorm");
       cfg.accumulate = static_cast<int>(need_number(c, "accumulate"));
@@ -255,6 +261,58 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
           return Napi::Number::New(e, static_cast<double>(session_->trainable_parameters()));
         },
         {Value()});
+  }
+  // joinProcessGroup({rank, worldSize, masterAddr, masterPort, timeoutMs, bucketBytes}): the rendezvous on a worker
+  // (without the model's lock: it waits for the other ranks), then rank 0's parameters and buffers under it.
+  Napi::Value JoinProcessGroup(const Napi::CallbackInfo& info) {
+    auto s = session();
+    auto r = runner_;
+    if (!info[0].IsObject()) throw std::invalid_argument("joinProcessGroup expects an options object");
+    auto o = info[0].As<Napi::Object>();
+    tl::DistConfig cfg;
+    cfg.rank = static_cast<int>(need_number(o, "rank"));
+    cfg.world_size = static_cast<int>(need_number(o, "worldSize"));
+    cfg.master_addr = need_string(o, "masterAddr");
+    cfg.master_port = static_cast<int>(need_number(o, "masterPort"));
+    cfg.timeout_ms = static_cast<int64_t>(need_number(o, "timeoutMs"));
+    const auto bucket = static_cast<int64_t>(need_number(o, "bucketBytes"));
+    return PromiseWorker::Start(
+        info.Env(), "tl.joinProcessGroup",
+        [s, r, cfg, bucket] {
+          auto pg = std::make_shared<tl::ProcessGroup>(cfg);
+          std::lock_guard<std::mutex> lock(r->mutex());
+          s->set_process_group(pg, bucket);
+        },
+        nullptr, {Value()});
+  }
+  // allreduceSum(values: number[]) -> Promise<number[]>: sums over the ranks (metrics), in step order.
+  Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
+    auto s = session();
+    auto r = runner_;
+    if (!info[0].IsArray()) throw std::invalid_argument("allreduceSum expects an array of numbers");
+    auto a = info[0].As<Napi::Array>();
+    auto values = std::make_shared<std::vector<double>>();
+    for (uint32_t i = 0; i < a.Length(); ++i) values->push_back(a.Get(i).As<Napi::Number>().DoubleValue());
+    return PromiseWorker::Start(
+        info.Env(), "tl.allreduceSum",
+        [s, r, values] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          if (!s->process_group()) throw std::logic_error("allreduceSum without a process group");
+          *values = s->process_group()->allreduce_sum(*values);
+        },
+        [values](Napi::Env e) -> Napi::Value {
+          auto out = Napi::Array::New(e, values->size());
+          for (size_t i = 0; i < values->size(); ++i) out.Set(static_cast<uint32_t>(i), (*values)[i]);
+          return out;
+        },
+        {Value()});
+  }
+  Napi::Value BroadcastModel(const Napi::CallbackInfo& info) {
+    const int root = info[0].As<Napi::Number>().Int32Value();
+    return WithSession(info, "tl.broadcastModel", [root](tl::TrainSession& s) { s.broadcast_model(root); });
+  }
+  Napi::Value AverageBatchNormStats(const Napi::CallbackInfo& info) {
+    return WithSession(info, "tl.averageBatchNormStats", [](tl::TrainSession& s) { s.average_batchnorm_stats(); });
   }
   Napi::Value ClearCache(const Napi::CallbackInfo& info) {
     return WithSession(info, "tl.clearCache", [](tl::TrainSession& s) { s.clear_cache(); });

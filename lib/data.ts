@@ -284,7 +284,8 @@ const LOADER_KEYS = ['batchSize', 'shuffle', 'seed', 'dropLast', 'workers', 'pre
 export class DataLoader extends EventEmitter {
   readonly dataset: ImageDataset;
   readonly batchSize: number;
-  readonly seed: number;
+  /** Shuffling and augmentation seed (common to every rank of a data-parallel run). */
+  seed: number;
   readonly shuffle: boolean;
   readonly dropLast: boolean;
   /** True when MixUp or CutMix is on. */
@@ -332,6 +333,8 @@ export class DataLoader extends EventEmitter {
       onError: dataset.onError,
       pinMemory,
       deviceAugment: this.deviceAugment === true,
+      rank: 0,
+      worldSize: 1,
       cache,
       mixupAlpha: mixup.alpha,
       cutmixAlpha: cutmix.alpha,
@@ -347,6 +350,16 @@ export class DataLoader extends EventEmitter {
     const on = device.startsWith('cuda');
     if (on !== this.deferring) this.loader.setDeviceAugment(on);
     this.deferring = on;
+  }
+
+  /**
+   * @internal Data-parallel: from the next epoch on this loader yields rank `rank`'s shard of every epoch
+   * (DistributedSampler's semantics: the common order seeded by `seed`, padded to equal shards unless dropLast).
+   */
+  _shard(rank: number, worldSize: number, seed: number): void {
+    if (this.running) throw new BusyError('a DataLoader cannot be sharded while it is being iterated');
+    this.loader.setShard(rank, worldSize, seed);
+    this.seed = seed;
   }
 
   /** Sets the epoch the next iteration runs (shuffle and augmentation depend on it); used by resume. */

@@ -80,6 +80,13 @@ export class OutOfMemoryError extends TorchResNetError {
   }
 }
 
+/** Data-parallel training failed: rendezvous, a rank that left or timed out, mismatched ranks. */
+export class DistributedError extends TorchResNetError {
+  constructor(message: string) {
+    super(message, 'ERR_DISTRIBUTED');
+  }
+}
+
 /** Any other failure inside libtorch. */
 export class NativeError extends TorchResNetError {
   constructor(message: string) {
@@ -114,6 +121,8 @@ export function fromNative(err: unknown): Error {
       return new NativeError((err as Error).message);
     case 'ERR_OUT_OF_MEMORY':
       return new OutOfMemoryError((err as Error).message);
+    case 'ERR_DISTRIBUTED':
+      return new DistributedError((err as Error).message);
     default:
       return err as Error;
   }

@@ -101,6 +101,7 @@ export interface NativeLoader {
   length(): number;
   cacheBytes(): number;
   setDeviceAugment(on: boolean): void;
+  setShard(rank: number, worldSize: number, seed: number): void;
 }
 
 export interface NativeLoaderConfig {
@@ -113,6 +114,9 @@ export interface NativeLoaderConfig {
   onError: 'throw' | 'skip';
   pinMemory: boolean;
   deviceAugment: boolean;
+  /** data-parallel shard: this rank of worldSize (1: every sample) */
+  rank: number;
+  worldSize: number;
   /** decoded-image cache bound in bytes (0: off) */
   cache: number;
   mixupAlpha: number;
@@ -136,7 +140,7 @@ export interface NativeTrainerConfig {
   eps: number;
   alpha: number;
   trainFrom: number;
-  freezeBatchNormStats: boolean;
+  freezeBatchNormStats: 'none' | 'frozen' | 'all';
   labelSmoothing: number;
   clipGradNorm: number;
   accumulate: number;
@@ -151,6 +155,10 @@ export interface NativeTrainer {
   init(): Promise<number>;
   /** Resolves with the trainable parameter count. */
   setTrainFrom(stage: number): Promise<number>;
+  joinProcessGroup(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; bucketBytes: number }): Promise<void>;
+  allreduceSum(values: number[]): Promise<number[]>;
+  broadcastModel(root: number): Promise<number>;
+  averageBatchNormStats(): Promise<number>;
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;
   cacheBatch(batch: NativeBatch, view: number): Promise<number>;

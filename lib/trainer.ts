@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DataLoader } from './data';
+import { DistributedOptions, resolveDistributed, ResolvedDistributed } from './distributed';
 import { cleanStaleTemporaries, commitGeneration, GENERATIONS, latestGeneration } from './durable';
 import { CheckpointError, InvalidOptionError } from './errors';
 import { EvalReport, MetricAccumulator } from './metrics';
@@ -65,8 +66,12 @@ export interface TrainerOptions {
    * clean steps it doubles. Default: on for `precision: 'fp16'`, off otherwise. `true` = the defaults below.
    */
   lossScale?: boolean | { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number };
-  /** BatchNorm layers of frozen stages stay in eval mode (running statistics frozen). Default true. */
-  freezeBatchNormStats?: boolean;
+  /**
+   * BatchNorm layers kept in eval mode (running statistics frozen, batch statistics not used): `true` (default)
+   * those of frozen stages; `'all'` every one (fine-tuning with small batches; what data-parallel equivalence
+   * needs); `false` none.
+   */
+  freezeBatchNormStats?: boolean | 'all';
   /** Metric for best checkpoints, plateau schedules and early stopping. Default `'valAccuracy'` (`'accuracy'` without validation data). */
   monitor?: Monitor;
   earlyStopping?: { patience: number; minDelta?: number; restoreBest?: boolean };
@@ -90,7 +95,17 @@ export interface TrainerOptions {
   featureCacheViews?: number;
   /** Memory bound of the cache; above it training falls back to the uncached path. Default 4 GiB. */
   featureCacheMaxBytes?: number;
+  /**
+   * Data-parallel training over c10d (Gloo). `'auto'` (default): when torchrun's environment says so (WORLD_SIZE
+   * above 1, as `torch-resnet-tl launch` sets it); `false`: never; or explicit options. Each rank trains on its
+   * shard of the training data (DistributedSampler's semantics), gradients are averaged over the ranks before each
+   * optimizer step, loss/accuracy are reduced over the ranks, every rank validates on the whole validation set,
+   * and only rank 0 writes checkpoints.
+   */
+  distributed?: boolean | 'auto' | DistributedOptions;
 }
+
+const bnMode = (f: boolean | 'all'): 'none' | 'frozen' | 'all' => (f === 'all' ? 'all' : f ? 'frozen' : 'none');
 
 /** GradScaler defaults (torch.amp.GradScaler's). */
 const LOSS_SCALE_DEFAULTS = { initScale: 65536, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000 };
@@ -147,7 +162,7 @@ export interface FitResult {
 }
 
 /** Every Trainer option (the one list: the CLI's --config keys derive from it). */
-export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes'] as const;
+export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes', 'distributed'] as const;
 const KEYS = TRAINER_OPTION_KEYS;
 
 /**
@@ -172,7 +187,7 @@ export const TRAINER_DEFAULTS = {
   /** 0: no clipping */
   clipGradNorm: 0,
   accumulate: 1,
-  freezeBatchNormStats: true,
+  freezeBatchNormStats: true as boolean | 'all',
   featureCache: 'auto' as const,
   featureCacheViews: 1,
   featureCacheMaxBytes: 4 * 2 ** 30,
@@ -183,6 +198,10 @@ export const TRAINER_DEFAULTS = {
 /** What one fit keeps across its epochs (see Trainer.openRun). */
 interface FitRun {
   nt: NativeTrainer;
+  /** data-parallel settings, when this is one rank of several */
+  dist?: ResolvedDistributed;
+  /** this process writes checkpoints and emits 'checkpoint' (rank 0, or the only process) */
+  writer: boolean;
   epochs: number;
   monitor: Monitor;
   mode: 'min' | 'max';
@@ -242,6 +261,9 @@ export class Trainer extends EventEmitter {
   private native?: Promise<NativeTrainer>;
   /** Trainable parameters under the current freezing (kept from the native session's answers). */
   private trainable = 0;
+  /** Data-parallel settings (resolved from the option and torchrun's environment), and whether the group is joined. */
+  private readonly dist?: ResolvedDistributed;
+  private joined = false;
   private readonly precision: 'fp32' | 'bf16' | 'fp16';
   private readonly lossScale: { enabled: boolean; initScale: number; growthFactor: number; backoffFactor: number; growthInterval: number };
 
@@ -284,6 +306,7 @@ export class Trainer extends EventEmitter {
     }
     if (options.signal !== undefined && !(typeof options.signal === 'object' && options.signal !== null && 'aborted' in options.signal)) throw v.invalid('signal', 'AbortSignal', options.signal);
     if (options.seed !== undefined) v.nonNegativeInt('seed', options.seed);
+    if (options.freezeBatchNormStats !== undefined && options.freezeBatchNormStats !== 'all') v.bool('freezeBatchNormStats', options.freezeBatchNormStats);
     if (options.featureCache !== undefined && options.featureCache !== 'auto') v.bool('featureCache', options.featureCache);
     if (options.featureCacheViews !== undefined) v.positiveInt('featureCacheViews', options.featureCacheViews);
     if (options.featureCacheMaxBytes !== undefined) v.positiveInt('featureCacheMaxBytes', options.featureCacheMaxBytes);
@@ -301,6 +324,7 @@ export class Trainer extends EventEmitter {
     // the model's precision unless told otherwise
     this.precision = model.precision(options.precision);
     this.lossScale = validateLossScale(options.lossScale, this.precision);
+    this.dist = resolveDistributed(options.distributed);
     this.options = { ...options, strategy };
   }
 
@@ -338,7 +362,7 @@ export class Trainer extends EventEmitter {
       eps: o.eps ?? TRAINER_DEFAULTS.eps,
       alpha: o.alpha ?? TRAINER_DEFAULTS.rmspropAlpha,
       trainFrom: this.trainFromIndex,
-      freezeBatchNormStats: o.freezeBatchNormStats ?? TRAINER_DEFAULTS.freezeBatchNormStats,
+      freezeBatchNormStats: bnMode(o.freezeBatchNormStats ?? TRAINER_DEFAULTS.freezeBatchNormStats),
       labelSmoothing: o.labelSmoothing ?? TRAINER_DEFAULTS.labelSmoothing,
       clipGradNorm: o.clipGradNorm ?? TRAINER_DEFAULTS.clipGradNorm,
       accumulate: o.accumulate ?? TRAINER_DEFAULTS.accumulate,
@@ -381,6 +405,11 @@ export class Trainer extends EventEmitter {
         aborted = true;
         break;
       }
+      if (run.dist) {
+        // the epoch's loss and accuracy over every rank's shard
+        [totals.lossSum, totals.correct, totals.count] = await this.model._run(() => run.nt.allreduceSum([totals.lossSum, totals.correct, totals.count]));
+        if (run.dist.averageBatchNormStats) await this.model._run(() => run.nt.averageBatchNormStats());
+      }
       const record: EpochRecord = {
         epoch,
         loss: totals.count ? totals.lossSum / totals.count : NaN,
@@ -400,8 +429,10 @@ export class Trainer extends EventEmitter {
       const es = this.options.earlyStopping;
       if (es && run.badEpochs >= es.patience) stoppedEarly = true;
     }
-    if (stoppedEarly && (this.options.earlyStopping?.restoreBest ?? TRAINER_DEFAULTS.restoreBest) && run.bestDir && run.best)
-      await this.model.loadWeights(join(run.bestDir, 'best.pth'));
+    if (stoppedEarly && (this.options.earlyStopping?.restoreBest ?? TRAINER_DEFAULTS.restoreBest) && run.best) {
+      if (run.writer && run.bestDir) await this.model.loadWeights(join(run.bestDir, 'best.pth'));
+      if (run.dist) await this.model._run(() => run.nt.broadcastModel(0)); // rank 0 restored: the others take its weights
+    }
     return { history: run.history, best: run.best, stoppedEarly, aborted };
   }
 
@@ -416,9 +447,23 @@ export class Trainer extends EventEmitter {
     const nt = await this.ensureNative();
     train._useDevice(this.model.device);
     val?._useDevice(this.model.device);
+    const dist = this.dist;
+    if (dist) {
+      if (!this.joined) {
+        // rendezvous; every rank starts from rank 0's parameters and buffers
+        await this.model._run(() => nt.joinProcessGroup(dist));
+        this.joined = true;
+      }
+      // one shuffling/augmentation seed for every rank (rank 0's), each rank its shard
+      const [seed] = await this.model._run(() => nt.allreduceSum([dist.rank === 0 ? train.seed : 0]));
+      train._shard(dist.rank, dist.worldSize, seed);
+    }
+    const writer = !dist || dist.rank === 0;
     const dir = o.checkpointDir ? resolve(o.checkpointDir) : undefined;
     const run: FitRun = {
       nt,
+      dist,
+      writer,
       epochs,
       monitor,
       mode,
@@ -439,14 +484,14 @@ export class Trainer extends EventEmitter {
       valCached: false,
       cacheBytes: 0,
     };
-    if (dir) {
+    if (dir && writer) {
       await mkdir(dir, { recursive: true });
       // what a killed run left behind: partial generations, temporary files
       await cleanStaleTemporaries(dir);
       await cleanStaleTemporaries(join(dir, GENERATIONS));
     }
     // Early stopping restores the best weights; without a checkpoint folder they are kept in a temporary one.
-    if (!run.bestDir && o.earlyStopping && (o.earlyStopping.restoreBest ?? TRAINER_DEFAULTS.restoreBest)) {
+    if (!run.bestDir && writer && o.earlyStopping && (o.earlyStopping.restoreBest ?? TRAINER_DEFAULTS.restoreBest)) {
       run.bestDir = await mkdtemp(join(tmpdir(), 'torch-resnet-tl-best-'));
       temporary.push(run.bestDir);
     }
@@ -573,6 +618,12 @@ export class Trainer extends EventEmitter {
     } else {
       rep = await this.evaluate(val, { tta: this.options.tta });
     }
+    if (run.dist) {
+      // ranks whose BatchNorm statistics differ see slightly different figures: every rank decides on the mean
+      const n = run.dist.worldSize;
+      const [loss, accuracy, top5] = await this.model._run(() => run.nt.allreduceSum([rep.loss, rep.accuracy, rep.top5 ?? 0]));
+      return { valLoss: loss / n, valAccuracy: accuracy / n, valTop5: rep.top5 === undefined ? undefined : top5 / n };
+    }
     return { valLoss: rep.loss, valAccuracy: rep.accuracy, valTop5: rep.top5 };
   }
 
@@ -585,14 +636,14 @@ export class Trainer extends EventEmitter {
     if (improved) {
       run.best = { epoch, value };
       run.badEpochs = 0;
-      if (run.bestDir) {
+      if (run.bestDir && run.writer) {
         await this.model.save(join(run.bestDir, 'best.pth'));
         if (run.dir) this.emit('checkpoint', { kind: 'best', path: join(run.dir, 'best.pth') });
       }
     } else {
       run.badEpochs++;
     }
-    if (!run.dir) return;
+    if (!run.dir || !run.writer) return;
     const state: CheckpointState = {
       version: 1,
       epoch: epoch + 1,

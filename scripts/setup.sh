@@ -26,7 +26,7 @@ case "$VARIANT_ARG" in
 esac
 
 need_pkgs=()
-pkgs=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev)
+pkgs=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev libgloo-dev)
 [ "$VARIANT" = system ] && pkgs+=(libtorch-dev)
 [ "$TEST" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-pil chromium clang-14 libclang-rt-14-dev)
 [ "$BENCH" = 1 ] && pkgs+=(libjemalloc2)

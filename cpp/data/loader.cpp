@@ -33,6 +33,22 @@ std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_
   return order;
 }
 
+std::vector<int64_t> shard_order(std::vector<int64_t> order, int rank, int world, bool drop_last) {
+  if (world <= 1) return order;
+  const int64_t n = static_cast<int64_t>(order.size());
+  const int64_t per = drop_last ? n / world : (n + world - 1) / world;
+  const int64_t total = per * world;
+  if (total > n) {  // padding from the start (repeated when it needs more than one pass), as DistributedSampler
+    std::vector<int64_t> padded(order);
+    for (int64_t i = n; i < total; ++i) padded.push_back(order[static_cast<size_t>((i - n) % std::max<int64_t>(1, n))]);
+    order.swap(padded);
+  }
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(per));
+  for (int64_t i = rank; i < total; i += world) out.push_back(order[static_cast<size_t>(i)]);
+  return out;
+}
+
 void Batch::release() {
   images = torch::Tensor();
   labels = torch::Tensor();
@@ -53,6 +69,7 @@ Loader::Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, st
   if (cfg_.batch_size < 1) throw std::invalid_argument("option batchSize must be >= 1");
   if (cfg_.workers < 1) throw std::invalid_argument("option workers must be >= 1");
   if (cfg_.prefetch < 1) throw std::invalid_argument("option prefetch must be >= 1");
+  if (cfg_.world_size < 1 || cfg_.rank < 0 || cfg_.rank >= cfg_.world_size) throw std::invalid_argument("option rank must be in [0, worldSize)");
   set_defer_augment(cfg_.defer_augment);
 }
 
@@ -74,7 +91,16 @@ Loader::~Loader() { stop(); }
 
 int64_t Loader::num_batches() const {
   int64_t n = static_cast<int64_t>(dataset_->size());
+  if (cfg_.world_size > 1) n = cfg_.drop_last ? n / cfg_.world_size : (n + cfg_.world_size - 1) / cfg_.world_size;  // this rank's shard
   return cfg_.drop_last ? n / cfg_.batch_size : (n + cfg_.batch_size - 1) / cfg_.batch_size;
+}
+
+void Loader::set_shard(int rank, int world_size, uint64_t seed) {
+  if (world_size < 1 || rank < 0 || rank >= world_size) throw std::invalid_argument("option rank must be in [0, worldSize)");
+  stop();
+  cfg_.rank = rank;
+  cfg_.world_size = world_size;
+  cfg_.seed = seed;
 }
 
 void Loader::stop() {
@@ -98,7 +124,7 @@ void Loader::start(uint64_t epoch) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     epoch_ = epoch;
-    order_ = epoch_order(static_cast<int64_t>(dataset_->size()), cfg_.shuffle, cfg_.seed, epoch);
+    order_ = shard_order(epoch_order(static_cast<int64_t>(dataset_->size()), cfg_.shuffle, cfg_.seed, epoch), cfg_.rank, cfg_.world_size, cfg_.drop_last);
     total_ = num_batches();
     ready_.clear();
     errors_.clear();

@@ -26,6 +26,9 @@ struct LoaderConfig {
   // The spec's pixel-wise random tail and MixUp/CutMix run on the consumer's device (Batch::materialize) on a uint8
   // batch, instead of per sample on the loader threads. Same results (parameters drawn here, identically).
   bool defer_augment{};
+  // data-parallel shard (DistributedSampler's semantics): this rank's share of the epoch order; world_size 1: all
+  int rank{};
+  int world_size{};
   MixConfig mix;  // all zero: no mixing
 };
 
@@ -48,6 +51,9 @@ torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device);
 
 // Sample order of an epoch: identity, or a permutation seeded by (seed, epoch).
 std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_t epoch);
+// Rank `rank`'s share of `order` as torch's DistributedSampler: padded from the start to equal shards (or cut to
+// them with drop_last), then every world-th sample from `rank` on.
+std::vector<int64_t> shard_order(std::vector<int64_t> order, int rank, int world, bool drop_last);
 
 // Mixes a batch in place (torchvision references' RandomMixup / RandomCutmix); returns soft labels [B, C].
 torch::Tensor mix_batch(torch::Tensor& images, const torch::Tensor& labels, const MixConfig& cfg, SampleRng& rng, bool cutmix);
@@ -57,6 +63,8 @@ class Loader {
   Loader(std::shared_ptr<const ImageDataset> dataset, LoaderConfig cfg, std::shared_ptr<DecodedCache> cache);
   ~Loader();
   int64_t num_batches() const;
+  // Data-parallel shard and the (common) seed from the next start() on.
+  void set_shard(int rank, int world_size, uint64_t seed);
   // Turns deferred augmentation on or off from the next start() on.
   void set_defer_augment(bool on);
   // Starts an epoch (stops any running one). Order: a permutation seeded by (seed, epoch) when shuffling.

@@ -92,12 +92,40 @@ void TrainSession::set_train_from(size_t stage) {
 void TrainSession::set_train_mode() {
   auto model = runner_->module();
   model->train();
-  if (!cfg_.freeze_bn_stats) return;
+  if (cfg_.freeze_bn_stats == TrainConfig::BnFreeze::None) return;
+  const bool all = cfg_.freeze_bn_stats == TrainConfig::BnFreeze::All;
   for (auto& kv : model->named_modules("", false)) {
     if (auto* bn = kv.value()->as<torch::nn::BatchNorm2d>()) {
-      if (model->stage_of(kv.key() + ".weight") < cfg_.train_from) bn->eval();
+      if (all || model->stage_of(kv.key() + ".weight") < cfg_.train_from) bn->eval();
     }
   }
+}
+
+void TrainSession::set_process_group(std::shared_ptr<ProcessGroup> pg, int64_t bucket_bytes) {
+  pg_ = std::move(pg);
+  bucket_bytes_ = bucket_bytes;
+  broadcast_model(0);
+}
+
+void TrainSession::broadcast_model(int root) {
+  if (!pg_) return;
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> all;
+  auto model = runner_->module();
+  for (auto& p : model->parameters()) all.push_back(p);
+  for (auto& b : model->buffers()) all.push_back(b);
+  pg_->broadcast(all, root, bucket_bytes_);
+}
+
+void TrainSession::average_batchnorm_stats() {
+  if (!pg_) return;
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> stats;
+  for (auto& kv : runner_->module()->named_buffers()) {
+    const auto& k = kv.key();
+    if (k.size() > 13 && (k.compare(k.size() - 13, 13, ".running_mean") == 0 || k.compare(k.size() - 12, 12, ".running_var") == 0)) stats.push_back(kv.value());
+  }
+  pg_->allreduce_mean(stats, bucket_bytes_);
 }
 
 int64_t TrainSession::trainable_parameters() const {
@@ -127,6 +155,12 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   auto loss = torch::nn::functional::cross_entropy(logits, y, opts);
   scaler_.scale_loss(loss / cfg_.accumulate).backward();
   if (++pending_ >= cfg_.accumulate) {
+    if (pg_) {  // DDP: the mean gradient over the ranks (accumulated batches are reduced once, as no_sync does)
+      std::vector<torch::Tensor> grads;
+      for (auto& p : trainable_)
+        if (p.grad().defined()) grads.push_back(p.grad());
+      pg_->allreduce_mean(grads, bucket_bytes_);
+    }
     const bool finite = scaler_.unscale(trainable_);  // clipping sees the true gradients
     if (finite) {
       if (cfg_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trainable_, cfg_.clip_grad_norm);
@@ -178,7 +212,7 @@ StepResult TrainSession::train_cached_epoch(uint64_t epoch, int64_t dataset_size
   apply_threads();
   if (cache_.empty()) throw std::invalid_argument("the feature cache is empty");
   const auto& view = cache_[epoch % static_cast<uint64_t>(std::max(1, views)) % cache_.size()];
-  auto order = epoch_order(dataset_size, shuffle, seed, epoch);
+  auto order = shard_order(epoch_order(dataset_size, shuffle, seed, epoch), pg_ ? pg_->rank() : 0, pg_ ? pg_->world_size() : 1, drop_last);
   StepResult total;
   size_t step = 0;
   for (size_t begin = 0; begin < order.size(); begin += static_cast<size_t>(batch_size)) {

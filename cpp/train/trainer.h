@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "data/loader.h"
+#include "dist/process_group.h"
 #include "runtime/model_runner.h"
 #include "train/grad_scaler.h"
 
@@ -23,7 +24,8 @@ struct TrainConfig {
   double beta1{}, beta2{}, eps{};
   double alpha{};           // rmsprop
   size_t train_from{};      // index of the first trainable stage
-  bool freeze_bn_stats{};    // BatchNorm of frozen stages stays in eval mode
+  // BatchNorm kept in eval mode (running statistics frozen): none, those of frozen stages, or all
+  enum class BnFreeze { None, Frozen, All } freeze_bn_stats{};
   double label_smoothing{};
   double clip_grad_norm{};  // 0: off
   int accumulate{};         // batches per optimizer step (>= 1)
@@ -58,6 +60,7 @@ class TrainSession {
   // Feature cache (frozen backbone): stores backbone outputs of a batch as view `view`; returns bytes held.
   int64_t cache_batch(const Batch& batch, int view);
   // One epoch of head training over cached features, in the order a loader with the same settings uses.
+  // Data-parallel: each rank trains on its shard of that order (the process group's rank and size).
   StepResult train_cached_epoch(uint64_t epoch, int64_t dataset_size, int64_t batch_size, bool shuffle, bool drop_last,
                                 uint64_t seed, int views, const std::vector<std::pair<double, double>>& lrs);
   void clear_cache();
@@ -68,6 +71,14 @@ class TrainSession {
   void save_optimizer(const std::string& path) const;
   void load_optimizer(const std::string& path);
   int64_t trainable_parameters() const;
+  // Data-parallel: gradients are averaged over the group's ranks before every optimizer step (in buckets of
+  // `bucket_bytes`); the parameters and buffers are made rank 0's now.
+  void set_process_group(std::shared_ptr<ProcessGroup> pg, int64_t bucket_bytes);
+  // Every parameter and buffer made rank `root`'s (after rank 0 restored its best weights).
+  void broadcast_model(int root);
+  // BatchNorm running statistics averaged over the ranks (DDP keeps them per rank otherwise).
+  void average_batchnorm_stats();
+  ProcessGroup* process_group() const { return pg_.get(); }
 
  private:
   void apply_freezing();
@@ -82,6 +93,8 @@ class TrainSession {
   std::vector<std::string> trainable_names_;
   GradScaler scaler_;
   int pending_ = 0;
+  std::shared_ptr<ProcessGroup> pg_;
+  int64_t bucket_bytes_ = 0;
   std::vector<std::map<int64_t, torch::Tensor>> cache_;  // [view][sample index] -> backbone output
   std::map<int64_t, int64_t> cache_labels_;
   std::vector<std::pair<torch::Tensor, Batch>> eval_cache_;  // (features, batch labels/indices)

@@ -14,7 +14,7 @@ import { writeFileDurable } from '../durable';
 import { ExperimentRow, renderExperimentReport } from '../report';
 import { makeSyntheticDataset } from '../synthetic';
 import { Schedule, validateSchedule } from '../schedule';
-import { describeExit, launch, LAUNCH_DEFAULTS } from '../launch';
+import { describeExit, launch, LAUNCH_DEFAULTS, LaunchOptions } from '../launch';
 import { Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
@@ -173,9 +173,16 @@ function addTrainCommand(program: Command, out: () => Output): void {
       .option('--out <dir>', 'run directory (default runs/<time>)')
       .option('--resume <dir>', 'continue an interrupted run in its directory from its newest complete checkpoint')
       .option('--config <file>', 'JSON file with the TS option names (CLI flags override it)')
+      .option('--nproc-per-node <n>', 'data-parallel: start this many ranks on this node (through `launch`; --batch-size is per rank)', int(1))
+      .option('--nnodes <n>', `data-parallel: nodes in the job (default ${LAUNCH_DEFAULTS.nnodes})`, int(1))
+      .option('--node-rank <r>', `data-parallel: this node's index (default ${LAUNCH_DEFAULTS.nodeRank})`, int(0))
+      .option('--master-addr <addr>', `data-parallel: address of the rank-0 node (default ${LAUNCH_DEFAULTS.masterAddr})`)
+      .option('--master-port <port>', `data-parallel: rendezvous port (default ${LAUNCH_DEFAULTS.masterPort})`, int(1))
       .option('--max-skipped <share>', `largest share (0..1) of a split's image files that may be undecodable; more fails with exit code 3 (default ${DEFAULT_MAX_SKIPPED})`, share),
   ).action(async (o) => {
-    const output = out();
+    if (o.nprocPerNode !== undefined && !process.env.WORLD_SIZE) return relaunch(o);
+    const rank = Number(process.env.RANK ?? 0);
+    const output = rank === 0 ? out() : makeOutput(false, true); // ranks other than 0 train quietly
     const cfg = readConfig(o.config);
     const trainer: TrainerOptions = { ...cfg.trainer, ...trainerFlags(o) };
     if (o.earlyStopping !== undefined) trainer.earlyStopping = { ...cfg.trainer.earlyStopping, patience: o.earlyStopping };
@@ -197,6 +204,7 @@ function addTrainCommand(program: Command, out: () => Output): void {
       trainer,
     };
     const r = await trainRun(run, output, interruptSignal(output));
+    if (r.rank) return; // rank 0 reports
     print(
       output,
       () => `${historyTable(r)}\n\nval accuracy ${pct(r.summary.evaluation?.accuracy)} (best weights ${r.bestWeights}); report ${r.reportPath}`,
@@ -432,6 +440,30 @@ function addExperimentCommand(program: Command, out: () => Output): void {
   });
 }
 
+/** `train --nproc-per-node N`: the same command in N ranks through `launch` (the ranks see WORLD_SIZE and train data-parallel). */
+async function relaunch(o: Record<string, unknown>): Promise<void> {
+  const flags = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
+  const argv = process.argv.slice(2);
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const [flag] = argv[i].split('=');
+    if (flags.includes(flag)) {
+      if (!argv[i].includes('=')) i++; // its value
+      continue;
+    }
+    args.push(argv[i]);
+  }
+  await runRanks({ nprocPerNode: o.nprocPerNode as number, nnodes: o.nnodes as number | undefined, nodeRank: o.nodeRank as number | undefined, masterAddr: o.masterAddr as string | undefined, masterPort: o.masterPort as number | undefined, script: process.argv[1], args });
+}
+
+/** Runs the ranks; a failed rank is an error naming it, with its exit code as the CLI's. */
+async function runRanks(options: LaunchOptions): Promise<void> {
+  const r = await launch(options);
+  if (r.ok) return;
+  const why = r.failed ? `${describeExit(r.failed)}; the other ranks were stopped` : 'a rank failed';
+  throw Object.assign(new Error(why), { code: 'ERR_RANK_FAILED', exitCode: r.failed?.code || EXIT.failure });
+}
+
 /** `launch` */
 function addLaunchCommand(program: Command, out: () => Output): void {
   program
@@ -443,13 +475,9 @@ function addLaunchCommand(program: Command, out: () => Output): void {
     .option('--master-addr <addr>', `address of the rank-0 node (default ${LAUNCH_DEFAULTS.masterAddr}; required with --nnodes > 1)`)
     .option('--master-port <port>', `rendezvous port on the rank-0 node (default ${LAUNCH_DEFAULTS.masterPort})`, int(1))
     .argument('<script>', 'the script every rank runs')
-    .argument('[args...]', "the script's arguments")
-    .passThroughOptions()
+    .argument('[args...]', "the script's arguments (its options included: everything after the script is the script's)")
     .action(async (script: string, args: string[], o) => {
-      const r = await launch({ nprocPerNode: o.nprocPerNode, nnodes: o.nnodes, nodeRank: o.nodeRank, masterAddr: o.masterAddr, masterPort: o.masterPort, script, args });
-      if (r.ok) return;
-      const why = r.failed ? `${describeExit(r.failed)}; the other ranks were stopped` : 'a rank failed';
-      throw Object.assign(new Error(why), { code: 'ERR_RANK_FAILED', exitCode: r.failed?.code || EXIT.failure });
+      await runRanks({ nprocPerNode: o.nprocPerNode, nnodes: o.nnodes, nodeRank: o.nodeRank, masterAddr: o.masterAddr, masterPort: o.masterPort, script, args });
     });
 }
 
@@ -461,7 +489,6 @@ export function buildProgram(): Command {
     .option('--quiet', 'no progress output')
     .option('--threads <n>', 'intra-op threads (default: all cores)', int(1))
     .showSuggestionAfterError(true)
-    .enablePositionalOptions()
     .exitOverride();
 
   const out = () => makeOutput(!!program.opts().json, !!program.opts().quiet);
@@ -490,10 +517,27 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * `launch … script args`: as torchrun, everything from the script on belongs to the script, its options too; a `--`
+ * before the script tells the parser so.
+ */
+function launchArgv(argv: string[]): string[] {
+  const at = argv.indexOf('launch', 2);
+  if (at < 0 || argv.slice(2, at).some((a) => !a.startsWith('-') && !/^\d+$/.test(a))) return argv;
+  const valued = new Set(['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port']);
+  for (let i = at + 1; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') return argv;
+    if (!a.startsWith('-')) return [...argv.slice(0, i), '--', ...argv.slice(i)];
+    if (valued.has(a)) i++;
+  }
+  return argv;
+}
+
 export async function main(argv = process.argv): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(launchArgv(argv));
     return EXIT.ok;
   } catch (e) {
     if (e instanceof CommanderError) {

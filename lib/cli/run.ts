@@ -8,6 +8,7 @@ import { DatasetError, InvalidOptionError } from '../errors';
 import { thumbnailJpeg } from '../image';
 import { ARCHS, Arch, Model, Precision } from '../model';
 import { RunSummary, SkipSummary, writeRunReport } from '../report';
+import { resolveDistributed } from '../distributed';
 import { Trainer, TRAINER_OPTION_KEYS, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import * as v from '../validate';
@@ -57,6 +58,8 @@ export interface RunResult {
   summary: RunSummary;
   reportPath: string;
   bestWeights: string;
+  /** Data-parallel ranks other than 0 train only: rank 0 evaluates and writes the run directory. */
+  rank?: number;
 }
 
 /** Splits a config object (TS option names) into run and trainer options; unknown keys are errors. */
@@ -181,6 +184,8 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
     }
     const seconds = (performance.now() - t0) / 1000;
     if (guard.failure) throw guard.failure;
+    const rank = resolveDistributed(cfg.trainer.distributed)?.rank ?? 0;
+    if (rank !== 0) return { summary: { history: fit.history, best: fit.best, seconds } as RunSummary, reportPath: '', bestWeights: '', rank };
     const bestWeights = join(runDir, existsSync(join(runDir, 'best.pth')) ? 'best.pth' : 'last.pth');
     if (existsSync(bestWeights)) await model.loadWeights(bestWeights);
     const evaluation = valLoader ? await trainer.evaluate(valLoader) : undefined;

@@ -20,13 +20,13 @@ const ranks = (dir: string) =>
 
 test('each rank gets torchrun\'s environment and the script its arguments; a share of the cores each', () => {
   const dir = scratch();
-  const r = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '3', '--master-port', '29611', RANK, dir, 'ok', '--flag', 'x'], { encoding: 'utf8', env: withoutOmp() });
+  const r = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '3', '--master-port', '29611', RANK, dir, 'ok', '--flag', 'x', '--nnodes', '9'], { encoding: 'utf8', env: withoutOmp() });
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const got = ranks(dir);
   expect(got).toHaveLength(3);
   got.forEach((e, i) =>
-    expect(e).toMatchObject({ RANK: String(i), LOCAL_RANK: String(i), WORLD_SIZE: '3', LOCAL_WORLD_SIZE: '3', GROUP_RANK: '0', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29611', argv: ['--flag', 'x'] }),
+    expect(e).toMatchObject({ RANK: String(i), LOCAL_RANK: String(i), WORLD_SIZE: '3', LOCAL_WORLD_SIZE: '3', GROUP_RANK: '0', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29611', argv: ['--flag', 'x', '--nnodes', '9'] }), // the script's own options are its own
   );
   const share = Math.max(1, Math.floor(cpus().length / 3));
   for (const e of got) expect([e.OMP_NUM_THREADS, e.threads]).toEqual([String(share), share]);

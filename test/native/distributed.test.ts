@@ -1,0 +1,99 @@
+// Data-parallel training over c10d (Gloo): N ranks started by `launch` train as one process on the same global
+// batch; the sharding follows DistributedSampler; bad set-ups are clear errors.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DataLoader, ImageFolder, ImageList, manualSeed, Model, readStateDict, setNumThreads, Trainer, TrainerOptions, Transform } from '../../lib';
+import { cpus } from 'node:os';
+import { launch } from '../../lib/launch';
+import { resolveDistributed } from '../../lib/distributed';
+import { ROOT, sharedPath } from '../helpers';
+
+const tmp = mkdtempSync(join(tmpdir(), 'tl-ddp-'));
+const RANK = join(ROOT, 'test', 'scripts', 'ddp-rank.js');
+const SEED = 5; // a fixed initialisation: the comparison is reproducible
+const port = () => 29000 + Math.floor(Math.random() * 900);
+
+async function items(n: number) {
+  const folder = await ImageFolder.open(sharedPath('data', 'hymenoptera', 'train'));
+  const pick = folder.samples.filter((_, i) => i % Math.floor(folder.length / n) === 0).slice(0, n);
+  return { items: pick.map((s) => ({ path: s.path, label: folder.classes[s.label] })), classes: folder.classes };
+}
+
+describe('N ranks train as one process on the same global batch', () => {
+  test.each([
+    ['SGD with momentum', { optimizer: 'sgd', lr: 0.002 }],
+    // eps 1e-6: elements whose gradient is rounding noise (it differs with the batch split) do not move by ±lr
+    ['Adam', { optimizer: 'adam', lr: 1e-4, eps: 1e-6 }],
+  ] as [string, TrainerOptions][])('%s: 2 ranks x 8 equal 1 x 16 (BatchNorm frozen, 3 steps): max |Δ| <= 1e-5', async (name, opt) => {
+    const { items: list, classes } = await items(48);
+    const tag = name.replace(/\W+/g, '-');
+    const start = join(tmp, `start-${tag}.pth`);
+    manualSeed(SEED);
+    const init = await Model.create({ arch: 'resnet18', numClasses: 2, classes, channelsLast: false });
+    await init.save(start);
+    init.dispose();
+    const trainer: TrainerOptions = { strategy: 'full', epochs: 1, backboneLr: opt.lr, precision: 'fp32', freezeBatchNormStats: 'all', ...opt };
+    // one process, global batch 16
+    const single = await Model.create({ arch: 'resnet18', numClasses: 2, classes, channelsLast: false });
+    await single.loadWeights(start);
+    const data = ImageList.from(list, { transform: Transform.compose([Transform.resize([64, 64]), Transform.toTensor(), Transform.normalize()]) });
+    const steps: number[] = [];
+    setNumThreads(1); // as each rank (OMP_NUM_THREADS = cores / ranks): the same kernels' reduction order
+    const t1 = new Trainer(single, { ...trainer, distributed: false });
+    t1.on('batchEnd', (e) => steps.push(e.batch));
+    const r1 = await t1.fit(new DataLoader(data, { batchSize: 16, shuffle: true, seed: 11 }));
+    setNumThreads(cpus().length);
+    expect(steps).toEqual([0, 1, 2]);
+    // two ranks, 8 each
+    const cfg = join(tmp, `ddp-${tag}.json`);
+    const out = join(tmp, `ddp-${tag}`);
+    writeFileSync(cfg, JSON.stringify({ items: list, classes, start, out, trainer, batchSize: 8, seed: 11 }));
+    const lines: string[] = [];
+    const r = await launch({ nprocPerNode: 2, masterPort: port(), script: RANK, args: [cfg], stdio: 'pipe', onOutput: (rank, s, t) => lines.push(`[${rank} ${s}] ${t}`) });
+    if (!r.ok) console.log(lines.join(''));
+    expect(r.ok).toBe(true);
+    const reports = lines.filter((l) => l.includes('stdout] {')).map((l) => JSON.parse(l.slice(l.indexOf('{'))));
+    expect(reports).toHaveLength(2);
+    // the reduced epoch loss is the single process's (the same 48 samples)
+    for (const rep of reports) expect(Math.abs(rep.history[0].loss - r1.history[0].loss)).toBeLessThan(1e-4);
+    const ours = await single.stateDict();
+    let worst = 0;
+    for (const rank of [0, 1]) {
+      const theirs = await readStateDict(`${out}.rank${rank}.pth`);
+      for (const k of theirs.keys) {
+        const [a, b] = [ours[k].data, theirs.tensors[k].data];
+        if (a.constructor.name !== 'Float32Array') continue;
+        for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
+      }
+    }
+    console.log(`${name}: 2 ranks vs 1 process, worst |Δ| ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThanOrEqual(1e-5);
+    single.dispose();
+  });
+});
+
+describe('set-up errors', () => {
+  test('torchrun environment: resolved, or refused naming what is missing', () => {
+    expect(resolveDistributed('auto', {})).toBeUndefined();
+    expect(resolveDistributed('auto', { WORLD_SIZE: '1', RANK: '0' })).toBeUndefined();
+    expect(resolveDistributed(undefined, { WORLD_SIZE: '2', RANK: '1', MASTER_ADDR: 'h', MASTER_PORT: '1234' })).toMatchObject({ rank: 1, worldSize: 2, masterAddr: 'h', masterPort: 1234, timeoutMs: 60000, bucketBytes: 25 * 2 ** 20 });
+    expect(() => resolveDistributed('auto', { WORLD_SIZE: '2', RANK: '0', MASTER_PORT: '1' })).toThrow(/MASTER_ADDR/);
+    expect(() => resolveDistributed('auto', { WORLD_SIZE: '2', RANK: '2', MASTER_ADDR: 'h', MASTER_PORT: '1' })).toThrow(/rank < worldSize/);
+    expect(() => resolveDistributed(true, {})).toThrow(/launch/);
+    expect(() => resolveDistributed({ rank: 0, worldSize: 2, masterAddr: 'h', masterPort: 5, bogus: 1 } as never, {})).toThrow(/bogus/);
+  });
+
+  test('a rank whose peer never comes fails within the timeout with a DistributedError', async () => {
+    const model = await Model.create({ arch: 'resnet18', numClasses: 2, channelsLast: false });
+    const { items: list, classes } = await items(4);
+    const data = ImageList.from(list, { classes, transform: Transform.compose([Transform.resize([32, 32]), Transform.toTensor()]) });
+    const t0 = Date.now();
+    const tr = new Trainer(model, { strategy: 'full', epochs: 1, distributed: { rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port(), timeoutMs: 3000 } });
+    const err = await tr.fit(new DataLoader(data, { batchSize: 2 })).catch((e) => e);
+    expect(err?.code).toBe('ERR_DISTRIBUTED');
+    expect(err.message).toMatch(/rank 0 of 2/);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    model.dispose();
+  });
+});
