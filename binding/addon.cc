@@ -1,10 +1,13 @@
 // Addon entry: module-level functions and the NativeModel class.
 #include <napi.h>
 
+#include <chrono>
+
 #include "../cpp/runtime/cpu_allocator.h"
 #include "../cpp/device.h"
 #include "../cpp/io/checkpoint.h"
 #include "../cpp/data/transforms.h"
+#include "../cpp/dist/process_group.h"
 #include "../cpp/models/registry.h"
 #include "convert.h"
 #include "data_wrap.h"
@@ -151,6 +154,43 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 }
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tl::get_num_threads()); }
 Napi::Value Architectures(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::architectures()); }
+// allreduceBenchmark({rank, worldSize, masterAddr, masterPort, timeoutMs, bucketBytes, numel, iterations}):
+// joins a process group and times `iterations` bucketed mean all-reduces of `numel` floats (what a step's gradient
+// averaging does); resolves with the seconds of each. For bench:dist.
+Napi::Value AllreduceBenchmark(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) throw std::invalid_argument("allreduceBenchmark expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  tl::DistConfig cfg;
+  cfg.rank = static_cast<int>(need_number(o, "rank"));
+  cfg.world_size = static_cast<int>(need_number(o, "worldSize"));
+  cfg.master_addr = need_string(o, "masterAddr");
+  cfg.master_port = static_cast<int>(need_number(o, "masterPort"));
+  cfg.timeout_ms = static_cast<int64_t>(need_number(o, "timeoutMs"));
+  const auto bucket = static_cast<int64_t>(need_number(o, "bucketBytes"));
+  const auto numel = static_cast<int64_t>(need_number(o, "numel"));
+  const int iterations = static_cast<int>(need_number(o, "iterations"));
+  auto times = std::make_shared<std::vector<double>>();
+  return PromiseWorker::Start(
+      info.Env(), "tl.allreduceBenchmark",
+      [cfg, bucket, numel, iterations, times] {
+        tl::ProcessGroup pg(cfg);
+        auto grad = torch::ones({numel}, torch::kFloat32);
+        // tensors the size of a model's parameters would be bucketed the same way: one flat tensor is the worst case
+        std::vector<torch::Tensor> grads{grad};
+        pg.allreduce_mean(grads, bucket);  // warm-up (connections)
+        for (int i = 0; i < iterations; ++i) {
+          const auto t0 = std::chrono::steady_clock::now();
+          pg.allreduce_mean(grads, bucket);
+          times->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+      },
+      [times](Napi::Env e) -> Napi::Value {
+        auto a = Napi::Array::New(e, times->size());
+        for (size_t i = 0; i < times->size(); ++i) a.Set(static_cast<uint32_t>(i), (*times)[i]);
+        return a;
+      });
+}
+
 Napi::Value TransformOps(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::op_names()); }
 
 Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
@@ -196,6 +236,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, guarded<GetNumThreads>));
   exports.Set("architectures", Napi::Function::New(env, guarded<Architectures>));
   exports.Set("transformOps", Napi::Function::New(env, guarded<TransformOps>));
+  exports.Set("allreduceBenchmark", Napi::Function::New(env, guarded<AllreduceBenchmark>));
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, guarded<SetCpuCacheLimit>));
   exports.Set("emptyCpuCache", Napi::Function::New(env, guarded<EmptyCpuCache>));
   exports.Set("cpuCacheStats", Napi::Function::New(env, guarded<CpuCacheStats>));

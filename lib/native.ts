@@ -197,6 +197,7 @@ export interface NativeAddon {
   architectures(): string[];
   /** The native transform op table's names (cpp/data/transforms.h). */
   transformOps(): string[];
+  allreduceBenchmark(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; bucketBytes: number; numel: number; iterations: number }): Promise<number[]>;
 }
 
 let addon: NativeAddon | undefined;
