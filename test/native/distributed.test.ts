@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataLoader, ImageFolder, ImageList, manualSeed, Model, readStateDict, setNumThreads, Trainer, TrainerOptions, Transform } from '../../lib';
+import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { launch } from '../../lib/launch';
 import { resolveDistributed } from '../../lib/distributed';
@@ -25,6 +26,8 @@ describe('N ranks train as one process on the same global batch', () => {
     ['SGD with momentum', { optimizer: 'sgd', lr: 0.002 }],
     // eps 1e-6: elements whose gradient is rounding noise (it differs with the batch split) do not move by ±lr
     ['Adam', { optimizer: 'adam', lr: 1e-4, eps: 1e-6 }],
+    // each rank caches the backbone features of its own shard
+    ['feature extraction through the feature cache', { strategy: 'feature-extract', optimizer: 'sgd', lr: 0.01, featureCache: true }],
   ] as [string, TrainerOptions][])('%s: 2 ranks x 8 equal 1 x 16 (BatchNorm frozen, 3 steps): max |Δ| <= 1e-5', async (name, opt) => {
     const { items: list, classes } = await items(48);
     const tag = name.replace(/\W+/g, '-');
@@ -44,7 +47,7 @@ describe('N ranks train as one process on the same global batch', () => {
     t1.on('batchEnd', (e) => steps.push(e.batch));
     const r1 = await t1.fit(new DataLoader(data, { batchSize: 16, shuffle: true, seed: 11 }));
     setNumThreads(cpus().length);
-    expect(steps).toEqual([0, 1, 2]);
+    expect(steps).toEqual(opt.featureCache ? [2] : [0, 1, 2]); // the cached epoch is one native call
     // two ranks, 8 each
     const cfg = join(tmp, `ddp-${tag}.json`);
     const out = join(tmp, `ddp-${tag}`);
@@ -82,6 +85,21 @@ describe('set-up errors', () => {
     expect(() => resolveDistributed('auto', { WORLD_SIZE: '2', RANK: '2', MASTER_ADDR: 'h', MASTER_PORT: '1' })).toThrow(/rank < worldSize/);
     expect(() => resolveDistributed(true, {})).toThrow(/launch/);
     expect(() => resolveDistributed({ rank: 0, worldSize: 2, masterAddr: 'h', masterPort: 5, bogus: 1 } as never, {})).toThrow(/bogus/);
+  });
+
+  test('a port in use is a DistributedError saying so', async () => {
+    const server = createServer();
+    const p = port();
+    await new Promise<void>((r) => server.listen(p, '127.0.0.1', r));
+    const model = await Model.create({ arch: 'resnet18', numClasses: 2, channelsLast: false });
+    const { items: list, classes } = await items(4);
+    const data = ImageList.from(list, { classes, transform: Transform.compose([Transform.resize([32, 32]), Transform.toTensor()]) });
+    const tr = new Trainer(model, { strategy: 'full', epochs: 1, distributed: { rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: p, timeoutMs: 3000 } });
+    const err = await tr.fit(new DataLoader(data, { batchSize: 2 })).catch((e) => e);
+    server.close();
+    expect(err?.code).toBe('ERR_DISTRIBUTED');
+    expect(err.message).toMatch(new RegExp(`rendezvous failed for rank 0 of 2 \\(rendezvous 127.0.0.1:${p}\\).*port in use`));
+    model.dispose();
   });
 
   test('a rank whose peer never comes fails within the timeout with a DistributedError', async () => {
