@@ -22,7 +22,10 @@ export {
   BusyError,
   NativeError,
   OutOfMemoryError,
+  DistributedError,
 } from './errors';
+export { DISTRIBUTED_DEFAULTS } from './distributed';
+export type { DistributedOptions } from './distributed';
 export { Trainer, TRAINER_DEFAULTS } from './trainer';
 export { LOADER_DEFAULTS } from './data';
 export { PREDICT_DEFAULTS } from './model';
