@@ -158,14 +158,8 @@ Napi::Value Architectures(const Napi::CallbackInfo& info) { return strings_to_js
 // joins a process group and times `iterations` bucketed mean all-reduces of `numel` floats (what a step's gradient
 // averaging does); resolves with the seconds of each. For bench:dist.
 Napi::Value AllreduceBenchmark(const Napi::CallbackInfo& info) {
-  if (!info[0].IsObject()) throw std::invalid_argument("allreduceBenchmark expects an options object");
+  const tl::DistConfig cfg = to_dist_config(info[0], "allreduceBenchmark");
   auto o = info[0].As<Napi::Object>();
-  tl::DistConfig cfg;
-  cfg.rank = static_cast<int>(need_number(o, "rank"));
-  cfg.world_size = static_cast<int>(need_number(o, "worldSize"));
-  cfg.master_addr = need_string(o, "masterAddr");
-  cfg.master_port = static_cast<int>(need_number(o, "masterPort"));
-  cfg.timeout_ms = static_cast<int64_t>(need_number(o, "timeoutMs"));
   const auto bucket = static_cast<int64_t>(need_number(o, "bucketBytes"));
   const auto numel = static_cast<int64_t>(need_number(o, "numel"));
   const int iterations = static_cast<int>(need_number(o, "iterations"));

@@ -34,6 +34,18 @@ std::vector<int64_t> to_shape(const Napi::Value& v, const char* what) {
   return out;
 }
 
+tl::DistConfig to_dist_config(const Napi::Value& v, const char* what) {
+  if (!v.IsObject()) throw std::invalid_argument(std::string(what) + " expects an options object");
+  auto o = v.As<Napi::Object>();
+  tl::DistConfig cfg;
+  cfg.rank = static_cast<int>(need_number(o, "rank"));
+  cfg.world_size = static_cast<int>(need_number(o, "worldSize"));
+  cfg.master_addr = need_string(o, "masterAddr");
+  cfg.master_port = static_cast<int>(need_number(o, "masterPort"));
+  cfg.timeout_ms = static_cast<int64_t>(need_number(o, "timeoutMs"));
+  return cfg;
+}
+
 torch::Tensor copy_float32(const Napi::Value& data, const std::vector<int64_t>& shape, const char* what) {
   if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw std::invalid_argument(std::string(what) + " must be a Float32Array");

@@ -267,15 +267,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
   Napi::Value JoinProcessGroup(const Napi::CallbackInfo& info) {
     auto s = session();
     auto r = runner_;
-    if (!info[0].IsObject()) throw std::invalid_argument("joinProcessGroup expects an options object");
-    auto o = info[0].As<Napi::Object>();
-    tl::DistConfig cfg;
-    cfg.rank = static_cast<int>(need_number(o, "rank"));
-    cfg.world_size = static_cast<int>(need_number(o, "worldSize"));
-    cfg.master_addr = need_string(o, "masterAddr");
-    cfg.master_port = static_cast<int>(need_number(o, "masterPort"));
-    cfg.timeout_ms = static_cast<int64_t>(need_number(o, "timeoutMs"));
-    const auto bucket = static_cast<int64_t>(need_number(o, "bucketBytes"));
+    const tl::DistConfig cfg = to_dist_config(info[0], "joinProcessGroup");
+    const auto bucket = static_cast<int64_t>(need_number(info[0].As<Napi::Object>(), "bucketBytes"));
     return PromiseWorker::Start(
         info.Env(), "tl.joinProcessGroup",
         [s, r, cfg, bucket] {
