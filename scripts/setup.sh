@@ -28,7 +28,7 @@ esac
 need_pkgs=()
 pkgs=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev libgloo-dev)
 [ "$VARIANT" = system ] && pkgs+=(libtorch-dev)
-[ "$TEST" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-pil chromium clang-14 libclang-rt-14-dev)
+[ "$TEST" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-pil chromium clang-14 libclang-rt-14-dev iproute2)
 [ "$BENCH" = 1 ] && pkgs+=(libjemalloc2)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
