@@ -1,0 +1,52 @@
+// Data-parallel collectives on PyTorch's c10d: TCPStore rendezvous and ProcessGroupGloo (CPU tensors; CUDA tensors
+// are staged through host memory). The c10d headers stay in process_group.cpp.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tl {
+
+// A collective or the rendezvous failed: a rank left, timed out, or the set-up is wrong.
+class DistributedError : public std::runtime_error {
+ public:
+  explicit DistributedError(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+// Fully specified by the caller (defaults: lib/distributed.ts); value-initialised here.
+struct DistConfig {
+  int rank{};
+  int world_size{};
+  std::string master_addr;
+  int master_port{};
+  int64_t timeout_ms{};  // rendezvous and every collective
+};
+
+class ProcessGroup {
+ public:
+  // Rendezvous: rank 0 serves the TCPStore at master_addr:master_port, every rank joins; returns when all have.
+  explicit ProcessGroup(const DistConfig& cfg);
+  ~ProcessGroup();
+  int rank() const { return rank_; }
+  int world_size() const { return world_; }
+  // In place: every tensor becomes rank `root`'s (flattened into buckets of at most `bucket_bytes`).
+  void broadcast(const std::vector<torch::Tensor>& tensors, int root, int64_t bucket_bytes);
+  // In place: every tensor becomes the mean over the ranks (bucketed as above; float tensors only).
+  void allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes);
+  // Sums of `values` over the ranks (metrics).
+  std::vector<double> allreduce_sum(const std::vector<double>& values);
+
+ private:
+  template <class Op>
+  void bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, Op op);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int rank_ = 0;
+  int world_ = 1;
+  int64_t timeout_ms_ = 0;
+};
+
+}  // namespace tl
