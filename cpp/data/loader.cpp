@@ -33,10 +33,15 @@ std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_
   return order;
 }
 
+int64_t shard_size(int64_t n, int world, bool drop_last) {
+  if (world <= 1) return n;
+  return drop_last ? n / world : (n + world - 1) / world;
+}
+
 std::vector<int64_t> shard_order(std::vector<int64_t> order, int rank, int world, bool drop_last) {
   if (world <= 1) return order;
   const int64_t n = static_cast<int64_t>(order.size());
-  const int64_t per = drop_last ? n / world : (n + world - 1) / world;
+  const int64_t per = shard_size(n, world, drop_last);
   const int64_t total = per * world;
   if (total > n) {  // padding from the start (repeated when it needs more than one pass), as DistributedSampler
     std::vector<int64_t> padded(order);
@@ -90,8 +95,7 @@ void Loader::set_defer_augment(bool on) {
 Loader::~Loader() { stop(); }
 
 int64_t Loader::num_batches() const {
-  int64_t n = static_cast<int64_t>(dataset_->size());
-  if (cfg_.world_size > 1) n = cfg_.drop_last ? n / cfg_.world_size : (n + cfg_.world_size - 1) / cfg_.world_size;  // this rank's shard
+  const int64_t n = shard_size(static_cast<int64_t>(dataset_->size()), cfg_.world_size, cfg_.drop_last);  // this rank's share
   return cfg_.drop_last ? n / cfg_.batch_size : (n + cfg_.batch_size - 1) / cfg_.batch_size;
 }
 

@@ -54,6 +54,8 @@ std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, uint64_
 // Rank `rank`'s share of `order` as torch's DistributedSampler: padded from the start to equal shards (or cut to
 // them with drop_last), then every world-th sample from `rank` on.
 std::vector<int64_t> shard_order(std::vector<int64_t> order, int rank, int world, bool drop_last);
+// Samples in each rank's shard of `n` (n itself for one rank).
+int64_t shard_size(int64_t n, int world, bool drop_last);
 
 // Mixes a batch in place (torchvision references' RandomMixup / RandomCutmix); returns soft labels [B, C].
 torch::Tensor mix_batch(torch::Tensor& images, const torch::Tensor& labels, const MixConfig& cfg, SampleRng& rng, bool cutmix);

@@ -102,7 +102,7 @@ ProcessGroup::ProcessGroup(const DistConfig& cfg) : impl_(std::make_unique<Impl>
 ProcessGroup::~ProcessGroup() = default;
 
 template <class Op>
-void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, Op op) {
+void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op) {
   size_t i = 0;
   while (i < tensors.size()) {
     // a bucket: consecutive tensors of one dtype up to bucket_bytes (at least one tensor)
@@ -114,22 +114,31 @@ void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t b
       bytes += tensors[j].numel() * tensors[j].element_size();
       ++j;
     }
-    std::vector<torch::Tensor> flat_parts;
-    for (size_t k = i; k < j; ++k) flat_parts.push_back(tensors[k].detach().reshape({-1}).to(torch::kCPU));
-    std::vector<torch::Tensor> flat{torch::cat(flat_parts)};
+    torch::NoGradGuard ng;
+    // a lone contiguous CPU tensor is reduced in place; several are flattened into one buffer and copied back
+    const bool in_place = j == i + 1 && tensors[i].device().is_cpu() && tensors[i].is_contiguous();
+    std::vector<torch::Tensor> flat;
+    if (in_place) {
+      flat.push_back(tensors[i].detach().view({-1}));
+    } else {
+      std::vector<torch::Tensor> parts;
+      for (size_t k = i; k < j; ++k) parts.push_back(tensors[k].detach().reshape({-1}).to(torch::kCPU));
+      flat.push_back(torch::cat(parts));
+    }
     try {
-      auto work = op(flat);
-      work->wait(std::chrono::milliseconds(timeout_ms_));
+      op(flat)->wait(std::chrono::milliseconds(timeout_ms_));
     } catch (const std::exception& e) {
       throw DistributedError(std::string(what) + " failed on rank " + std::to_string(rank_) + " of " + std::to_string(world_) +
                              ": a rank left or did not answer within " + std::to_string(timeout_ms_) + " ms (" + first_line(e) + ")");
     }
-    int64_t off = 0;
-    torch::NoGradGuard ng;
-    for (size_t k = i; k < j; ++k) {
-      const int64_t n = tensors[k].numel();
-      tensors[k].copy_(flat[0].narrow(0, off, n).view(tensors[k].sizes()));
-      off += n;
+    if (scale != 1.0) flat[0].mul_(scale);
+    if (!in_place) {
+      int64_t off = 0;
+      for (size_t k = i; k < j; ++k) {
+        const int64_t n = tensors[k].numel();
+        tensors[k].copy_(flat[0].narrow(0, off, n).view(tensors[k].sizes()));
+        off += n;
+      }
     }
     i = j;
   }
@@ -139,25 +148,19 @@ void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root
   if (world_ == 1) return;
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  bucketed(tensors, bucket_bytes, "broadcast", [&](std::vector<at::Tensor>& t) { return impl_->gloo->broadcast(t, o); });
+  bucketed(tensors, bucket_bytes, "broadcast", 1.0, [&](std::vector<at::Tensor>& t) { return impl_->gloo->broadcast(t, o); });
 }
 
 void ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
   if (world_ == 1) return;
-  const double inv = 1.0 / world_;
-  bucketed(tensors, bucket_bytes, "gradient all-reduce", [&](std::vector<at::Tensor>& t) {
-    auto w = impl_->gloo->allreduce(t);
-    w->wait(std::chrono::milliseconds(timeout_ms_));
-    t[0].mul_(inv);
-    return w;
-  });
+  bucketed(tensors, bucket_bytes, "gradient all-reduce", 1.0 / world_, [&](std::vector<at::Tensor>& t) { return impl_->gloo->allreduce(t); });
 }
 
 std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& values) {
   if (world_ == 1 || values.empty()) return values;
   auto t = torch::tensor(values, torch::kFloat64);
   std::vector<torch::Tensor> ts{t};
-  bucketed(ts, INT64_MAX, "metric all-reduce", [&](std::vector<at::Tensor>& x) { return impl_->gloo->allreduce(x); });
+  bucketed(ts, INT64_MAX, "metric all-reduce", 1.0, [&](std::vector<at::Tensor>& x) { return impl_->gloo->allreduce(x); });
   auto acc = t.accessor<double, 1>();
   std::vector<double> out(values.size());
   for (size_t i = 0; i < out.size(); ++i) out[i] = acc[static_cast<int64_t>(i)];

@@ -40,8 +40,9 @@ class ProcessGroup {
   std::vector<double> allreduce_sum(const std::vector<double>& values);
 
  private:
+  // Runs `op` (a c10d collective) over buckets of `tensors` and waits for it; the result is multiplied by `scale`.
   template <class Op>
-  void bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, Op op);
+  void bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int rank_ = 0;

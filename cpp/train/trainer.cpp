@@ -121,10 +121,8 @@ void TrainSession::average_batchnorm_stats() {
   if (!pg_) return;
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> stats;
-  for (auto& kv : runner_->module()->named_buffers()) {
-    const auto& k = kv.key();
-    if (k.size() > 13 && (k.compare(k.size() - 13, 13, ".running_mean") == 0 || k.compare(k.size() - 12, 12, ".running_var") == 0)) stats.push_back(kv.value());
-  }
+  for (auto& m : runner_->module()->modules(false))
+    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) stats.insert(stats.end(), {bn->running_mean, bn->running_var});
   pg_->allreduce_mean(stats, bucket_bytes_);
 }
 

@@ -76,6 +76,29 @@ describe('N ranks train as one process on the same global batch', () => {
   });
 });
 
+test('trainable BatchNorm: per-rank running statistics, or averaged over the ranks with averageBatchNormStats', async () => {
+  const { items: list, classes } = await items(32);
+  const start = join(tmp, 'bn-start.pth');
+  manualSeed(SEED);
+  const init = await Model.create({ arch: 'resnet18', numClasses: 2, classes, channelsLast: false });
+  await init.save(start);
+  init.dispose();
+  const stats = async (averageBatchNormStats: boolean) => {
+    const cfg = join(tmp, `bn-${averageBatchNormStats}.json`);
+    const out = join(tmp, `bn-${averageBatchNormStats}`);
+    const trainer = { strategy: 'full', epochs: 1, optimizer: 'sgd', lr: 0.01, precision: 'fp32', freezeBatchNormStats: false, distributed: { averageBatchNormStats } };
+    writeFileSync(cfg, JSON.stringify({ items: list, classes, start, out, trainer, batchSize: 8, seed: 2 }));
+    const r = await launch({ nprocPerNode: 2, masterPort: port(), script: RANK, args: [cfg], stdio: 'pipe' });
+    expect(r.ok).toBe(true);
+    const [a, b] = [await readStateDict(`${out}.rank0.pth`), await readStateDict(`${out}.rank1.pth`)];
+    const k = 'layer1.0.bn1.running_mean';
+    const w = 'layer1.0.conv1.weight';
+    return { statsEqual: a.tensors[k].data.every((x, i) => x === b.tensors[k].data[i]), weightsEqual: a.tensors[w].data.every((x, i) => x === b.tensors[w].data[i]) };
+  };
+  expect(await stats(false)).toEqual({ statsEqual: false, weightsEqual: true }); // DDP's default: each rank its own batches' statistics
+  expect(await stats(true)).toEqual({ statsEqual: true, weightsEqual: true });
+});
+
 describe('set-up errors', () => {
   test('torchrun environment: resolved, or refused naming what is missing', () => {
     expect(resolveDistributed('auto', {})).toBeUndefined();
