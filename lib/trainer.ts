@@ -219,6 +219,8 @@ interface FitRun {
   /** unfreezing's scale of the backbone rate */
   lrScale: number;
   views: number;
+  /** the loss scale after the latest step (kept across epochs) */
+  lossScale: number;
   useCache: boolean;
   cached: boolean;
   valCached: boolean;
@@ -230,7 +232,6 @@ interface EpochTotals {
   correct: number;
   count: number;
   skippedSteps: number;
-  lossScale: number;
   /** the rates of the epoch's last step */
   lrs: { head: number; backbone: number };
 }
@@ -418,7 +419,7 @@ export class Trainer extends EventEmitter {
         seconds: 0,
         trainableParameters: this.trainable,
         featureCacheBytes: run.cacheBytes,
-        ...(this.lossScale.enabled ? { lossScale: totals.lossScale, skippedSteps: totals.skippedSteps } : {}),
+        ...(this.lossScale.enabled ? { lossScale: run.lossScale, skippedSteps: totals.skippedSteps } : {}),
       };
       if (val) Object.assign(record, await this.validate(run, val));
       record.featureCacheBytes = run.cacheBytes;
@@ -476,6 +477,7 @@ export class Trainer extends EventEmitter {
       trainFrom: this.trainFromIndex,
       lrScale: 1,
       views: o.featureCacheViews ?? TRAINER_DEFAULTS.featureCacheViews,
+      lossScale: this.lossScale.initScale,
       useCache:
         this.trainFromIndex === this.model.stages.length - 1 &&
         !train.mixing &&
@@ -567,7 +569,7 @@ export class Trainer extends EventEmitter {
       run.useCache = run.cached;
       if (signal?.aborted) return undefined;
     }
-    const totals: EpochTotals = { lossSum: 0, correct: 0, count: 0, skippedSteps: 0, lossScale: this.lossScale.initScale, lrs: { head: 0, backbone: 0 } };
+    const totals: EpochTotals = { lossSum: 0, correct: 0, count: 0, skippedSteps: 0, lrs: { head: 0, backbone: 0 } };
     if (run.cached) {
       const steps = train.length;
       const plan = Array.from({ length: steps }, (_, k) => {
@@ -589,7 +591,7 @@ export class Trainer extends EventEmitter {
       const r = await this.model._run(() => run.nt.step(batch.native, lrs.head, lrs.backbone));
       batch.dispose();
       if (r.skipped) totals.skippedSteps++;
-      totals.lossScale = r.lossScale;
+      run.lossScale = r.lossScale;
       totals.lossSum += r.loss * r.count;
       totals.correct += r.correct;
       totals.count += r.count;
