@@ -1,13 +1,14 @@
 // `train --nproc-per-node 2`: two ranks through `launch`, full fine-tuning of squeezenet1_1 on ants/bees; the same
 // accuracy as one process (within 0.03) and one run directory, written by rank 0.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, sharedPath } from '../helpers';
 
 const CLI = join(ROOT, 'dist', 'cjs', 'cli', 'index.js');
 const tmp = mkdtempSync(join(tmpdir(), 'tl-cli-ddp-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true })); // checkpoints of ResNets add up over runs
 
 function train(out: string, extra: string[]): any {
   const args = ['--json', 'train', '--data', sharedPath('data', 'hymenoptera'), '--arch', 'squeezenet1_1', '--weights', sharedPath('weights', 'squeezenet1_1-imagenet.pth'), '--strategy', 'full', '--epochs', '3', '--lr', '1e-3', '--optimizer', 'adam', '--seed', '3', '--out', out, ...extra];

@@ -2,7 +2,7 @@
 // on their own within the timeout), leaves whole checkpoints, and one process resumes from them. Two network
 // namespaces joined by a veth pair stand for two hosts.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataLoader, ImageFolder, ImageList, manualSeed, Model, Trainer, Transform } from '../../lib';
@@ -10,6 +10,7 @@ import { launch } from '../../lib/launch';
 import { ROOT, sharedPath } from '../helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-ddp-faults-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true })); // checkpoints of ResNets add up over runs
 const RANK = join(ROOT, 'test', 'scripts', 'ddp-rank.js');
 const port = () => 30000 + Math.floor(Math.random() * 900);
 const transform = () => Transform.compose([Transform.resize([64, 64]), Transform.toTensor(), Transform.normalize()]);

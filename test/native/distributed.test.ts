@@ -1,6 +1,6 @@
 // Data-parallel training over c10d (Gloo): N ranks started by `launch` train as one process on the same global
 // batch; the sharding follows DistributedSampler; bad set-ups are clear errors.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataLoader, ImageFolder, ImageList, manualSeed, Model, readStateDict, setNumThreads, Trainer, TrainerOptions, Transform } from '../../lib';
@@ -11,6 +11,7 @@ import { resolveDistributed } from '../../lib/distributed';
 import { ROOT, sharedPath } from '../helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-ddp-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true })); // checkpoints of ResNets add up over runs
 const RANK = join(ROOT, 'test', 'scripts', 'ddp-rank.js');
 const SEED = 5; // a fixed initialisation: the comparison is reproducible
 const port = () => 29000 + Math.floor(Math.random() * 900);

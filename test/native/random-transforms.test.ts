@@ -2,13 +2,14 @@
 // some admissible parameters (the exact canvas RandomCrop crops from, to_grayscale / rgb_to_grayscale, an erased
 // rectangle inside RandomErasing's scale and ratio ranges), and the draws spread over the whole admissible range.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from '../../lib';
 import { PYTHON, sharedPath } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'tl-random-ops-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true })); // checkpoints of ResNets add up over runs
 const SEEDS = 40;
 let meta: Record<string, number[]>;
 let png: string;

@@ -1,13 +1,14 @@
 // Behaviour of the Trainer options that are not optimizer arithmetic (those are bit-checked against torch.optim in
 // trainer.test.ts): unfreeze, earlyStopping with restoreBest, monitor, featureCacheViews; and the model's embed,
 // to() and test-time augmentation.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataLoader, DeviceError, devices, ImageFolder, ImageList, InvalidOptionError, Model, ResNet, Trainer, TensorData, Transform } from '../../lib';
 import { sharedPath } from '../helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-trainer-options-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true })); // checkpoints of ResNets add up over runs
 const SQUEEZE = () => sharedPath('weights', 'squeezenet1_1-imagenet.pth');
 
 async function subset(n: number, transform: Transform) {

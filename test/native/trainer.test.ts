@@ -1,5 +1,5 @@
 // Trainer: real transfer on hymenoptera, freezing, optimizer parity with PyTorch, resume, options, responsiveness.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { PYTHON, maxAbsDiff, sharedPath } from '../helpers';
 
 const SQUEEZE = () => sharedPath('weights', 'squeezenet1_1-imagenet.pth');
 const tmp = mkdtempSync(join(tmpdir(), 'tl-trainer-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true })); // checkpoints of ResNets add up over runs
 
 async function small(n: number, size = 64) {
   const folder = await ImageFolder.open(sharedPath('data', 'hymenoptera', 'val'));
