@@ -12,6 +12,7 @@ import { ROOT, sharedPath } from '../helpers';
 const KILLS = 50;
 const CHILD = join(ROOT, 'test', 'scripts', 'ckpt-child.js');
 const tmp = mkdtempSync(join(tmpdir(), 'tl-crash-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 interface ChildRun { hash?: string; epochs?: number; signal: NodeJS.Signals | null; code: number | null; ms: number; stderr: string }
 
