@@ -16,6 +16,7 @@
 
 namespace tlb {
 void InitTrainer(Napi::Env env, Napi::Object exports);
+void InitTransfer(Napi::Env env, Napi::Object exports);
 namespace {
 
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
@@ -28,6 +29,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   cfg.dropout = need_number(o, "dropout");
   cfg.device = need_string(o, "device");
   cfg.channels_last = need_bool(o, "channelsLast");
+  cfg.head = need_string(o, "head");
   tl::parse_device(cfg.device);  // fail fast, on the JS thread, for a missing device
   auto out = std::make_shared<std::shared_ptr<tl::ModelRunner>>();
   return PromiseWorker::Start(
@@ -211,6 +213,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", ModelWrap::Init(env));
   InitData(env, exports);
   InitTrainer(env, exports);
+  InitTransfer(env, exports);
   exports.Set("createModel", Napi::Function::New(env, guarded<CreateModel>));
   exports.Set("readCheckpoint", Napi::Function::New(env, guarded<ReadCheckpoint>));
   exports.Set("readCheckpointMetadata", Napi::Function::New(env, guarded<ReadCheckpointMetadata>));

@@ -1,6 +1,8 @@
 #include "model_wrap.h"
 
 #include "../cpp/runtime/predict.h"
+#include "../cpp/device.h"
+#include "../cpp/transfer/grad_cam.h"
 #include "convert.h"
 #include "data_wrap.h"
 #include "workers.h"
@@ -33,6 +35,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                                      InstanceMethod("dispose", &ModelWrap::template call<&ModelWrap::Dispose>),
                                      InstanceMethod("info", &ModelWrap::template call<&ModelWrap::Info>),
                                      InstanceMethod("predict", &ModelWrap::template call<&ModelWrap::Predict>),
+                                     InstanceMethod("setHead", &ModelWrap::template call<&ModelWrap::SetHead>),
+                                     InstanceMethod("explain", &ModelWrap::template call<&ModelWrap::Explain>),
                                  });
   addon_data(env).model_ctor = Napi::Persistent(f);
   return f;
@@ -207,6 +211,52 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
       {Value()});
 }
 
+Napi::Value ModelWrap::SetHead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto r = runner(env);
+  std::string head = need_string(info[0], "head");
+  return PromiseWorker::Start(
+      env, "tl.setHead",
+      [r, head] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        r->set_head(head);
+      },
+      [this, r](Napi::Env e) -> Napi::Value {
+        total_params_ = r->parameter_count(false);
+        return e.Undefined();
+      },
+      {Value()});
+}
+
+// explain(input, shape, classIndex: number[]) -> Promise<{heatmap, cam, probabilities, classIndex}>
+Napi::Value ModelWrap::Explain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto r = runner(env);
+  auto input = copy_float32(info[0], to_shape(info[1], "shape"), "input");
+  std::vector<int64_t> classes;
+  auto a = info[2].As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) classes.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+  auto out = std::make_shared<tl::GradCamResult>();
+  return PromiseWorker::Start(
+      env, "tl.explain",
+      [r, input, classes, out] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        tl::apply_threads();
+        *out = tl::grad_cam(*r->module(), r->prepare(input), classes);
+      },
+      [out](Napi::Env e) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(e);
+        o.Set("heatmap", tensor_to_js(e, out->heatmap));
+        o.Set("cam", tensor_to_js(e, out->cam));
+        o.Set("probabilities", tensor_to_js(e, out->probabilities));
+        Napi::Array c = Napi::Array::New(e, out->class_index.size());
+        for (size_t i = 0; i < out->class_index.size(); ++i) c.Set(static_cast<uint32_t>(i), static_cast<double>(out->class_index[i]));
+        o.Set("classIndex", c);
+        return o;
+      },
+      {Value()});
+}
+
 Napi::Value ModelWrap::ParameterCount(const Napi::CallbackInfo& info) {
   runner(info.Env());
   return Napi::Number::New(info.Env(), static_cast<double>(total_params_));
@@ -222,6 +272,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("channelsLast", r->config().channels_last);
   o.Set("featureDim", Napi::Number::New(env, static_cast<double>(r->module()->feature_dim())));
   o.Set("headPrefix", r->module()->head_prefix());
+  o.Set("head", r->config().head);
   o.Set("stages", strings_to_js(env, r->module()->stages()));
   return o;
 }

@@ -27,6 +27,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap>, public Guarded<ModelWrap> 
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value ParameterCount(const Napi::CallbackInfo& info);
   Napi::Value Predict(const Napi::CallbackInfo& info);
+  Napi::Value SetHead(const Napi::CallbackInfo& info);
+  Napi::Value Explain(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
 

@@ -55,6 +55,37 @@ export interface ModelOptions extends HubOptions {
    * BF16 and on CUDA (about 3–5× faster here), else fp32; `'fp32'` gives torchvision-identical numbers.
    */
   precision?: Precision;
+  /**
+   * The classifier head: `'torchvision'` (default) keeps the arch's own, `'linear'` is one Linear layer on the pooled
+   * features. For ResNets both are `fc`; for squeezenet1_1, `'linear'` replaces torchvision's 1×1 conv → ReLU →
+   * average pool (whose ReLU can die and collapse training to one class) and is what a linear probe fits.
+   */
+  head?: HeadKind;
+}
+
+/** See `ModelOptions.head`. */
+export type HeadKind = 'torchvision' | 'linear';
+export const HEAD_KINDS = ['torchvision', 'linear'] as const;
+
+/** What `model.explain` returns for one image. */
+export interface Explanation {
+  /** Grad-CAM heatmap in [0, 1], `height × width` (the transformed input's size), row-major. */
+  heatmap: Float32Array;
+  width: number;
+  height: number;
+  /** The explained class (the predicted one unless `classIndex` was given), its name and probability. */
+  classIndex: number;
+  label: string;
+  probability: number;
+  /** Every class's probability. */
+  probabilities: Float32Array;
+}
+
+export interface ExplainOptions {
+  /** Class to explain. Default: the predicted class. */
+  classIndex?: number;
+  /** Default `Transform.imagenetEval()`. */
+  transform?: Transform;
 }
 
 export type ResNetOptions = Omit<ModelOptions, 'arch'> & { arch: ResNetArch };
@@ -104,7 +135,7 @@ export interface ForwardOptions {
   precision?: Precision;
 }
 
-const MODEL_KEYS = ['arch', 'numClasses', 'classes', 'weights', 'device', 'dropout', 'channelsLast', 'precision', 'offline', 'hubBaseUrl', 'cacheDir', 'onProgress'] as const;
+const MODEL_KEYS = ['arch', 'numClasses', 'classes', 'weights', 'device', 'dropout', 'channelsLast', 'precision', 'head', 'offline', 'hubBaseUrl', 'cacheDir', 'onProgress'] as const;
 const META_FORMAT = 'torch-resnet-tl/1';
 
 function validateModelOptions(opts: unknown): Required<Pick<ModelOptions, 'arch' | 'numClasses' | 'device' | 'channelsLast'>> & ModelOptions {
@@ -125,6 +156,7 @@ function validateModelOptions(opts: unknown): Required<Pick<ModelOptions, 'arch'
   if (o.weights !== undefined && o.weights !== null) v.nonEmptyString('weights', o.weights);
   if (o.offline !== undefined) v.bool('offline', o.offline);
   if (o.precision !== undefined) v.oneOf('precision', o.precision, PRECISIONS);
+  if (o.head !== undefined) v.oneOf('head', o.head, HEAD_KINDS);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw v.invalid('onProgress', 'function', o.onProgress);
   const device = resolveDevice(o.device);
   return { ...o, arch, numClasses, classes, device, channelsLast: o.channelsLast ?? true };
@@ -177,7 +209,7 @@ export class Model {
     const o = validateModelOptions(options);
     const n = getNative();
     const handle = await native(() =>
-      n.createModel({ arch: o.arch, numClasses: o.numClasses, dropout: o.dropout ?? (o.arch === 'squeezenet1_1' ? 0.5 : 0), device: o.device, channelsLast: o.channelsLast }),
+      n.createModel({ arch: o.arch, numClasses: o.numClasses, dropout: o.dropout ?? (o.arch === 'squeezenet1_1' ? 0.5 : 0), device: o.device, channelsLast: o.channelsLast, head: o.head ?? 'torchvision' }),
     );
     let report: LoadReport = { source: null, headReinitialized: [], message: 'random initialisation' };
     let classes = o.classes;
@@ -224,6 +256,7 @@ export class Model {
       device: options.device,
       channelsLast: options.channelsLast,
       precision: options.precision,
+      head: meta.head === 'linear' ? 'linear' : undefined,
     });
   }
 
@@ -286,7 +319,7 @@ export class Model {
     // .safetensors is written as safetensors, .pth/.pt in PyTorch's zip format; other extensions are refused
     // rather than written in a format their name does not promise
     if (!['.pth', '.pt', '.safetensors'].includes(ext)) throw v.invalid('path', 'a .pth, .pt or .safetensors file name', path);
-    const meta: Record<string, string> = { format: META_FORMAT, arch: this.arch, num_classes: String(this.numClasses) };
+    const meta: Record<string, string> = { format: META_FORMAT, arch: this.arch, num_classes: String(this.numClasses), head: this.head };
     if (this.classes) meta.classes = JSON.stringify(this.classes);
     const abs = resolvePath(path);
     return this.enqueue((h) => h.save(abs, meta));
@@ -369,6 +402,42 @@ export class Model {
     const abs = resolvePath(v.nonEmptyString('path', path));
     if (!existsSync(abs)) throw new CheckpointError(`${abs}: no such file`);
     await this.enqueue((h) => h.loadWeights(abs, false));
+  }
+
+  /** The head's kind (see `ModelOptions.head`). */
+  get head(): HeadKind {
+    return this.native().info().head as HeadKind;
+  }
+
+  /**
+   * Replaces the head with a freshly initialised one of another kind; the backbone keeps its weights. A Trainer
+   * made before this trains the old head: make a new one.
+   */
+  async setHead(head: HeadKind): Promise<void> {
+    const kind = v.oneOf('head', head, HEAD_KINDS);
+    await this.enqueue((h) => h.setHead(kind));
+  }
+
+  /**
+   * Grad-CAM (Selvaraju et al. 2017) on the last convolutional feature map (`layer4` for ResNets, `features` for
+   * squeezenet1_1): where the image supports the class. fp32, eval mode, off the JS thread.
+   */
+  async explain(image: string | Buffer, options: ExplainOptions = {}): Promise<Explanation> {
+    const o = v.plainObject('options', options);
+    v.knownKeys('options', o, ['classIndex', 'transform']);
+    const transform = options.transform ?? Transform.imagenetEval();
+    if (!(transform instanceof Transform)) throw v.invalid('transform', 'Transform', transform);
+    if (options.classIndex !== undefined) {
+      v.nonNegativeInt('classIndex', options.classIndex);
+      if (options.classIndex >= this.numClasses) throw v.invalid('classIndex', `integer in [0, ${this.numClasses - 1}]`, options.classIndex);
+    }
+    const input = await transform.apply(image);
+    if (input.dtype !== 'float32') throw v.invalid('transform', 'a transform ending in normalize (float output)', transform.ops.map((op) => op.op).join(' → '));
+    const r = await this.enqueue((h) => h.explain(input.data as Float32Array, [1, ...input.shape], [options.classIndex ?? -1]));
+    const [, height, width] = r.heatmap.shape;
+    const classIndex = r.classIndex[0];
+    const probabilities = r.probabilities.data as Float32Array;
+    return { heatmap: r.heatmap.data as Float32Array, width, height, classIndex, label: this.classes?.[classIndex] ?? String(classIndex), probability: probabilities[classIndex], probabilities };
   }
 
   /** Stage names usable as freezing boundaries (`trainFrom`), earliest first; the last one is the head. */

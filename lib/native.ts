@@ -24,6 +24,8 @@ export interface NativeModelInfo {
   channelsLast: boolean;
   featureDim: number;
   headPrefix: string;
+  /** 'torchvision' | 'linear' */
+  head: string;
   stages: string[];
 }
 
@@ -37,7 +39,26 @@ export interface NativeModel {
   parameterCount(): number;
   info(): NativeModelInfo;
   predict(samples: NativeSamples, transform: string, decode: NativeDecodeOptions, opts: { topk: number; precision: string; batchSize: number; workers: number; prefetch: number; tta: boolean }): Promise<{ index: Int32Array; probability: Float32Array }[]>;
+  setHead(head: string): Promise<void>;
+  explain(data: Float32Array, shape: number[], classIndex: number[]): Promise<{ heatmap: TensorData; cam: TensorData; probabilities: TensorData; classIndex: number[] }>;
   dispose(): void;
+}
+
+/** Linear-probe settings (every field filled by lib/transfer.ts). */
+export interface NativeProbeConfig {
+  l2Grid: number[];
+  folds: number;
+  maxIter: number;
+  seed: number;
+  maxCvSamples: number;
+}
+
+/** Embeddings of a dataset held natively (cpp/transfer/feature_bank.h). */
+export interface NativeFeatureBank {
+  add(batch: NativeBatch, precision: string, bnSamples: number): Promise<number>;
+  assess(opts: { numClasses: number; k: number; probe: NativeProbeConfig }): Promise<{ knn: number; linear: number; l2: number; logme: number; bnShift: number | null; bnLayers: number; count: number; classCounts: number[] }>;
+  fitHead(opts: { numClasses: number; probe: NativeProbeConfig }): Promise<{ l2: number; cvAccuracy: number; trainAccuracy: number; trainLoss: number }>;
+  size(): number;
 }
 
 /** The caching CPU allocator's state. */
@@ -170,6 +191,7 @@ export interface NativeTrainer {
 
 export interface NativeAddon {
   NativeTrainer: new (model: NativeModel, config: NativeTrainerConfig) => NativeTrainer;
+  NativeFeatureBank: new (model: NativeModel) => NativeFeatureBank;
   getRngState(): Buffer;
   setRngState(state: Buffer): void;
   manualSeed(seed: number): void;
@@ -180,7 +202,7 @@ export interface NativeAddon {
   setCpuCacheLimit(bytes: number): void;
   emptyCpuCache(): void;
   cpuCacheStats(): CpuCacheStats;
-  createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean }): Promise<NativeModel>;
+  createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean; head: string }): Promise<NativeModel>;
   readCheckpoint(path: string): Promise<{ keys: string[]; tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   readCheckpointMetadata(path: string): Promise<Record<string, string>>;
   version(): NativeVersion;

@@ -8,22 +8,34 @@ import { cleanStaleTemporaries, commitGeneration, GENERATIONS, latestGeneration 
 import { CheckpointError, InvalidOptionError } from './errors';
 import { EvalReport, MetricAccumulator } from './metrics';
 import { Model, Precision } from './model';
+import { assessBank, Assessment, AssessOptions, ASSESS_DEFAULTS, Collapse, detectCollapse, embedDataset, probeConfig, ProbeOptions, Recommendation, validateAssessOptions, validateProbeOptions } from './transfer';
 import { getNative, NativeTrainer } from './native';
 import { Schedule, Scheduler, SchedulerState, validateSchedule } from './schedule';
 import * as v from './validate';
 
-export type Strategy = 'feature-extract' | 'partial' | 'full';
+export type Strategy = 'feature-extract' | 'partial' | 'full' | 'linear-probe' | 'lp-ft' | 'auto';
+const STRATEGIES = ['feature-extract', 'partial', 'full', 'linear-probe', 'lp-ft', 'auto'] as const;
 export type Optimizer = 'sgd' | 'adam' | 'adamw' | 'rmsprop';
 export type Monitor = 'valAccuracy' | 'valLoss' | 'accuracy' | 'loss';
 
 export interface TrainerOptions {
   /**
    * Which layers train. `'feature-extract'`: only the head; `'partial'`: from `trainFrom` on; `'full'`: everything.
+   * `'linear-probe'`: the head fitted in closed form (softmax regression by L-BFGS, L2 penalty cross-validated) on
+   * the frozen backbone's features, in one pass over the data (epoch 0; `epochs` does not apply). `'lp-ft'`: that
+   * probe, then `epochs` of fine-tuning from `trainFrom` (default the first stage) with the head and the backbone at
+   * the backbone rate (Kumar et al., ICLR 2022). `'auto'`: assess the data (see `assess`), follow the recommendation
+   * (given `lr`, `backboneLr` and `epochs` override it), and when fine-tuning collapses to one class, restore the
+   * probe's weights and stop. Probes need a linear head (`head: 'linear'` for squeezenet1_1; `'auto'` switches it).
    * Default: `'feature-extract'` when the model was loaded with pretrained weights, else `'full'`.
    */
   strategy?: Strategy;
-  /** First trainable stage for `'partial'` (a name from `model.stages`). Default: the last stage before the head. */
+  /** First trainable stage for `'partial'` and `'lp-ft'` (a name from `model.stages`). Default: the last stage before the head (`'partial'`), the first stage (`'lp-ft'`). */
   trainFrom?: string;
+  /** Linear-probe settings (`'linear-probe'`, `'lp-ft'`, `'auto'`). */
+  probe?: ProbeOptions;
+  /** Assessment settings and decision thresholds of `'auto'`. */
+  assess?: AssessOptions;
   /** Gradual unfreezing: at `epoch` (0-based) training extends to stage `from`, backbone rate times `lrScale`. */
   unfreeze?: { epoch: number; from: string; lrScale?: number }[];
   /** Default 25 (the document's). */
@@ -142,6 +154,12 @@ export interface EpochRecord {
   /** With loss scaling: the scale at the end of the epoch, and the optimizer steps skipped for inf/NaN gradients. */
   lossScale?: number;
   skippedSteps?: number;
+  /** `'linear-probe'` for the probe of `'linear-probe'`, `'lp-ft'` and `'auto'` (then loss/accuracy are the probe's on the training features), `'fine-tune'` after it. */
+  phase?: 'linear-probe' | 'fine-tune';
+  /** The probe's chosen L2 penalty and cross-validated accuracy. */
+  probe?: { l2: number; cvAccuracy: number };
+  /** Set when validation predictions collapsed to one class (see the `'collapse'` event). */
+  collapse?: Collapse;
 }
 
 export interface BatchEndEvent {
@@ -159,10 +177,16 @@ export interface FitResult {
   best?: { epoch: number; value: number };
   stoppedEarly: boolean;
   aborted: boolean;
+  /** `'auto'`: the assessment (with its recommendation) the run followed. */
+  assessment?: Assessment;
+  /** Epochs whose validation predictions collapsed to one class. */
+  collapses: Collapse[];
+  /** What `'auto'` did about them. */
+  recoveries: { epoch: number; action: string }[];
 }
 
 /** Every Trainer option (the one list: the CLI's --config keys derive from it). */
-export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes', 'distributed'] as const;
+export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'probe', 'assess', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes', 'distributed'] as const;
 const KEYS = TRAINER_OPTION_KEYS;
 
 /**
@@ -193,6 +217,9 @@ export const TRAINER_DEFAULTS = {
   featureCacheMaxBytes: 4 * 2 ** 30,
   earlyStoppingMinDelta: 0,
   restoreBest: true,
+  /** `'lp-ft'`: fine-tuning epochs after the probe, and the rate of head and backbone while fine-tuning */
+  lpftEpochs: 5,
+  lpftLr: 1e-4,
 };
 
 /** What one fit keeps across its epochs (see Trainer.openRun). */
@@ -225,6 +252,10 @@ interface FitRun {
   cached: boolean;
   valCached: boolean;
   cacheBytes: number;
+  collapses: Collapse[];
+  recoveries: { epoch: number; action: string }[];
+  /** weights right after the linear probe ('auto' restores them when fine-tuning collapses) */
+  probeWeights?: string;
 }
 
 interface EpochTotals {
@@ -246,18 +277,24 @@ interface CheckpointState {
   trainFrom: number;
   rng: string;
   lrScale: number;
+  /** `'auto'`: what the assessment decided (restored on resume) */
+  auto?: { assessment: Assessment };
 }
 
 /**
  * Transfer-learning training loop. The loop runs in TypeScript with one native call per step, so the event loop
  * keeps ticking; tensors stay native. Emits `'batchEnd'` (BatchEndEvent), `'epochEnd'` (EpochRecord),
- * `'unfreeze'` ({ epoch, from }), `'checkpoint'` ({ kind, path }).
+ * `'unfreeze'` ({ epoch, from }), `'checkpoint'` ({ kind, path }), `'assessment'` (Assessment, with `'auto'`),
+ * `'collapse'` (Collapse: ≥ 95 % of validation predictions in one class holding ≤ 85 % of the data) and
+ * `'recovery'` ({ epoch, action }).
  */
 export class Trainer extends EventEmitter {
   readonly model: Model;
   readonly options: Readonly<TrainerOptions>;
-  private readonly trainFromIndex: number;
-  private readonly unfreeze: { epoch: number; stage: number; from: string; lrScale: number }[];
+  private trainFromIndex: number;
+  private unfreeze: { epoch: number; stage: number; from: string; lrScale: number }[];
+  /** `'auto'`'s decision, once made (its rates and epochs apply where the options give none) */
+  private decision?: { assessment: Assessment; recommendation: Recommendation };
   private readonly schedule: Schedule;
   private native?: Promise<NativeTrainer>;
   /** Trainable parameters under the current freezing (kept from the native session's answers). */
@@ -277,14 +314,23 @@ export class Trainer extends EventEmitter {
     const stages = model.stages;
     const head = stages.length - 1;
     const pretrained = model.loadReport.source !== null;
-    const strategy = options.strategy === undefined ? (pretrained ? 'feature-extract' : 'full') : v.oneOf('strategy', options.strategy, ['feature-extract', 'partial', 'full'] as const);
+    const strategy = options.strategy === undefined ? (pretrained ? 'feature-extract' : 'full') : v.oneOf('strategy', options.strategy, STRATEGIES);
     const stageIndex = (name: string, option: string) => {
       const i = stages.indexOf(name);
       if (i < 0 || i === head) throw v.invalid(option, `a stage of ${model.arch} before the head (${stages.slice(0, head).join(', ')})`, name);
       return i;
     };
-    if (options.trainFrom !== undefined && strategy !== 'partial') throw new InvalidOptionError('trainFrom', "trainFrom applies to strategy 'partial'");
-    this.trainFromIndex = strategy === 'full' ? 0 : strategy === 'feature-extract' ? head : options.trainFrom === undefined ? head - 1 : stageIndex(v.nonEmptyString('trainFrom', options.trainFrom), 'trainFrom');
+    if (options.trainFrom !== undefined && strategy !== 'partial' && strategy !== 'lp-ft') throw new InvalidOptionError('trainFrom', "trainFrom applies to strategies 'partial' and 'lp-ft'");
+    const probing = strategy === 'linear-probe' || strategy === 'lp-ft' || strategy === 'auto';
+    if ((strategy === 'linear-probe' || strategy === 'lp-ft') && model.head !== 'linear' && model.arch === 'squeezenet1_1')
+      throw new InvalidOptionError('strategy', `strategy '${strategy}' fits a linear head on the pooled features: create squeezenet1_1 with head: 'linear' (or call model.setHead('linear'))`);
+    if (strategy === 'linear-probe' && options.epochs !== undefined) throw new InvalidOptionError('epochs', "epochs does not apply to strategy 'linear-probe' (the probe is one fit on the frozen features); use 'lp-ft' to fine-tune after it");
+    if (options.probe !== undefined && !probing) throw new InvalidOptionError('probe', "probe applies to strategies 'linear-probe', 'lp-ft' and 'auto'");
+    if (options.probe !== undefined) validateProbeOptions(options.probe, 'probe');
+    if (options.assess !== undefined && strategy !== 'auto') throw new InvalidOptionError('assess', "assess applies to strategy 'auto'");
+    if (options.assess !== undefined) validateAssessOptions(options.assess, 'assess');
+    const given = options.trainFrom === undefined ? undefined : stageIndex(v.nonEmptyString('trainFrom', options.trainFrom), 'trainFrom');
+    this.trainFromIndex = strategy === 'full' ? 0 : strategy === 'partial' ? (given ?? head - 1) : head;
     if (options.epochs !== undefined) v.positiveInt('epochs', options.epochs);
     if (options.optimizer !== undefined) v.oneOf('optimizer', options.optimizer, ['sgd', 'adam', 'adamw', 'rmsprop'] as const);
     if (options.lr !== undefined) v.positiveNumber('lr', options.lr);
@@ -312,6 +358,7 @@ export class Trainer extends EventEmitter {
     if (options.featureCacheViews !== undefined) v.positiveInt('featureCacheViews', options.featureCacheViews);
     if (options.featureCacheMaxBytes !== undefined) v.positiveInt('featureCacheMaxBytes', options.featureCacheMaxBytes);
     if (options.featureCache === true && strategy !== 'feature-extract') throw new InvalidOptionError('featureCache', "featureCache needs strategy 'feature-extract'");
+    if (probing && options.unfreeze !== undefined) throw new InvalidOptionError('unfreeze', `unfreeze does not apply to strategy '${strategy}'`);
     this.unfreeze = (options.unfreeze ?? []).map((u, i) => {
       v.plainObject(`unfreeze[${i}]`, u);
       return {
@@ -321,20 +368,43 @@ export class Trainer extends EventEmitter {
         lrScale: u.lrScale === undefined ? 1 : v.positiveNumber(`unfreeze[${i}].lrScale`, u.lrScale),
       };
     });
+    // LP-FT: the probe is epoch 0; from epoch 1 training extends to trainFrom
+    if (strategy === 'lp-ft') this.unfreeze = [{ epoch: 1, stage: given ?? 0, from: stages[given ?? 0], lrScale: 1 }];
     this.schedule = validateSchedule(options.schedule);
     // the model's precision unless told otherwise
     this.precision = model.precision(options.precision);
     this.lossScale = validateLossScale(options.lossScale, this.precision);
     this.dist = resolveDistributed(options.distributed);
+    if (this.dist && probing) throw new InvalidOptionError('strategy', `strategy '${strategy}' is not supported in data-parallel training yet (each rank would fit its probe on its own shard)`);
     this.options = { ...options, strategy };
   }
 
   private get lr(): number {
-    return this.options.lr ?? TRAINER_DEFAULTS.lr;
+    if (this.options.lr !== undefined) return this.options.lr;
+    if (this.decision) return this.decision.recommendation.lr || TRAINER_DEFAULTS.lpftLr;
+    return this.options.strategy === 'lp-ft' ? TRAINER_DEFAULTS.lpftLr : TRAINER_DEFAULTS.lr;
   }
 
   private get backboneLr(): number {
-    return this.options.backboneLr ?? this.lr * TRAINER_DEFAULTS.backboneLrFactor;
+    if (this.options.backboneLr !== undefined) return this.options.backboneLr;
+    if (this.decision) return this.decision.recommendation.backboneLr || TRAINER_DEFAULTS.lpftLr;
+    // LP-FT fine-tunes the probed head and the backbone at one rate
+    return this.options.strategy === 'lp-ft' ? this.lr : this.lr * TRAINER_DEFAULTS.backboneLrFactor;
+  }
+
+  /** Whether the run starts with a linear probe (epoch 0). */
+  private get probing(): boolean {
+    const s = this.options.strategy;
+    return s === 'linear-probe' || s === 'lp-ft' || s === 'auto';
+  }
+
+  /** Epochs of the run: the probe counts as one. */
+  private epochsOf(): number {
+    const o = this.options;
+    if (o.strategy === 'linear-probe') return 1;
+    if (o.strategy === 'lp-ft') return 1 + (o.epochs ?? TRAINER_DEFAULTS.lpftEpochs);
+    if (o.strategy === 'auto') return 1 + (o.epochs ?? this.decision?.recommendation.epochs ?? 0);
+    return o.epochs ?? TRAINER_DEFAULTS.epochs;
   }
 
   /** The native session, built on first use as a job of the model's queue (freezing and the optimizer off the JS thread). */
@@ -394,10 +464,22 @@ export class Trainer extends EventEmitter {
   private async fitEpochs(train: DataLoader, val: DataLoader | undefined, temporary: string[]): Promise<FitResult> {
     if (!(train instanceof DataLoader)) throw v.invalid('train', 'DataLoader', train);
     if (val !== undefined && !(val instanceof DataLoader)) throw v.invalid('val', 'DataLoader', val);
+    if (this.options.strategy === 'auto' && this.model.head !== 'linear' && this.model.arch === 'squeezenet1_1') {
+      // every recommendation starts with a linear probe: squeezenet1_1 gets a linear head on its pooled features
+      await this.model.setHead('linear');
+      this.native = undefined; // a session built earlier held the old head
+    }
     const run = await this.openRun(train, val, temporary);
     const signal = this.options.signal;
     let aborted = false;
     let stoppedEarly = false;
+    if (this.probing && run.start === 0) {
+      aborted = !(await this.probeEpoch(run, train, val, temporary));
+      run.start = 1;
+      run.epochs = this.epochsOf();
+      const es = this.options.earlyStopping;
+      if (es && run.badEpochs >= es.patience) stoppedEarly = true;
+    }
     for (let epoch = run.start; epoch < run.epochs && !aborted && !stoppedEarly; epoch++) {
       await this.unfreezeAt(epoch, run);
       const t0 = performance.now();
@@ -420,8 +502,9 @@ export class Trainer extends EventEmitter {
         trainableParameters: this.trainable,
         featureCacheBytes: run.cacheBytes,
         ...(this.lossScale.enabled ? { lossScale: run.lossScale, skippedSteps: totals.skippedSteps } : {}),
+        ...(this.probing ? { phase: 'fine-tune' as const } : {}),
       };
-      if (val) Object.assign(record, await this.validate(run, val));
+      if (val) Object.assign(record, await this.validate(run, val, epoch));
       record.featureCacheBytes = run.cacheBytes;
       record.seconds = (performance.now() - t0) / 1000;
       run.history.push(record);
@@ -429,18 +512,82 @@ export class Trainer extends EventEmitter {
       this.emit('epochEnd', record);
       const es = this.options.earlyStopping;
       if (es && run.badEpochs >= es.patience) stoppedEarly = true;
+      if (record.collapse && this.options.strategy === 'auto' && run.probeWeights) {
+        // fine-tuning destroyed what the probe had: back to the probe's weights, and no more fine-tuning
+        await this.model.loadWeights(run.probeWeights);
+        const action = `validation predictions collapsed to '${record.collapse.class}' at epoch ${epoch}: restored the linear probe's weights (epoch 0) and stopped fine-tuning`;
+        run.recoveries.push({ epoch, action });
+        this.emit('recovery', { epoch, action });
+        break;
+      }
     }
     if (stoppedEarly && (this.options.earlyStopping?.restoreBest ?? TRAINER_DEFAULTS.restoreBest) && run.best) {
       if (run.writer && run.bestDir) await this.model.loadWeights(join(run.bestDir, 'best.pth'));
       if (run.dist) await this.model._run(() => run.nt.broadcastModel(0)); // rank 0 restored: the others take its weights
     }
-    return { history: run.history, best: run.best, stoppedEarly, aborted };
+    return { history: run.history, best: run.best, stoppedEarly, aborted, assessment: this.decision?.assessment, collapses: run.collapses, recoveries: run.recoveries };
+  }
+
+  /**
+   * Epoch 0 of the probing strategies: embeddings of the training data through the frozen backbone (one pass per
+   * `featureCacheViews`), with `'auto'` the assessment and its decision, then the head fitted as a linear probe.
+   * False when aborted.
+   */
+  private async probeEpoch(run: FitRun, train: DataLoader, val: DataLoader | undefined, temporary: string[]): Promise<boolean> {
+    const o = this.options;
+    const t0 = performance.now();
+    const auto = o.strategy === 'auto';
+    const a = o.assess ?? {};
+    const numClasses = this.model.numClasses;
+    const bank = await embedDataset(this.model, train, { precision: this.precision, bnSamples: auto ? (a.bnSamples ?? ASSESS_DEFAULTS.bnSamples) : 0, views: run.views, signal: o.signal });
+    if (!bank) return false;
+    if (auto) {
+      const assessment = await assessBank(this.model, bank, numClasses, { ...a, ...o.probe }, t0);
+      this.decision = { assessment, recommendation: assessment.recommendation };
+      this.emit('assessment', assessment);
+      const rec = assessment.recommendation;
+      if (rec.strategy === 'lp-ft' && rec.trainFrom !== undefined) {
+        const stage = this.model.stages.indexOf(rec.trainFrom);
+        this.unfreeze = [{ epoch: 1, stage, from: rec.trainFrom, lrScale: 1 }];
+      }
+    }
+    const fit = await this.model._run(() => bank.fitHead({ numClasses, probe: probeConfig(o.probe) }));
+    const record: EpochRecord = {
+      epoch: 0,
+      loss: fit.trainLoss,
+      accuracy: fit.trainAccuracy,
+      lr: { head: 0, backbone: 0 },
+      seconds: 0,
+      trainableParameters: this.trainable,
+      featureCacheBytes: 0,
+      phase: 'linear-probe',
+      probe: { l2: fit.l2, cvAccuracy: fit.cvAccuracy },
+    };
+    if (val) Object.assign(record, await this.validate(run, val, 0));
+    record.seconds = (performance.now() - t0) / 1000;
+    run.history.push(record);
+    if (auto) {
+      run.probeWeights = join(await this.scratchDir(temporary), 'probe.pth');
+      await this.model.save(run.probeWeights);
+    }
+    run.epochs = this.epochsOf();
+    // the schedule spans the run as decided (the probe is its epoch 0)
+    if (auto) run.scheduler = new Scheduler(this.schedule, run.epochs, train.length, run.mode);
+    await this.endEpoch(0, record, run);
+    this.emit('epochEnd', record);
+    return !o.signal?.aborted;
+  }
+
+  private async scratchDir(temporary: string[]): Promise<string> {
+    const d = await mkdtemp(join(tmpdir(), 'torch-resnet-tl-run-'));
+    temporary.push(d);
+    return d;
   }
 
   /** Everything a fit keeps across epochs: settings resolved for this run, and the state a checkpoint stores. */
   private async openRun(train: DataLoader, val: DataLoader | undefined, temporary: string[]): Promise<FitRun> {
     const o = this.options;
-    const epochs = o.epochs ?? TRAINER_DEFAULTS.epochs;
+    const epochs = this.epochsOf();
     const monitor: Monitor = o.monitor ?? (val ? 'valAccuracy' : 'accuracy');
     const mode = monitor.endsWith('Loss') || monitor === 'loss' ? 'min' : 'max';
     if (monitor.startsWith('val') && !val) throw new InvalidOptionError('monitor', `monitor '${monitor}' needs validation data`);
@@ -485,6 +632,8 @@ export class Trainer extends EventEmitter {
       cached: false,
       valCached: false,
       cacheBytes: 0,
+      collapses: [],
+      recoveries: [],
     };
     if (dir && writer) {
       await mkdir(dir, { recursive: true });
@@ -520,6 +669,12 @@ export class Trainer extends EventEmitter {
     run.scheduler.state = st.scheduler;
     run.lrScale = st.lrScale;
     run.start = st.epoch;
+    if (st.auto) {
+      this.decision = { assessment: st.auto.assessment, recommendation: st.auto.assessment.recommendation };
+      const rec = st.auto.assessment.recommendation;
+      if (rec.strategy === 'lp-ft' && rec.trainFrom !== undefined) this.unfreeze = [{ epoch: 1, stage: this.model.stages.indexOf(rec.trainFrom), from: rec.trainFrom, lrScale: 1 }];
+      run.epochs = this.epochsOf();
+    }
   }
 
   /** Learning rates of step `step` of `epoch`: the schedule over each group's base rate (the backbone's scaled by unfreezing). */
@@ -602,7 +757,7 @@ export class Trainer extends EventEmitter {
   }
 
   /** Validation metrics; through the feature cache when the backbone is frozen and the transform deterministic. */
-  private async validate(run: FitRun, val: DataLoader): Promise<Pick<EpochRecord, 'valLoss' | 'valAccuracy' | 'valTop5'>> {
+  private async validate(run: FitRun, val: DataLoader, epoch: number): Promise<Pick<EpochRecord, 'valLoss' | 'valAccuracy' | 'valTop5' | 'collapse'>> {
     let rep: EvalReport;
     if (run.cached && !this.options.tta && val.dataset.transform.deterministic && !val.mixing) {
       // the frozen backbone's outputs never change: computed once
@@ -626,7 +781,12 @@ export class Trainer extends EventEmitter {
       const [loss, accuracy, top5] = await this.model._run(() => run.nt.allreduceSum([rep.loss, rep.accuracy, rep.top5 ?? 0]));
       return { valLoss: loss / n, valAccuracy: accuracy / n, valTop5: rep.top5 === undefined ? undefined : top5 / n };
     }
-    return { valLoss: rep.loss, valAccuracy: rep.accuracy, valTop5: rep.top5 };
+    const collapse = detectCollapse(rep, epoch);
+    if (collapse) {
+      run.collapses.push(collapse);
+      this.emit('collapse', collapse);
+    }
+    return { valLoss: rep.loss, valAccuracy: rep.accuracy, valTop5: rep.top5, ...(collapse ? { collapse } : {}) };
   }
 
   /** The monitored metric (best weights, early-stopping count, plateau schedule) and the epoch's checkpoint. */
@@ -656,6 +816,7 @@ export class Trainer extends EventEmitter {
       trainFrom: run.trainFrom,
       rng: getNative().getRngState().toString('base64'),
       lrScale: run.lrScale,
+      ...(this.decision ? { auto: { assessment: this.decision.assessment } } : {}),
     };
     const nt = run.nt;
     const path = await commitGeneration(run.dir, epoch + 1, async (files) => {

@@ -22,6 +22,12 @@ class ClassifierImpl : public torch::nn::Module {
   // Ordered freezing boundaries ("conv1", "layer1"... or "features.3"...), earliest first.
   virtual std::vector<std::string> stages() const = 0;
   virtual int64_t feature_dim() const = 0;
+  // The last convolutional feature map [N, C, h, w] (Grad-CAM's target layer: layer4, features) and the logits
+  // from it: forward(x) == head_from_map(feature_map(x)).
+  virtual torch::Tensor feature_map(torch::Tensor x) = 0;
+  virtual torch::Tensor head_from_map(torch::Tensor map) = 0;
+  // The head as one Linear layer on embed()'s pooled features, or null (squeezenet1_1's conv head).
+  virtual torch::nn::Linear linear_head() const = 0;
   // Index into stages() of the stage holding a parameter/buffer (by state-dict name).
   virtual size_t stage_of(const std::string& name) const = 0;
   int64_t num_classes() const { return num_classes_; }

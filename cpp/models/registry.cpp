@@ -16,11 +16,18 @@ const std::vector<std::string>& architectures() {
   return kNames;
 }
 
-Classifier create_model(const std::string& arch, int64_t num_classes, double dropout) {
+const std::vector<std::string>& head_kinds() {
+  static const std::vector<std::string> kKinds = {"torchvision", "linear"};
+  return kKinds;
+}
+
+Classifier create_model(const std::string& arch, int64_t num_classes, double dropout, const std::string& head) {
   if (num_classes < 1) throw std::invalid_argument("numClasses must be >= 1, got " + std::to_string(num_classes));
+  if (std::find(head_kinds().begin(), head_kinds().end(), head) == head_kinds().end())
+    throw std::invalid_argument("head must be 'torchvision' or 'linear', got '" + head + "'");
   ResNetSpec spec;
   if (resnet_spec(arch, &spec)) return std::make_shared<ResNetImpl>(spec, num_classes, dropout);
-  if (arch == "squeezenet1_1") return std::make_shared<SqueezeNetImpl>(num_classes, dropout);
+  if (arch == "squeezenet1_1") return std::make_shared<SqueezeNetImpl>(num_classes, dropout, head == "linear");
   throw std::invalid_argument("unknown arch '" + arch + "'");
 }
 

@@ -142,11 +142,12 @@ torch::nn::Sequential ResNetImpl::make_layer(int64_t planes, int64_t blocks, int
   return layer;
 }
 
-torch::Tensor ResNetImpl::embed(torch::Tensor x) {
+torch::Tensor ResNetImpl::feature_map(torch::Tensor x) {
   x = maxpool_->forward(bn1_->forward(conv1_->forward(x)).relu_());
-  x = layer4_->forward(layer3_->forward(layer2_->forward(layer1_->forward(x))));
-  return torch::flatten(avgpool_->forward(x), 1);
+  return layer4_->forward(layer3_->forward(layer2_->forward(layer1_->forward(x))));
 }
+
+torch::Tensor ResNetImpl::embed(torch::Tensor x) { return torch::flatten(avgpool_->forward(feature_map(x)), 1); }
 
 torch::Tensor ResNetImpl::head(torch::Tensor features) {
   if (dropout_ > 0) features = torch::dropout(features, dropout_, is_training());

@@ -25,6 +25,9 @@ class ResNetImpl : public ClassifierImpl {
   std::vector<std::string> stages() const override;
   int64_t feature_dim() const override { return feature_dim_; }
   size_t stage_of(const std::string& name) const override;
+  torch::Tensor feature_map(torch::Tensor x) override;
+  torch::Tensor head_from_map(torch::Tensor map) override { return head(torch::flatten(avgpool_->forward(map), 1)); }
+  torch::nn::Linear linear_head() const override { return fc_; }
 
  private:
   torch::nn::Sequential make_layer(int64_t planes, int64_t blocks, int64_t stride);

@@ -28,7 +28,7 @@ torch::nn::MaxPool2d pool() { return torch::nn::MaxPool2d(torch::nn::MaxPool2dOp
 
 }  // namespace
 
-SqueezeNetImpl::SqueezeNetImpl(int64_t num_classes, double dropout) {
+SqueezeNetImpl::SqueezeNetImpl(int64_t num_classes, double dropout, bool linear_head) {
   num_classes_ = num_classes;
   dropout_ = dropout;  // applied by classifier.0 (torchvision's layout)
   features_ = register_module(
@@ -37,14 +37,19 @@ SqueezeNetImpl::SqueezeNetImpl(int64_t num_classes, double dropout) {
                             pool(), Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), pool(), Fire(128, 32, 128, 128),
                             Fire(256, 32, 128, 128), pool(), Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),
                             Fire(384, 64, 256, 256), Fire(512, 64, 256, 256)));
-  final_conv_ = torch::nn::Conv2d(torch::nn::Conv2dOptions(512, num_classes, 1));
-  classifier_ = register_module(
-      "classifier", torch::nn::Sequential(torch::nn::Dropout(dropout), final_conv_, torch::nn::ReLU(true),
-                                          torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({1, 1}))));
+  if (linear_head) {
+    linear_ = torch::nn::Linear(512, num_classes);  // PyTorch's default Linear initialisation
+    classifier_ = register_module("classifier", torch::nn::Sequential(torch::nn::Dropout(dropout), linear_));
+  } else {
+    final_conv_ = torch::nn::Conv2d(torch::nn::Conv2dOptions(512, num_classes, 1));
+    classifier_ = register_module(
+        "classifier", torch::nn::Sequential(torch::nn::Dropout(dropout), final_conv_, torch::nn::ReLU(true),
+                                            torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({1, 1}))));
+  }
   torch::NoGradGuard guard;
   for (auto& m : modules(false)) {
     if (auto* c = m->as<torch::nn::Conv2d>()) {
-      if (c == final_conv_.get()) {
+      if (!final_conv_.is_empty() && c == final_conv_.get()) {
         torch::nn::init::normal_(c->weight, 0.0, 0.01);
       } else {
         torch::nn::init::kaiming_uniform_(c->weight);
@@ -58,9 +63,15 @@ torch::Tensor SqueezeNetImpl::embed(torch::Tensor x) {
   return torch::flatten(torch::adaptive_avg_pool2d(features_->forward(x), {1, 1}), 1);
 }
 
-torch::Tensor SqueezeNetImpl::backbone(torch::Tensor x) { return features_->forward(x); }
+// With the linear head the backbone ends at the pooled features (what the feature cache keeps: 512 numbers, not
+// 512×13×13).
+torch::Tensor SqueezeNetImpl::backbone(torch::Tensor x) { return linear_ ? embed(x) : features_->forward(x); }
 
 torch::Tensor SqueezeNetImpl::head(torch::Tensor features) { return torch::flatten(classifier_->forward(features), 1); }
+
+torch::Tensor SqueezeNetImpl::head_from_map(torch::Tensor map) {
+  return head(linear_ ? torch::flatten(torch::adaptive_avg_pool2d(map, {1, 1}), 1) : map);
+}
 
 torch::Tensor SqueezeNetImpl::forward(torch::Tensor x) { return head(backbone(x)); }
 

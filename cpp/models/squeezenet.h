@@ -6,7 +6,9 @@ namespace tl {
 
 class SqueezeNetImpl : public ClassifierImpl {
  public:
-  SqueezeNetImpl(int64_t num_classes, double dropout);
+  // linear_head: Dropout + Linear(512, numClasses) on the pooled features (classifier.1 holds it) instead of
+  // torchvision's Dropout → 1×1 conv → ReLU → average pool.
+  SqueezeNetImpl(int64_t num_classes, double dropout, bool linear_head = false);
   torch::Tensor forward(torch::Tensor x) override;
   torch::Tensor embed(torch::Tensor x) override;
   torch::Tensor backbone(torch::Tensor x) override;
@@ -15,11 +17,15 @@ class SqueezeNetImpl : public ClassifierImpl {
   std::vector<std::string> stages() const override;
   int64_t feature_dim() const override { return 512; }
   size_t stage_of(const std::string& name) const override;
+  torch::Tensor feature_map(torch::Tensor x) override { return features_->forward(x); }
+  torch::Tensor head_from_map(torch::Tensor map) override;
+  torch::nn::Linear linear_head() const override { return linear_; }
 
  private:
   torch::nn::Sequential features_{nullptr};
   torch::nn::Sequential classifier_{nullptr};
   torch::nn::Conv2d final_conv_{nullptr};
+  torch::nn::Linear linear_{nullptr};
 };
 
 }  // namespace tl

@@ -25,7 +25,7 @@ Precision parse_precision(const std::string& s) {
 ModelRunner::ModelRunner(const ModelConfig& config)
     : config_(config), device_(parse_device(config.device)) {
   apply_threads();
-  model_ = create_model(config.arch, config.num_classes, config.dropout);
+  model_ = create_model(config.arch, config.num_classes, config.dropout, config.head);
   model_->eval();
   model_->to(device_);
   if (config_.channels_last) to_channels_last(*model_);
@@ -55,6 +55,19 @@ void ModelRunner::to(const std::string& device) {
   if (config_.channels_last) to_channels_last(*model_);
   device_ = d;
   config_.device = d.str();
+}
+
+void ModelRunner::set_head(const std::string& head) {
+  if (head == config_.head) return;
+  apply_threads();
+  auto fresh = create_model(config_.arch, config_.num_classes, config_.dropout, head);
+  // every backbone tensor carried over; the head keys differ in shape and keep their fresh initialisation
+  load_into_module(*fresh, module_state_dict(*model_), fresh->head_prefix(), true, "the current model");
+  fresh->eval();
+  fresh->to(device_);
+  if (config_.channels_last) to_channels_last(*fresh);
+  model_ = fresh;
+  config_.head = head;
 }
 
 torch::Tensor ModelRunner::prepare(const torch::Tensor& input) const {

@@ -16,6 +16,7 @@ struct ModelConfig {
   double dropout = 0.0;
   std::string device = "cpu";
   bool channels_last = true;
+  std::string head = "torchvision";  // see create_model
 };
 
 class ModelRunner {
@@ -26,6 +27,8 @@ class ModelRunner {
   LoadReport load_weights(const std::string& path, bool allow_head_mismatch, std::map<std::string, std::string>* metadata);
   void save(const std::string& path, const std::map<std::string, std::string>& metadata);
   void to(const std::string& device);
+  // Replaces the head with a fresh one of another kind ("linear", "torchvision"); the backbone keeps its weights.
+  void set_head(const std::string& head);
 
   // Inference (InferenceMode, eval mode). Input is a CPU float tensor [N, 3, H, W]; returns a CPU float tensor.
   torch::Tensor forward(const torch::Tensor& input, Precision precision, bool embed);
