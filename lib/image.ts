@@ -22,9 +22,12 @@ export async function encodeJpeg(image: RgbImage, quality = 90): Promise<Buffer>
   return native(() => getNative().encodeJpeg(image.data, image.shape, quality));
 }
 
-/** A JPEG thumbnail whose shorter side is `size` (centre-cropped to a square), for reports. */
-export async function thumbnailJpeg(source: string | Buffer, size = 96, quality = 80): Promise<Buffer> {
-  const t = Transform.compose(Transform.resize(size), Transform.centerCrop(size));
+/**
+ * A square JPEG thumbnail of `size` pixels, for reports: the shorter side resized to `resize` (default `size`), then
+ * centre-cropped (resize 128 → crop 112 frames the image as the eval transform's 256 → 224 does).
+ */
+export async function thumbnailJpeg(source: string | Buffer, size = 96, quality = 80, resize = size): Promise<Buffer> {
+  const t = Transform.compose(Transform.resize(resize), Transform.centerCrop(size));
   const img = await t.apply(source);
   return encodeJpeg({ data: img.data as unknown as Uint8Array, shape: img.shape as [number, number, number] }, quality);
 }

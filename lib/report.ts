@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { EvalReport } from './metrics';
 import type { EpochRecord } from './trainer';
+import type { Assessment, Collapse } from './transfer';
 
 /** Everything a training run reports. Serialised as-is into metrics.json. */
 export interface RunSummary {
@@ -23,8 +24,17 @@ export interface RunSummary {
   best?: { epoch: number; value: number };
   seconds: number;
   evaluation?: EvalReport;
-  /** Misclassified validation images (at most `maxThumbnails`), thumbnails as base64 JPEG. */
-  misclassified: { path: string; label: string; predicted: string; thumbnail?: string }[];
+  /**
+   * Misclassified validation images (at most `maxThumbnails`), thumbnails as base64 JPEG framed as the eval
+   * transform frames them; with the predicted class's probability and the true class's, and the Grad-CAM map of
+   * the predicted class (`cam`: `size × size` values 0–255, row-major) that the report overlays.
+   */
+  misclassified: { path: string; label: string; predicted: string; thumbnail?: string; probability?: number; trueProbability?: number; cam?: { size: number; data: number[] } }[];
+  /** `strategy: 'auto'`: the assessment and its recommendation. */
+  assessment?: Assessment;
+  /** Epochs whose validation predictions collapsed to one class, and what 'auto' did about it. */
+  collapses?: Collapse[];
+  recoveries?: { epoch: number; action: string }[];
   bestWeights?: string;
   /** Files of each split that were not used: undecodable during the run, or refused at scan time. */
   skipped?: { train: SkipSummary; val?: SkipSummary };
@@ -81,7 +91,9 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bot
 .meta{color:#555}.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px}.chart{height:300px;border:1px solid #eee}
 table{border-collapse:collapse;margin-top:8px}td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
 th{background:#f5f5f5}td:first-child,th:first-child,td.t,th.t{text-align:left}.thumbs{display:flex;flex-wrap:wrap;gap:10px}
-.thumbs figure{margin:0;width:112px;font-size:12px}.thumbs img{width:112px;height:112px;object-fit:cover;border:2px solid #c33}`;
+.thumbs figure{margin:0;width:112px;font-size:12px}.thumbs img{width:112px;height:112px;object-fit:cover;border:2px solid #c33}
+.cam{position:relative;width:116px;height:116px}.cam canvas{position:absolute;left:2px;top:2px;width:112px;height:112px;pointer-events:none}
+.warn{background:#fff3f3;border:1px solid #e0b4b4;padding:8px 12px}`;
 
 function page(title: string, body: string, script: string, data: unknown): string {
   return `<!doctype html>
@@ -111,6 +123,28 @@ function skippedHtml(s: RunSummary): string {
   return `<h2>Skipped files</h2><table><tr><th>split</th><th>undecodable</th><th>unsupported type</th><th>first files</th></tr>${rows}</table>`;
 }
 
+function assessmentHtml(s: RunSummary): string {
+  const a = s.assessment;
+  if (!a) return '';
+  const r = a.recommendation;
+  return `<h2>Assessment (strategy auto)</h2><table><tr><th>figure</th><th>value</th></tr>
+<tr><td>images, per class (imbalance)</td><td>${a.count}, ${a.imagesPerClass.toFixed(1)} (${a.imbalance.toFixed(2)}×)</td></tr>
+<tr><td>linear-probe accuracy (cross-validated, L2 ${a.linearProbeL2})</td><td>${pct(a.linearProbeAccuracy)}</td></tr>
+<tr><td>k-NN accuracy (cross-validated)</td><td>${pct(a.knnAccuracy)}</td></tr>
+<tr><td>chance (majority class)</td><td>${pct(a.chance)}</td></tr>
+<tr><td>LogME</td><td>${a.logme.toFixed(4)}</td></tr>
+<tr><td>BatchNorm shift (mean KL over ${a.bnLayers} layers)</td><td>${a.bnShift === null ? 'no BatchNorm' : a.bnShift.toFixed(3)}</td></tr>
+<tr><td>assessment time</td><td>${a.seconds.toFixed(1)} s</td></tr></table>
+<p><b>Chosen: ${escapeHtml(r.strategy)}${r.trainFrom ? ` from ${escapeHtml(r.trainFrom)}` : ''}</b>${r.epochs ? `, ${r.epochs} fine-tuning epochs at lr ${r.lr} / backbone ${r.backboneLr}` : ''}. ${escapeHtml(r.reason)}</p>`;
+}
+
+function collapseHtml(s: RunSummary): string {
+  if (!s.collapses?.length) return '';
+  const items = s.collapses.map((c) => `<li>epoch ${c.epoch + 1}: ${pct(c.predictedShare)} of validation predictions were '${escapeHtml(c.class)}', which is ${pct(c.dataShare)} of the data</li>`).join('');
+  const rec = (s.recoveries ?? []).map((r) => `<li>${escapeHtml(r.action)}</li>`).join('');
+  return `<h2>Collapse</h2><div class="warn"><p>The model collapsed to predicting one class:</p><ul>${items}</ul>${rec ? `<p>Recovery:</p><ul>${rec}</ul>` : '<p>Consider a linear head (<code>head: \'linear\'</code>), a lower learning rate or <code>strategy: \'auto\'</code>.</p>'}</div>`;
+}
+
 /** The report.html of one run. */
 export function renderRunReport(s: RunSummary): string {
   const e = s.evaluation;
@@ -124,7 +158,7 @@ export function renderRunReport(s: RunSummary): string {
     ? `<div class="thumbs">${s.misclassified
         .map(
           (m) =>
-            `<figure>${m.thumbnail ? `<img alt="${escapeHtml(m.path)}" src="data:image/jpeg;base64,${m.thumbnail}">` : ''}<figcaption>${escapeHtml(m.label)} → <b>${escapeHtml(m.predicted)}</b><br>${escapeHtml(m.path.split(/[\\/]/).pop() ?? '')}</figcaption></figure>`,
+            `<figure><div class="cam">${m.thumbnail ? `<img alt="${escapeHtml(m.path)}" src="data:image/jpeg;base64,${m.thumbnail}">` : ''}${m.cam ? `<canvas class="gradcam" width="${m.cam.size}" height="${m.cam.size}"></canvas>` : ''}</div><figcaption>${escapeHtml(m.label)}${m.trueProbability !== undefined ? ` (${pct(m.trueProbability)})` : ''} → <b>${escapeHtml(m.predicted)}</b>${m.probability !== undefined ? ` (${pct(m.probability)})` : ''}<br>${escapeHtml(m.path.split(/[\\/]/).pop() ?? '')}</figcaption></figure>`,
         )
         .join('')}</div>`
     : '<p>None.</p>';
@@ -139,11 +173,13 @@ ${e?.top5 !== undefined ? `<tr><td>validation top-5</td><td>${pct(e.top5)}</td><
 <tr><td>best epoch (${s.best ? 'monitored' : '–'})</td><td>${s.best ? `${s.best.epoch + 1} (${s.best.value.toFixed(4)})` : '–'}</td></tr>
 <tr><td>training accuracy (last epoch)</td><td>${pct(last?.accuracy)}</td></tr></table>
 ${skippedHtml(s)}
+${assessmentHtml(s)}
+${collapseHtml(s)}
 <h2>Curves</h2>
 <div class="grid"><div id="chart-loss" class="chart"></div><div id="chart-accuracy" class="chart"></div>
 <div id="chart-lr" class="chart"></div><div id="chart-confusion" class="chart"></div></div>
 <h2>Per class</h2>${perClass}
-<h2>Misclassified validation images</h2>${thumbs}`;
+<h2>Misclassified validation images</h2>${s.misclassified.some((m) => m.cam) ? '<p class="meta">Overlay: Grad-CAM of the predicted class (red: where the image drove the wrong answer). In brackets: the probability of the true and of the predicted class.</p>' : ''}${thumbs}`;
   const script = `
 const H = DATA.history, ep = H.map((r) => r.epoch + 1);
 const line = (name, ys) => ({ name, type: 'line', data: ys.map((y) => (y === undefined || y === null ? null : y)), showSymbol: true });
@@ -161,14 +197,22 @@ if (E) {
     yAxis: { type: 'category', data: E.classes, name: 'true', inverse: true },
     visualMap: { min: 0, max, calculable: false, orient: 'horizontal', left: 'center', bottom: 0, show: false, inRange: { color: ['#f7fbff', '#08519c'] } },
     series: [{ type: 'heatmap', data: cells, label: { show: true } }] });
-}`;
-  return page(s.title, body, script, { history: s.history, evaluation: e ? { classes: e.classes, confusion: e.confusion } : null });
+}
+// Grad-CAM overlays: each map drawn with a blue → red ramp, transparent where the map is low
+document.querySelectorAll('canvas.gradcam').forEach((canvas, i) => {
+  const cam = DATA.cams[i]; if (!cam) return;
+  const ctx = canvas.getContext('2d'), img = ctx.createImageData(cam.size, cam.size);
+  cam.data.forEach((v, k) => { const t = v / 255; img.data[4 * k] = Math.round(255 * Math.min(1, 2 * t)); img.data[4 * k + 1] = Math.round(255 * (1 - Math.abs(2 * t - 1))); img.data[4 * k + 2] = Math.round(255 * Math.max(0, 1 - 2 * t)); img.data[4 * k + 3] = Math.round(40 + 140 * t); });
+  ctx.putImageData(img, 0, 0);
+  canvas.dataset.drawn = 'true';
+});`;
+  return page(s.title, body, script, { history: s.history, evaluation: e ? { classes: e.classes, confusion: e.confusion } : null, cams: s.misclassified.filter((m) => m.cam).map((m) => m.cam) });
 }
 
 /** metrics.json + report.html in `dir`. Returns the report path. */
 export async function writeRunReport(dir: string, s: RunSummary): Promise<string> {
   const { misclassified, ...rest } = s;
-  await writeFileDurable(join(dir, 'metrics.json'), JSON.stringify({ ...rest, misclassified: misclassified.map(({ thumbnail, ...m }) => m) }, null, 1));
+  await writeFileDurable(join(dir, 'metrics.json'), JSON.stringify({ ...rest, misclassified: misclassified.map(({ thumbnail, cam, ...m }) => m) }, null, 1));
   const path = join(dir, 'report.html');
   await writeFileDurable(path, renderRunReport(s));
   return path;

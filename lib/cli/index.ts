@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { DataLoader, ImageFolder, LOADER_DEFAULTS } from '../data';
 import { devices, getNumThreads, setNumThreads, version } from '../device';
 import { InvalidOptionError, TorchResNetError } from '../errors';
-import { ARCHS, Arch, Model } from '../model';
+import { ARCHS, Arch, HEAD_KINDS, Model } from '../model';
+import { assess } from '../transfer';
 import { writeFileDurable } from '../durable';
 import { ExperimentRow, renderExperimentReport } from '../report';
 import { makeSyntheticDataset } from '../synthetic';
@@ -168,8 +169,18 @@ function addTrainCommand(program: Command, out: () => Output): void {
       .option('--data <root>', 'folder with train/ (and val/)')
       .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
       .option('--weights <w>', `IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file | none (default ${C.weights})`, weightsArg)
-      .addOption(new Option('--strategy <s>', 'which layers train (default feature-extract with weights, else full)').choices(['feature-extract', 'partial', 'full']))
-      .option('--train-from <stage>', "first trainable stage for --strategy partial (e.g. layer3)")
+      .addOption(
+        new Option('--strategy <s>', "which layers train: feature-extract | partial | full | linear-probe (closed-form head on frozen features) | lp-ft (probe, then fine-tune) | auto (assess the data, choose, recover from collapse); default feature-extract with weights, else full").choices([
+          'feature-extract',
+          'partial',
+          'full',
+          'linear-probe',
+          'lp-ft',
+          'auto',
+        ]),
+      )
+      .option('--train-from <stage>', 'first trainable stage for --strategy partial or lp-ft (e.g. layer3)')
+      .addOption(new Option('--head <kind>', "classifier head: torchvision (the arch's own, default) | linear (one Linear layer on the pooled features; what probes need)").choices([...HEAD_KINDS]))
       .option('--out <dir>', 'run directory (default runs/<time>)')
       .option('--resume <dir>', 'continue an interrupted run in its directory from its newest complete checkpoint')
       .option('--config <file>', 'JSON file with the TS option names (CLI flags override it)')
@@ -196,6 +207,7 @@ function addTrainCommand(program: Command, out: () => Output): void {
       resume: o.resume !== undefined,
       out: o.resume ?? o.out ?? cfg.run.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-')),
       arch: o.arch ?? cfg.run.arch ?? C.arch,
+      head: o.head ?? cfg.run.head,
       weights: o.weights !== undefined ? o.weights : cfg.run.weights !== undefined ? cfg.run.weights : C.weights,
       imageSize: o.imageSize ?? cfg.run.imageSize ?? C.imageSize,
       batchSize: o.batchSize ?? cfg.run.batchSize ?? C.batchSize,
@@ -211,6 +223,54 @@ function addTrainCommand(program: Command, out: () => Output): void {
       () => ({ ...r.summary, misclassified: r.summary.misclassified.map(({ thumbnail, ...m }) => m), reportPath: r.reportPath }),
     );
   });
+}
+
+/** `assess` */
+function addAssessCommand(program: Command, out: () => Output): void {
+  program
+    .command('assess')
+    .description('measure how well a pretrained backbone fits a labelled image folder (k-NN and linear-probe accuracy, LogME, BatchNorm shift, class counts) and recommend a strategy')
+    .requiredOption('--data <dir>', 'folder with train/ (or one sub-folder per class)')
+    .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
+    .option('--weights <w>', `IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file (default ${C.weights})`, weightsArg)
+    .option('--image-size <n>', `centre-crop size (default ${C.imageSize})`, int(16))
+    .option('--batch-size <n>', `batch size (default ${C.batchSize})`, int(1))
+    .action(async (o) => {
+      const output = out();
+      const dir = existsSync(join(o.data, 'train')) ? join(o.data, 'train') : o.data;
+      const ds = await ImageFolder.open(dir, { transform: evalTransform(o.imageSize ?? C.imageSize), onError: 'skip' });
+      const weights = o.weights === undefined ? C.weights : o.weights;
+      if (weights === null) throw new InvalidOptionError('weights', 'assess measures pretrained features: give --weights');
+      const model = await Model.create({ arch: o.arch ?? C.arch, numClasses: ds.classes.length, classes: ds.classes, weights });
+      try {
+        const a = await assess(model, new DataLoader(ds, { batchSize: o.batchSize ?? C.batchSize }));
+        const r = a.recommendation;
+        print(
+          output,
+          () =>
+            `${dir}: ${a.count} images, ${a.numClasses} classes (${a.imagesPerClass.toFixed(1)} per class, imbalance ${a.imbalance.toFixed(2)}×) — ${a.seconds.toFixed(1)} s
+
+` +
+            table(
+              ['figure', 'value'],
+              [
+                ['linear probe (cv)', `${pct(a.linearProbeAccuracy)} (L2 ${a.linearProbeL2})`],
+                ['k-NN (cv)', pct(a.knnAccuracy)],
+                ['chance', pct(a.chance)],
+                ['LogME', a.logme.toFixed(4)],
+                ['BatchNorm shift', a.bnShift === null ? 'no BatchNorm' : a.bnShift.toFixed(3)],
+              ],
+            ) +
+            `
+
+recommended: --strategy ${r.strategy}${r.trainFrom ? ` --train-from ${r.trainFrom}` : ''} --head ${r.head}${r.epochs ? ` --epochs ${r.epochs} --lr ${r.lr} --backbone-lr ${r.backboneLr}` : ''}
+${r.reason}`,
+          () => a,
+        );
+      } finally {
+        model.dispose();
+      }
+    });
 }
 
 /** `eval` */
@@ -499,6 +559,7 @@ export function buildProgram(): Command {
 
   addTrainCommand(program, out);
   addEvalCommand(program, out);
+  addAssessCommand(program, out);
   addPredictCommand(program, out);
   addExportCommand(program, out);
   addInfoCommand(program, out);

@@ -2,6 +2,7 @@
 // per epoch otherwise, nothing on stdout with --json (lines go to stderr so stdout stays one JSON document).
 import { MultiBar, Presets, SingleBar } from 'cli-progress';
 import type { BatchEndEvent, EpochRecord, Trainer } from '../trainer';
+import type { Assessment, Collapse } from '../transfer';
 
 export interface Output {
   json: boolean;
@@ -29,18 +30,39 @@ export function epochLine(r: EpochRecord, epochs: number): string {
 }
 
 /** Attaches progress output to a trainer for one fit; returns a function that closes the bars. */
-export function attachProgress(trainer: Trainer, epochs: number, out: Output, label: string): () => void {
+export function attachProgress(trainer: Trainer, out: Output, label: string): () => void {
+  let epochs = trainer.plannedEpochs;
   const tty = !out.json && !out.quiet && process.stdout.isTTY === true;
+  // what the transfer decisions say goes to the log in both modes
+  const onAssessment = (a: Assessment) => {
+    epochs = trainer.plannedEpochs;
+    epochBar?.setTotal(epochs);
+    out.log(`${label}assessment: ${a.recommendation.strategy}${a.recommendation.trainFrom ? ` from ${a.recommendation.trainFrom}` : ''} — ${a.recommendation.reason}`);
+  };
+  const onCollapse = (c: Collapse) => out.log(`${label}warning: epoch ${c.epoch + 1}: ${(100 * c.predictedShare).toFixed(0)} % of validation predictions are '${c.class}' (${(100 * c.dataShare).toFixed(0)} % of the data): the model collapsed to one class`);
+  const onRecovery = (r: { action: string }) => out.log(`${label}recovery: ${r.action}`);
+  trainer.on('assessment', onAssessment);
+  trainer.on('collapse', onCollapse);
+  trainer.on('recovery', onRecovery);
+  const detach = () => {
+    trainer.off('assessment', onAssessment);
+    trainer.off('collapse', onCollapse);
+    trainer.off('recovery', onRecovery);
+  };
+  let epochBar: SingleBar | undefined;
   if (!tty) {
     const onEpoch = (r: EpochRecord) => out.log(`${label}${epochLine(r, epochs)}`);
     trainer.on('epochEnd', onEpoch);
-    return () => trainer.off('epochEnd', onEpoch);
+    return () => {
+      trainer.off('epochEnd', onEpoch);
+      detach();
+    };
   }
   const multi = new MultiBar(
     { clearOnComplete: false, hideCursor: true, etaBuffer: 20, format: '{name} |{bar}| {value}/{total} {info} ETA {eta_formatted}' },
     Presets.shades_classic,
   );
-  const epochBar: SingleBar = multi.create(epochs, 0, { name: `${label}epochs `, info: '' });
+  epochBar = multi.create(epochs, 0, { name: `${label}epochs `, info: '' });
   let batchBar: SingleBar | undefined;
   const onBatch = (e: BatchEndEvent) => {
     if (!batchBar) batchBar = multi.create(e.batches, 0, { name: `${label}batches`, info: '' });
@@ -48,7 +70,7 @@ export function attachProgress(trainer: Trainer, epochs: number, out: Output, la
     batchBar.update(e.batch + 1, { info: `loss ${fmt(e.loss)} acc ${fmt(e.accuracy, 3)}` });
   };
   const onEpoch = (r: EpochRecord) => {
-    epochBar.update(r.epoch + 1, { info: r.valAccuracy !== undefined ? `val_acc ${fmt(r.valAccuracy, 3)}` : `acc ${fmt(r.accuracy, 3)}` });
+    epochBar?.update(r.epoch + 1, { info: r.valAccuracy !== undefined ? `val_acc ${fmt(r.valAccuracy, 3)}` : `acc ${fmt(r.accuracy, 3)}` });
     multi.log(`${label}${epochLine(r, epochs)}\n`);
     batchBar?.update(0);
   };
@@ -57,6 +79,7 @@ export function attachProgress(trainer: Trainer, epochs: number, out: Output, la
   return () => {
     trainer.off('batchEnd', onBatch);
     trainer.off('epochEnd', onEpoch);
+    detach();
     multi.stop();
   };
 }

@@ -6,7 +6,7 @@ import { DataLoader, ImageFolder } from '../data';
 import { manualSeed, version, getNumThreads } from '../device';
 import { DatasetError, InvalidOptionError } from '../errors';
 import { thumbnailJpeg } from '../image';
-import { ARCHS, Arch, Model, Precision } from '../model';
+import { ARCHS, Arch, HeadKind, Model, Precision } from '../model';
 import { RunSummary, SkipSummary, writeRunReport } from '../report';
 import { resolveDistributed } from '../distributed';
 import { Trainer, TRAINER_OPTION_KEYS, TrainerOptions } from '../trainer';
@@ -15,11 +15,10 @@ import * as v from '../validate';
 import { attachProgress, Output } from './progress';
 
 /** Keys a `--config` file may hold besides the Trainer's options. */
-export const RUN_KEYS = ['data', 'out', 'arch', 'weights', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix', 'maxSkipped'] as const;
+export const RUN_KEYS = ['data', 'out', 'arch', 'weights', 'head', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix', 'maxSkipped'] as const;
 
 /** Default share of a split's image files that may be undecodable before a run fails (exit code 3). */
 export const DEFAULT_MAX_SKIPPED = 0.05;
-/** The Trainer's options a config may hold (everything but runtime objects). */
 /** The Trainer's options a config may hold: all but runtime objects and what the run directory decides. */
 export const TRAINER_KEYS = TRAINER_OPTION_KEYS.filter((k) => k !== 'signal' && k !== 'checkpointDir' && k !== 'resumeFrom');
 
@@ -31,6 +30,8 @@ export interface RunConfig {
   weights: string | null;
   /** Demo behaviour: when the weights cannot be had, train from random initialisation with a notice. */
   weightsFallback?: boolean;
+  /** See ModelOptions.head. */
+  head?: HeadKind;
   dropout?: number;
   channelsLast?: boolean;
   device?: string;
@@ -89,7 +90,7 @@ export function evalTransform(size: number): Transform {
 }
 
 async function createModel(cfg: RunConfig, classes: string[], out: Output, label: string): Promise<Model> {
-  const base = { arch: cfg.arch, classes, dropout: cfg.dropout, channelsLast: cfg.channelsLast, device: cfg.device, precision: cfg.trainer.precision, offline: cfg.offline };
+  const base = { arch: cfg.arch, classes, head: cfg.head, dropout: cfg.dropout, channelsLast: cfg.channelsLast, device: cfg.device, precision: cfg.trainer.precision, offline: cfg.offline };
   if (cfg.weights === null) return Model.create({ ...base, weights: null });
   try {
     return await Model.create({ ...base, weights: cfg.weights });
@@ -144,6 +145,22 @@ function describeSkips(name: string, k: SkipSummary): string | undefined {
   return `skipped: ${parts.join(', ')}; first: ${k.examples.slice(0, 3).map((x) => x.path).join(', ')}`;
 }
 
+/** Cells per side of the Grad-CAM maps kept for the report. */
+const CAM_GRID = 28;
+
+/** A `h × w` map averaged down to `n × n` cells, as integers 0–255. */
+function poolMap(map: Float32Array, h: number, w: number, n: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      const [y0, y1, x0, x1] = [Math.floor((i * h) / n), Math.floor(((i + 1) * h) / n), Math.floor((j * w) / n), Math.floor(((j + 1) * w) / n)];
+      let sum = 0;
+      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) sum += map[y * w + x];
+      out.push(Math.round((255 * sum) / Math.max(1, (y1 - y0) * (x1 - x0))));
+    }
+  return out;
+}
+
 /** Trains, evaluates the best weights, writes best.pth, metrics.json and report.html into `cfg.out`. */
 export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal, label = ''): Promise<RunResult> {
   if (!ARCHS.includes(cfg.arch)) throw v.invalid('arch', ARCHS.join(' | '), cfg.arch);
@@ -173,12 +190,14 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
     const valLoader = val ? new DataLoader(val, { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
     guard.watch('train', train, loader);
     if (val && valLoader) guard.watch('val', val, valLoader);
-    const epochs = cfg.trainer.epochs ?? 25;
-    const close = attachProgress(trainer, epochs, out, label);
+    const close = attachProgress(trainer, out, label);
     const t0 = performance.now();
     let fit;
     try {
-      fit = await trainer.fit(loader, valLoader);
+      // the linear probe of the probing strategies embeds centre crops of the training images, not random crops
+      const probing = ['linear-probe', 'lp-ft', 'auto'].includes(String(trainer.options.strategy));
+      const probeData = probing ? new DataLoader(await ImageFolder.open(roots.train, { transform: evalTransform(cfg.imageSize), onError: 'skip' }), { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
+      fit = await trainer.fit(loader, valLoader, { probeData });
     } finally {
       close();
     }
@@ -197,15 +216,23 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
     }
     const misclassified: RunSummary['misclassified'] = [];
     if (evaluation && val) {
+      // thumbnails framed as the eval transform frames the image (its resize-to-crop ratio), so the Grad-CAM map lies on them
+      const first = val.transform.ops[0];
+      const crop = val.transform.ops.find((op) => op.op === 'centerCrop');
+      const ratio = first?.op === 'resize' && crop?.op === 'centerCrop' ? Math.max(...first.size) / Math.max(...crop.size) : 1;
       for (const err of evaluation.errors.slice(0, cfg.maxThumbnails ?? 24)) {
         const path = val.samples[err.index].path;
-        let thumbnail: string | undefined;
+        const m: RunSummary['misclassified'][number] = { path, label: val.classes[err.label], predicted: val.classes[err.predicted] };
         try {
-          thumbnail = (await thumbnailJpeg(path, 112)).toString('base64');
+          m.thumbnail = (await thumbnailJpeg(path, 112, 80, Math.round(112 * ratio))).toString('base64');
+          const x = await model.explain(path, { classIndex: err.predicted, transform: val.transform });
+          m.probability = x.probability;
+          m.trueProbability = x.probabilities[err.label];
+          m.cam = { size: CAM_GRID, data: poolMap(x.heatmap, x.height, x.width, CAM_GRID) };
         } catch {
-          thumbnail = undefined; // an unreadable file is still listed, without a picture
+          // an unreadable file is still listed, without a picture
         }
-        misclassified.push({ path, label: val.classes[err.label], predicted: val.classes[err.predicted], thumbnail });
+        misclassified.push(m);
       }
     }
     const ver = version();
@@ -222,6 +249,8 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       environment: { libtorch: ver.libtorch, threads: getNumThreads(), device: model.device, precision: cfg.trainer.precision ?? 'auto', bf16: ver.cpu.bf16 },
       history: fit.history,
       best: fit.best,
+      ...(fit.assessment ? { assessment: fit.assessment } : {}),
+      ...(fit.collapses.length ? { collapses: fit.collapses, recoveries: fit.recoveries } : {}),
       seconds,
       evaluation,
       misclassified,

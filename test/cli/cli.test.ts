@@ -5,7 +5,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { Model } from '../../lib';
+import { Model, writeRunReport } from '../../lib';
 import { python, PYTHON, ROOT, sharedPath } from '../helpers';
 
 const CLI = join(ROOT, 'dist', 'cjs', 'cli', 'index.js');
@@ -187,6 +187,40 @@ describe('CLI', () => {
   });
 });
 
+const autoRun = join(tmp, 'auto');
+const collapseRun = join(tmp, 'collapse');
+describe('transfer decisions in the CLI', () => {
+  test('assess prints the figures and a recommendation', () => {
+    const a = json(['assess', '--data', data, '--arch', 'squeezenet1_1', '--weights', weights]);
+    expect(a.count).toBe(244);
+    expect(a.linearProbeAccuracy).toBeGreaterThan(0.8);
+    expect(a.recommendation.strategy).toBe('linear-probe');
+    const human = cli(['assess', '--data', data, '--arch', 'squeezenet1_1', '--weights', weights]);
+    expect(human.stdout).toMatch(/recommended: --strategy linear-probe --head linear/);
+  });
+
+  test("train --strategy auto: ≥ 0.92, the assessment and the choice in metrics.json and report.html", () => {
+    const r = json(['train', '--data', data, '--arch', 'squeezenet1_1', '--weights', weights, '--strategy', 'auto', '--out', autoRun]);
+    console.log(`cli auto: ${r.assessment.recommendation.strategy}, val accuracy ${r.evaluation.accuracy.toFixed(3)}, ${r.seconds.toFixed(1)} s`);
+    expect(r.evaluation.accuracy).toBeGreaterThanOrEqual(0.92);
+    const m = JSON.parse(readFileSync(join(autoRun, 'metrics.json'), 'utf8'));
+    expect(m.strategy).toBe('auto');
+    expect(m.assessment.recommendation.strategy).toBe('linear-probe');
+    expect(m.history[0].phase).toBe('linear-probe');
+    const html = readFileSync(join(autoRun, 'report.html'), 'utf8');
+    expect(html).toContain('Assessment (strategy auto)');
+    expect(html).toContain('Chosen: linear-probe');
+  });
+
+  test('a collapse (and what auto did about it) is said in report.html', async () => {
+    // the detection itself is tested in test/native/transfer.test.ts; here: what the report makes of it
+    const m = JSON.parse(readFileSync(join(run, 'metrics.json'), 'utf8'));
+    const collapse = { epoch: 1, classIndex: 1, class: 'bees', predictedShare: 1, dataShare: 0.542 };
+    await writeRunReport(collapseRun, { ...m, misclassified: [], collapses: [collapse], recoveries: [{ epoch: 1, action: "restored the linear probe's weights" }] });
+    expect(readFileSync(join(collapseRun, 'report.html'), 'utf8')).toMatch(/<h2>Collapse<\/h2>/);
+  });
+});
+
 /** Opens a report in headless Chromium (Debian's), collecting console errors, page errors and failed requests. */
 async function openReport(report: string, check: (page: import('puppeteer-core').Page, errors: string[]) => Promise<void>): Promise<void> {
   expect(existsSync(report)).toBe(true);
@@ -228,12 +262,41 @@ describe('report.html in headless Chromium', () => {
       for (const c of charts) expect(c.colours).toBeGreaterThan(5);
       const thumbs = await page.evaluate(() => Array.from(document.querySelectorAll('.thumbs img')).filter((i) => (i as HTMLImageElement).naturalWidth > 0).length);
       expect(thumbs).toBe(Math.min(24, trained.evaluation.errors.length));
+      // a Grad-CAM overlay drawn on every misclassified image, with more than one colour
+      const cams = await page.evaluate(() =>
+        Array.from(document.querySelectorAll('canvas.gradcam')).map((c) => {
+          const cv = c as HTMLCanvasElement;
+          const d = cv.getContext('2d')!.getImageData(0, 0, cv.width, cv.height).data;
+          const seen = new Set<number>();
+          for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+          return { drawn: cv.dataset.drawn === 'true', colours: seen.size };
+        }),
+      );
+      expect(cams).toHaveLength(thumbs);
+      for (const c of cams) expect(c).toMatchObject({ drawn: true });
+      expect(Math.max(...cams.map((c) => c.colours))).toBeGreaterThan(10);
+      const captions = await page.evaluate(() => Array.from(document.querySelectorAll('.thumbs figcaption')).map((f) => f.textContent ?? ''));
+      for (const c of captions) expect(c).toMatch(/\(\d+\.\d%\) → .*\(\d+\.\d%\)/);
       const shot = PNG.sync.read(Buffer.from(await page.screenshot({ type: 'png' })));
       let nonWhite = 0;
       for (let i = 0; i < shot.data.length; i += 4) if (shot.data[i] < 240 || shot.data[i + 1] < 240 || shot.data[i + 2] < 240) nonWhite++;
       const frac = nonWhite / (shot.width * shot.height);
       console.log(`report screenshot: ${shot.width}x${shot.height}, ${(100 * frac).toFixed(1)}% non-white pixels`);
       expect(frac).toBeGreaterThan(0.03);
+    });
+  });
+
+  test("the auto run's report shows the assessment; the collapsed run's the warning", async () => {
+    await openReport(join(autoRun, 'report.html'), async (page) => {
+      const text = await page.evaluate(() => document.body.innerText);
+      expect(text).toMatch(/linear-probe accuracy/);
+      expect(text).toMatch(/Chosen: linear-probe/);
+    });
+    await openReport(join(collapseRun, 'report.html'), async (page) => {
+      const text = await page.evaluate(() => document.body.innerText);
+      expect(text).toMatch(/collapsed to predicting one class/);
+      expect(text).toMatch(/epoch 2: 100\.0% of validation predictions were 'bees', which is 54\.2% of the data/);
+      expect(text).toMatch(/restored the linear probe's weights/);
     });
   });
 
