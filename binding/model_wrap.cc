@@ -2,6 +2,7 @@
 
 #include "../cpp/runtime/predict.h"
 #include "../cpp/device.h"
+#include "../cpp/export/graph.h"
 #include "../cpp/transfer/grad_cam.h"
 #include "convert.h"
 #include "data_wrap.h"
@@ -37,6 +38,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                                      InstanceMethod("predict", &ModelWrap::template call<&ModelWrap::Predict>),
                                      InstanceMethod("setHead", &ModelWrap::template call<&ModelWrap::SetHead>),
                                      InstanceMethod("explain", &ModelWrap::template call<&ModelWrap::Explain>),
+                                     InstanceMethod("exportGraph", &ModelWrap::template call<&ModelWrap::ExportGraph>),
                                  });
   addon_data(env).model_ctor = Napi::Persistent(f);
   return f;
@@ -252,6 +254,63 @@ Napi::Value ModelWrap::Explain(const Napi::CallbackInfo& info) {
         Napi::Array c = Napi::Array::New(e, out->class_index.size());
         for (size_t i = 0; i < out->class_index.size(); ++i) c.Set(static_cast<uint32_t>(i), static_cast<double>(out->class_index[i]));
         o.Set("classIndex", c);
+        return o;
+      },
+      {Value()});
+}
+
+// exportGraph(inputName) -> Promise<{output, nodes: [{op, name, inputs, outputs, ints, intAttrs, floatAttrs}],
+//                                   initializers: [{name, data: Float32Array, shape}]}>
+Napi::Value ModelWrap::ExportGraph(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto r = runner(env);
+  std::string input = need_string(info[0], "inputName");
+  auto g = std::make_shared<tl::GraphBuilder>(input);
+  auto out = std::make_shared<std::string>();
+  return PromiseWorker::Start(
+      env, "tl.exportGraph",
+      [r, g, input, out] {
+        std::lock_guard<std::mutex> lock(r->mutex());
+        tl::apply_threads();
+        torch::NoGradGuard no_grad;
+        r->module()->eval();
+        *out = r->module()->describe(*g, input);
+        for (auto& kv : g->initializers) kv.second = host_tensor(kv.second);
+      },
+      [g, out](Napi::Env e) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(e);
+        o.Set("output", *out);
+        Napi::Array nodes = Napi::Array::New(e, g->nodes.size());
+        for (size_t i = 0; i < g->nodes.size(); ++i) {
+          const auto& n = g->nodes[i];
+          Napi::Object x = Napi::Object::New(e);
+          x.Set("op", n.op);
+          x.Set("name", n.name);
+          x.Set("inputs", strings_to_js(e, n.inputs));
+          x.Set("outputs", strings_to_js(e, n.outputs));
+          Napi::Object ints = Napi::Object::New(e);
+          for (const auto& kv : n.ints) {
+            Napi::Array a = Napi::Array::New(e, kv.second.size());
+            for (size_t j = 0; j < kv.second.size(); ++j) a.Set(static_cast<uint32_t>(j), static_cast<double>(kv.second[j]));
+            ints.Set(kv.first, a);
+          }
+          x.Set("ints", ints);
+          Napi::Object ia = Napi::Object::New(e);
+          for (const auto& kv : n.int_attrs) ia.Set(kv.first, static_cast<double>(kv.second));
+          x.Set("intAttrs", ia);
+          Napi::Object fa = Napi::Object::New(e);
+          for (const auto& kv : n.float_attrs) fa.Set(kv.first, kv.second);
+          x.Set("floatAttrs", fa);
+          nodes.Set(static_cast<uint32_t>(i), x);
+        }
+        o.Set("nodes", nodes);
+        Napi::Array inits = Napi::Array::New(e, g->initializers.size());
+        for (size_t i = 0; i < g->initializers.size(); ++i) {
+          Napi::Object t = tensor_to_js(e, g->initializers[i].second);
+          t.Set("name", g->initializers[i].first);
+          inits.Set(static_cast<uint32_t>(i), t);
+        }
+        o.Set("initializers", inits);
         return o;
       },
       {Value()});

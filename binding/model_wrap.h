@@ -29,6 +29,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap>, public Guarded<ModelWrap> 
   Napi::Value Predict(const Napi::CallbackInfo& info);
   Napi::Value SetHead(const Napi::CallbackInfo& info);
   Napi::Value Explain(const Napi::CallbackInfo& info);
+  Napi::Value ExportGraph(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
 

@@ -7,6 +7,8 @@
 #include <torch/version.h>
 
 #include <sstream>
+#include <stdexcept>
+#include <vector>
 #include <string>
 #include <type_traits>
 
@@ -44,6 +46,17 @@ Key optimizer_state_key(const torch::Tensor& p) {
   } else {
     return static_cast<Key>(p.unsafeGetTensorImpl());
   }
+}
+
+// Integer padding of a convolution's options: a c10::variant in 1.13, a std::variant in 2.x (`using std::get` lets
+// argument-dependent lookup find c10::get for the former). Throws for 'valid' / 'same'.
+template <size_t D, class Options>
+std::vector<int64_t> conv_padding(const Options& o) {
+  using std::get;
+  const auto& p = o.padding();
+  if (p.index() != 0) throw std::invalid_argument("convolution with string padding");
+  const auto& a = get<0>(p);
+  return {a->begin(), a->end()};
 }
 
 }  // namespace tl::compat

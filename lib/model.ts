@@ -9,6 +9,7 @@ import { CheckpointError, DisposedError, InvalidOptionError, native } from './er
 import { getNative, NativeModel, TensorData } from './native';
 import * as v from './validate';
 import { fetchWeights, HubOptions, WeightsName } from './weights';
+import { exportOnnx, OnnxExportOptions } from './onnx';
 
 /** Every architecture of the zoo (torchvision names). */
 export const ARCHS = [
@@ -438,6 +439,16 @@ export class Model {
     const classIndex = r.classIndex[0];
     const probabilities = r.probabilities.data as Float32Array;
     return { heatmap: r.heatmap.data as Float32Array, width, height, classIndex, label: this.classes?.[classIndex] ?? String(classIndex), probability: probabilities[classIndex], probabilities };
+  }
+
+  /**
+   * Writes the model (its current head, eval mode, fp32) as an ONNX file that onnxruntime (Node, web, mobile) and
+   * PyTorch's `onnx` package read: input `input` `[batch, 3, height, width]` (normalised RGB, as in training), output
+   * `logits` `[batch, numClasses]`; initializers keep PyTorch's parameter names; arch, head, class names and the
+   * normalisation are in the metadata. Atomic write.
+   */
+  exportOnnx(path: string, options: OnnxExportOptions = {}): Promise<{ path: string; bytes: number; nodes: number; opset: number }> {
+    return exportOnnx(this, path, options);
   }
 
   /** Stage names usable as freezing boundaries (`trainFrom`), earliest first; the last one is the head. */

@@ -40,8 +40,16 @@ export interface NativeModel {
   info(): NativeModelInfo;
   predict(samples: NativeSamples, transform: string, decode: NativeDecodeOptions, opts: { topk: number; precision: string; batchSize: number; workers: number; prefetch: number; tta: boolean }): Promise<{ index: Int32Array; probability: Float32Array }[]>;
   setHead(head: string): Promise<void>;
+  exportGraph(inputName: string): Promise<NativeGraph>;
   explain(data: Float32Array, shape: number[], classIndex: number[]): Promise<{ heatmap: TensorData; cam: TensorData; probabilities: TensorData; classIndex: number[] }>;
   dispose(): void;
+}
+
+/** A model's eval-mode forward pass in ONNX operators (cpp/export/graph.h). */
+export interface NativeGraph {
+  output: string;
+  nodes: { op: string; name: string; inputs: string[]; outputs: string[]; ints: Record<string, number[]>; intAttrs: Record<string, number>; floatAttrs: Record<string, number> }[];
+  initializers: (TensorData & { name: string })[];
 }
 
 /** Linear-probe settings (every field filled by lib/transfer.ts). */
@@ -224,8 +232,13 @@ export interface NativeAddon {
 
 let addon: NativeAddon | undefined;
 
+/** This package's version (package.json). */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** The package folder (holding package.json), from lib/ under ts-jest or dist/cjs/ when built. */
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = __dirname;
   for (;;) {
     const pkg = join(dir, 'package.json');

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One-step set-up for a fresh Debian 12 machine, idempotent and quick when everything is present:
 # system packages (libtorch, decoders), npm ci, the native build, the TypeScript build. With --test (npm test and
-# the benchmarks) also the Python parity peer (Debian's torch + torchvision), Chromium for the report check, and the
-# reference fixtures.
+# the benchmarks) also the Python parity peer (Debian's torch + torchvision), Chromium for the report check, PyPI's
+# onnx (the ONNX checker) and the reference fixtures.
 #
 # TORCH_RESNET_TL_LIBTORCH selects the libtorch to build against (and, at run time, which build the package loads):
 #   unset | system  Debian's libtorch-dev 1.13 (CPU), build/
@@ -43,7 +43,9 @@ fi
 # npm ci only when node_modules is missing or older than the lock file.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "[setup] npm ci"
-  npm ci --no-audit --no-fund
+  # onnxruntime-node (tests only) ships its CPU binaries; its install script would fetch CUDA ones from a host
+  # this machine cannot reach: its documented switch skips that
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 fi
 
 # PyPI's torch for the pypi variant: a venv with the hash-checked wheels (pip's cache keeps the downloads).
@@ -82,6 +84,16 @@ if [ ! -f dist/cjs/index.js ] || [ -n "$(find lib examples tsconfig*.json script
 fi
 
 [ "$TEST" = 1 ] || exit 0
+
+# PyPI's onnx (its checker validates the exported .onnx files in the tests), hash-checked, in .onnx/venv.
+onnx_stamp="$(sha256sum scripts/onnx-requirements.txt | cut -c1-16)"
+if [ "$(cat .onnx/stamp 2>/dev/null)" != "$onnx_stamp" ]; then
+  echo "[setup] installing PyPI's onnx into .onnx/venv (scripts/onnx-requirements.txt, sha256-checked)"
+  rm -rf .onnx && mkdir -p .onnx
+  python3 -m venv .onnx/venv
+  .onnx/venv/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r scripts/onnx-requirements.txt
+  echo "$onnx_stamp" > .onnx/stamp
+fi
 
 # Reference fixtures from the variant's torchvision (the parity peer: Debian's, or PyPI's in the venv); each folder is
 # regenerated when its generator changes (a stamp holds the generator's hash).

@@ -6,6 +6,8 @@
 
 namespace tl {
 
+class GraphBuilder;
+
 class ClassifierImpl : public torch::nn::Module {
  public:
   // Raw logits [N, numClasses].
@@ -30,6 +32,8 @@ class ClassifierImpl : public torch::nn::Module {
   virtual torch::nn::Linear linear_head() const = 0;
   // Index into stages() of the stage holding a parameter/buffer (by state-dict name).
   virtual size_t stage_of(const std::string& name) const = 0;
+  // The eval-mode forward pass as ONNX operators from `input` on (export/graph.h); returns the logits' name.
+  virtual std::string describe(GraphBuilder& g, const std::string& input) = 0;
   int64_t num_classes() const { return num_classes_; }
 
  protected:

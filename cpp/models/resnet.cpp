@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "export/graph.h"
+
 namespace tl {
 namespace {
 
@@ -15,6 +17,16 @@ class BlockBase : public torch::nn::Module {
   torch::Tensor finish(const torch::Tensor& out, const torch::Tensor& identity_in) {
     // In place, as torchvision: out += identity; relu_(out)
     return out.add_(downsample_ ? downsample_->forward(identity_in) : identity_in).relu_();
+  }
+  // The residual tail as ONNX operators: out + identity (through the downsample when there is one), ReLU.
+  std::string describe_tail(GraphBuilder& g, const std::string& out, const std::string& x, const std::string& prefix) {
+    std::string identity = x;
+    if (downsample_) {
+      auto* c = (*downsample_)[0]->as<torch::nn::Conv2dImpl>();
+      auto* bn = (*downsample_)[1]->as<torch::nn::BatchNorm2dImpl>();
+      identity = g.batchnorm(g.conv(x, *c, prefix + ".downsample.0"), *bn, prefix + ".downsample.1");
+    }
+    return g.relu(g.add(out, identity));
   }
   void register_tail(torch::nn::Sequential downsample) {
     relu_ = register_module("relu", torch::nn::ReLU(torch::nn::ReLUOptions(true)));
@@ -38,6 +50,11 @@ class BasicBlockImpl : public BlockBase {
     auto out = bn1_->forward(conv1_->forward(x)).relu_();
     out = bn2_->forward(conv2_->forward(out));
     return finish(out, x);
+  }
+  std::string describe(GraphBuilder& g, const std::string& x, const std::string& p) {
+    auto out = g.relu(g.batchnorm(g.conv(x, *conv1_, p + ".conv1"), *bn1_, p + ".bn1"));
+    out = g.batchnorm(g.conv(out, *conv2_, p + ".conv2"), *bn2_, p + ".bn2");
+    return describe_tail(g, out, x, p);
   }
 
  private:
@@ -65,6 +82,12 @@ class BottleneckImpl : public BlockBase {
     out = bn2_->forward(conv2_->forward(out)).relu_();
     out = bn3_->forward(conv3_->forward(out));
     return finish(out, x);
+  }
+  std::string describe(GraphBuilder& g, const std::string& x, const std::string& p) {
+    auto out = g.relu(g.batchnorm(g.conv(x, *conv1_, p + ".conv1"), *bn1_, p + ".bn1"));
+    out = g.relu(g.batchnorm(g.conv(out, *conv2_, p + ".conv2"), *bn2_, p + ".bn2"));
+    out = g.batchnorm(g.conv(out, *conv3_, p + ".conv3"), *bn3_, p + ".bn3");
+    return describe_tail(g, out, x, p);
   }
 
  private:
@@ -155,6 +178,21 @@ torch::Tensor ResNetImpl::head(torch::Tensor features) {
 }
 
 torch::Tensor ResNetImpl::forward(torch::Tensor x) { return head(embed(x)); }
+
+std::string ResNetImpl::describe(GraphBuilder& g, const std::string& input) {
+  auto x = g.maxpool(g.relu(g.batchnorm(g.conv(input, *conv1_, "conv1"), *bn1_, "bn1")), *maxpool_);
+  const torch::nn::Sequential layers[] = {layer1_, layer2_, layer3_, layer4_};
+  for (size_t i = 0; i < 4; ++i) {
+    for (size_t j = 0; j < layers[i]->size(); ++j) {
+      const std::string prefix = "layer" + std::to_string(i + 1) + "." + std::to_string(j);
+      auto block = (*layers[i])[j];
+      if (auto* b = block->as<BasicBlockImpl>()) x = b->describe(g, x, prefix);
+      else x = block->as<BottleneckImpl>()->describe(g, x, prefix);
+    }
+  }
+  // dropout is the identity in eval mode
+  return g.gemm(g.flatten(g.global_avg_pool(x)), *fc_, "fc");
+}
 
 size_t ResNetImpl::stage_of(const std::string& name) const {
   for (size_t i = 1; i <= 4; ++i)

@@ -28,6 +28,7 @@ class ResNetImpl : public ClassifierImpl {
   torch::Tensor feature_map(torch::Tensor x) override;
   torch::Tensor head_from_map(torch::Tensor map) override { return head(torch::flatten(avgpool_->forward(map), 1)); }
   torch::nn::Linear linear_head() const override { return fc_; }
+  std::string describe(GraphBuilder& g, const std::string& input) override;
 
  private:
   torch::nn::Sequential make_layer(int64_t planes, int64_t blocks, int64_t stride);

@@ -1,5 +1,7 @@
 #include "models/squeezenet.h"
 
+#include "export/graph.h"
+
 namespace tl {
 namespace {
 
@@ -17,6 +19,10 @@ class FireImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor x) {
     x = torch::relu(squeeze_->forward(x));
     return torch::cat({torch::relu(expand1x1_->forward(x)), torch::relu(expand3x3_->forward(x))}, 1);
+  }
+  std::string describe(GraphBuilder& g, const std::string& x, const std::string& p) {
+    auto s = g.relu(g.conv(x, *squeeze_, p + ".squeeze"));
+    return g.concat({g.relu(g.conv(s, *expand1x1_, p + ".expand1x1")), g.relu(g.conv(s, *expand3x3_, p + ".expand3x3"))}, 1);
   }
 
  private:
@@ -74,6 +80,21 @@ torch::Tensor SqueezeNetImpl::head_from_map(torch::Tensor map) {
 }
 
 torch::Tensor SqueezeNetImpl::forward(torch::Tensor x) { return head(backbone(x)); }
+
+std::string SqueezeNetImpl::describe(GraphBuilder& g, const std::string& input) {
+  std::string x = input;
+  for (size_t i = 0; i < features_->size(); ++i) {
+    auto m = (*features_)[i];
+    const std::string prefix = "features." + std::to_string(i);
+    if (auto* c = m->as<torch::nn::Conv2dImpl>()) x = g.conv(x, *c, prefix);
+    else if (m->as<torch::nn::ReLUImpl>()) x = g.relu(x);
+    else if (auto* p = m->as<torch::nn::MaxPool2dImpl>()) x = g.maxpool(x, *p);
+    else x = m->as<FireImpl>()->describe(g, x, prefix);
+  }
+  // classifier.0 (dropout) is the identity in eval mode
+  if (linear_) return g.gemm(g.flatten(g.global_avg_pool(x)), *linear_, "classifier.1");
+  return g.flatten(g.global_avg_pool(g.relu(g.conv(x, *final_conv_, "classifier.1"))));
+}
 
 size_t SqueezeNetImpl::stage_of(const std::string& name) const {
   if (name.rfind("classifier.", 0) == 0) return 5;

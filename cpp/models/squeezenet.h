@@ -20,6 +20,7 @@ class SqueezeNetImpl : public ClassifierImpl {
   torch::Tensor feature_map(torch::Tensor x) override { return features_->forward(x); }
   torch::Tensor head_from_map(torch::Tensor map) override;
   torch::nn::Linear linear_head() const override { return linear_; }
+  std::string describe(GraphBuilder& g, const std::string& input) override;
 
  private:
   torch::nn::Sequential features_{nullptr};

@@ -11,6 +11,7 @@ import { devices, getNumThreads, setNumThreads, version } from '../device';
 import { InvalidOptionError, TorchResNetError } from '../errors';
 import { ARCHS, Arch, HEAD_KINDS, Model } from '../model';
 import { assess } from '../transfer';
+import { ONNX_DEFAULTS } from '../onnx';
 import { writeFileDurable } from '../durable';
 import { ExperimentRow, renderExperimentReport } from '../report';
 import { makeSyntheticDataset } from '../synthetic';
@@ -335,17 +336,22 @@ function addPredictCommand(program: Command, out: () => Output): void {
 function addExportCommand(program: Command, out: () => Output): void {
   program
     .command('export')
-    .description('convert weights between .pth and .safetensors (PyTorch-readable), keeping arch and class names')
+    .description('convert weights between .pth and .safetensors (PyTorch-readable), or to .onnx (onnxruntime), keeping arch and class names')
     .requiredOption('--model <file>', 'a file saved by torch-resnet-tl, or a torchvision state dict with --arch')
-    .requiredOption('--to <file>', 'output .pth or .safetensors')
+    .requiredOption('--to <file>', 'output .pth, .safetensors or .onnx')
     .addOption(new Option('--arch <name>', 'arch of a plain torchvision state dict').choices(ARCHS as unknown as string[]))
     .option('--num-classes <n>', 'outputs of a plain state dict (default 1000)', int(1))
+    .option('--opset <n>', `ONNX opset, 13–21 (default ${ONNX_DEFAULTS.opset})`, int(1))
+    .option('--fixed-batch <n>', 'ONNX: a fixed batch size instead of a symbolic one', int(1))
     .action(async (o) => {
       const output = out();
-      if (!/\.(pth|pt|safetensors)$/.test(o.to)) throw new InvalidOptionError('to', `Expected --to ending in .pth or .safetensors but received ${o.to}`);
+      const onnx = /\.onnx$/i.test(o.to);
+      if (!onnx && !/\.(pth|pt|safetensors)$/.test(o.to)) throw new InvalidOptionError('to', `Expected --to ending in .pth, .safetensors or .onnx but received ${o.to}`);
+      if (!onnx && (o.opset !== undefined || o.fixedBatch !== undefined)) throw new InvalidOptionError('opset', '--opset and --fixed-batch apply to --to *.onnx');
       const model = o.arch ? await Model.create({ arch: o.arch, numClasses: o.numClasses ?? 1000, weights: o.model }) : await Model.load(o.model);
       try {
-        await model.save(o.to);
+        if (onnx) await model.exportOnnx(o.to, { opset: o.opset, ...(o.fixedBatch !== undefined ? { dynamicBatch: false, batchSize: o.fixedBatch } : {}) });
+        else await model.save(o.to);
         print(output, () => `wrote ${resolve(o.to)} (${model.arch}, ${model.numClasses} classes)`, () => ({ from: resolve(o.model), to: resolve(o.to), arch: model.arch, numClasses: model.numClasses, classes: model.classes ?? null }));
       } finally {
         model.dispose();

@@ -81,6 +81,22 @@ describe('CLI', () => {
     expect(PYTHON).toBeTruthy();
   });
 
+  test('export --to model.onnx: onnxruntime gives the logits of the saved model', async () => {
+    const file = join(tmp, 'model.onnx');
+    expect(json(['export', '--model', join(run, 'best.pth'), '--to', file]).classes).toEqual(['ants', 'bees']);
+    const x = Float32Array.from({ length: 2 * 3 * 96 * 96 }, (_, i) => Math.cos(i * 0.11));
+    writeFileSync(join(tmp, 'onnx-in.f32'), x);
+    const r = spawnSync(process.execPath, [join(ROOT, 'test', 'scripts', 'ort-run.js'), file, join(tmp, 'onnx-out'), `${join(tmp, 'onnx-in.f32')}:2x3x96x96`], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const b = readFileSync(join(tmp, 'onnx-out-0.f32'));
+    const theirs = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    const model = await Model.load(join(run, 'best.pth'));
+    const ours = await model.forward(x, [2, 3, 96, 96], { precision: 'fp32' });
+    const scale = Math.max(...Array.from(theirs, Math.abs));
+    theirs.forEach((t, i) => expect(Math.abs(t - ours.data[i]) / scale).toBeLessThanOrEqual(1e-4));
+    expect(cli(['export', '--model', join(run, 'best.pth'), '--to', join(tmp, 'x.pth'), '--opset', '13']).code).toBe(2);
+  });
+
   test('info: libtorch version, devices, threads, CPU features', () => {
     const r = json(['info']);
     expect(r.libtorch).toMatch(/^\d+\.\d+/);
