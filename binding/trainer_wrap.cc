@@ -43,7 +43,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
                         InstanceMethod("trainCachedEpoch", &TrainerWrap::template call<&TrainerWrap::TrainCachedEpoch>),
                         InstanceMethod("clearCache", &TrainerWrap::template call<&TrainerWrap::ClearCache>),
                         InstanceMethod("cacheEvalBatch", &TrainerWrap::template call<&TrainerWrap::CacheEvalBatch>),
-                        InstanceMethod("evalCached", &TrainerWrap::template call<&TrainerWrap::EvalCached>)});
+                        InstanceMethod("evalCached", &TrainerWrap::template call<&TrainerWrap::EvalCached>),
+                        InstanceMethod("setAdaptation", &TrainerWrap::template call<&TrainerWrap::SetAdaptation>)});
   }
 
   // new NativeTrainer(nativeModel, config)
@@ -94,15 +95,25 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
     // Learning rates travel with the step and are applied under the model's lock on the worker thread.
     const double head_lr = info[1].As<Napi::Number>().DoubleValue();
     const double backbone_lr = info[2].As<Napi::Number>().DoubleValue();
+    // domain adaptation: step(batch, headLr, backboneLr, targetBatch, lambda)
+    std::shared_ptr<tl::Batch> target;
+    double lambda = 0;
+    if (info.Length() > 3 && !info[3].IsUndefined()) {
+      target = BatchWrap::FromValue(info[3]);
+      if (!target) throw Napi::TypeError::New(env, "step's target must be a batch from a DataLoader");
+      lambda = info[4].As<Napi::Number>().DoubleValue();
+    }
     auto s = session();
     auto r = runner_;
     auto out = std::make_shared<tl::StepResult>();
+    std::vector<Napi::Object> keep = {Value(), info[0].As<Napi::Object>()};
+    if (target) keep.push_back(info[3].As<Napi::Object>());
     return PromiseWorker::Start(
         env, "tl.trainStep",
-        [s, r, batch, out, head_lr, backbone_lr] {
+        [s, r, batch, target, lambda, out, head_lr, backbone_lr] {
           std::lock_guard<std::mutex> lock(r->mutex());
           s->set_lrs(head_lr, backbone_lr);
-          *out = s->step(*batch);
+          *out = target ? s->step_adapt(*batch, *target, lambda) : s->step(*batch);
         },
         [out](Napi::Env e) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
@@ -112,9 +123,31 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
           o.Set("stepped", out->stepped);
           o.Set("skipped", out->skipped);
           o.Set("lossScale", out->loss_scale);
+          o.Set("adaptLoss", out->adapt_loss);
+          o.Set("domainAccuracy", out->domain_accuracy);
           return o;
         },
-        {Value(), info[0].As<Napi::Object>()});
+        keep);
+  }
+
+  // setAdaptation({method, weight, hidden, kernels})
+  Napi::Value SetAdaptation(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto o = info[0].As<Napi::Object>();
+    tl::AdaptConfig cfg;
+    cfg.method = need_string(o, "method");
+    cfg.weight = need_number(o, "weight");
+    cfg.hidden = static_cast<int64_t>(need_number(o, "hidden"));
+    cfg.kernels = static_cast<int>(need_number(o, "kernels"));
+    auto s = session();
+    auto r = runner_;
+    return PromiseWorker::Start(
+        env, "tl.setAdaptation",
+        [s, r, cfg] {
+          std::lock_guard<std::mutex> lock(r->mutex());
+          s->set_adaptation(cfg);
+        },
+        nullptr, {Value()});
   }
 
   Napi::Value Eval(const Napi::CallbackInfo& info) {

@@ -178,7 +178,8 @@ export interface NativeTrainerConfig {
 }
 
 export interface NativeTrainer {
-  step(batch: NativeBatch, headLr: number, backboneLr: number): Promise<{ loss: number; correct: number; count: number; stepped: boolean; skipped: boolean; lossScale: number }>;
+  step(batch: NativeBatch, headLr: number, backboneLr: number, target?: NativeBatch, lambda?: number): Promise<{ loss: number; correct: number; count: number; stepped: boolean; skipped: boolean; lossScale: number; adaptLoss: number; domainAccuracy: number }>;
+  setAdaptation(cfg: { method: string; weight: number; hidden: number; kernels: number }): Promise<void>;
   eval(batch: NativeBatch, tta: boolean): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array }>;
   /** Builds the session (freezing, optimizer) under the model's lock; resolves with the trainable parameter count. */
   init(): Promise<number>;

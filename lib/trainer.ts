@@ -115,7 +115,33 @@ export interface TrainerOptions {
    * and only rank 0 writes checkpoints.
    */
   distributed?: boolean | 'auto' | DistributedOptions;
+  /**
+   * Unsupervised domain adaptation to unlabelled `target` images (their labels, if any, are ignored): each step
+   * also draws a target batch, both go through the backbone together, and the adaptation loss on the pooled
+   * features joins the source cross-entropy. `'dann'`: a domain classifier behind a gradient-reversal layer whose
+   * factor warms up as 2/(1 + e^(-10p)) - 1 over training progress p (Ganin et al. 2016); `'mmd'`: multi-kernel MMD
+   * between source and target features (DAN, Long et al. 2015), scaled by the same warm-up. Evaluate on labelled
+   * target data by passing it as `val` (or to `evaluate`).
+   */
+  domainAdaptation?: DomainAdaptationOptions;
 }
+
+export interface DomainAdaptationOptions {
+  method: 'dann' | 'mmd';
+  /** Unlabelled target-domain images (cycled when shorter than the source data). */
+  target: DataLoader;
+  /** Weight of the adaptation loss. Default 1. */
+  weight?: number;
+  /** `'warmup'` (default): the factor 2/(1 + e^(-10p)) - 1; `'constant'`: 1. */
+  schedule?: 'warmup' | 'constant';
+  /** DANN: width of the domain classifier's two hidden layers. Default 1024. */
+  hidden?: number;
+  /** MMD: Gaussian kernels (bandwidths ×2^-k/2 … 2^k/2 around the mean distance). Default 5. */
+  kernels?: number;
+}
+
+/** Domain adaptation's defaults (defined here only). */
+export const DOMAIN_ADAPTATION_DEFAULTS = { weight: 1, schedule: 'warmup' as const, hidden: 1024, kernels: 5, warmupGamma: 10 };
 
 const bnMode = (f: boolean | 'all'): 'none' | 'frozen' | 'all' => (f === 'all' ? 'all' : f ? 'frozen' : 'none');
 
@@ -158,6 +184,8 @@ export interface EpochRecord {
   phase?: 'linear-probe' | 'fine-tune';
   /** The probe's chosen L2 penalty and cross-validated accuracy. */
   probe?: { l2: number; cvAccuracy: number };
+  /** Domain adaptation: the mean adaptation loss, the DANN domain classifier's mean accuracy (0.5: the domains look alike) and the last factor. */
+  adaptation?: { loss: number; domainAccuracy?: number; lambda: number };
   /** Set when validation predictions collapsed to one class (see the `'collapse'` event). */
   collapse?: Collapse;
 }
@@ -186,7 +214,7 @@ export interface FitResult {
 }
 
 /** Every Trainer option (the one list: the CLI's --config keys derive from it). */
-export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'probe', 'assess', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes', 'distributed'] as const;
+export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'probe', 'assess', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes', 'distributed', 'domainAdaptation'] as const;
 const KEYS = TRAINER_OPTION_KEYS;
 
 /**
@@ -259,6 +287,8 @@ interface FitRun {
 }
 
 interface EpochTotals {
+  /** domain adaptation: sums over steps of the adaptation loss and the domain accuracy, the steps, the last factor */
+  adapt?: { lossSum: number; accSum: number; steps: number; lambda: number };
   lossSum: number;
   correct: number;
   count: number;
@@ -375,6 +405,19 @@ export class Trainer extends EventEmitter {
     this.precision = model.precision(options.precision);
     this.lossScale = validateLossScale(options.lossScale, this.precision);
     this.dist = resolveDistributed(options.distributed);
+    if (options.domainAdaptation !== undefined) {
+      const da = v.plainObject('domainAdaptation', options.domainAdaptation);
+      v.knownKeys('domainAdaptation', da, ['method', 'target', 'weight', 'schedule', 'hidden', 'kernels']);
+      v.oneOf('domainAdaptation.method', da.method, ['dann', 'mmd'] as const);
+      if (!(da.target instanceof DataLoader)) throw v.invalid('domainAdaptation.target', 'DataLoader', da.target);
+      if (da.weight !== undefined) v.positiveNumber('domainAdaptation.weight', da.weight);
+      if (da.schedule !== undefined) v.oneOf('domainAdaptation.schedule', da.schedule, ['warmup', 'constant'] as const);
+      if (da.hidden !== undefined) v.positiveInt('domainAdaptation.hidden', da.hidden);
+      if (da.kernels !== undefined) v.positiveInt('domainAdaptation.kernels', da.kernels);
+      if (probing) throw new InvalidOptionError('domainAdaptation', `domainAdaptation does not apply to strategy '${strategy}'`);
+      if (options.featureCache === true) throw new InvalidOptionError('featureCache', 'the feature cache cannot serve domain adaptation (the backbone sees target images every step)');
+      if (resolveDistributed(options.distributed)) throw new InvalidOptionError('domainAdaptation', 'domain adaptation is not supported in data-parallel training yet');
+    }
     if (this.dist && probing) throw new InvalidOptionError('strategy', `strategy '${strategy}' is not supported in data-parallel training yet (each rank would fit its probe on its own shard)`);
     this.options = { ...options, strategy };
   }
@@ -446,6 +489,11 @@ export class Trainer extends EventEmitter {
       lossScale: this.lossScale,
     });
     this.trainable = await this.model._run(() => nt.init());
+    const da = o.domainAdaptation;
+    if (da) {
+      const D = DOMAIN_ADAPTATION_DEFAULTS;
+      await this.model._run(() => nt.setAdaptation({ method: da.method, weight: da.weight ?? D.weight, hidden: da.hidden ?? D.hidden, kernels: da.kernels ?? D.kernels }));
+    }
     return nt;
   }
 
@@ -518,6 +566,9 @@ export class Trainer extends EventEmitter {
         featureCacheBytes: run.cacheBytes,
         ...(this.lossScale.enabled ? { lossScale: run.lossScale, skippedSteps: totals.skippedSteps } : {}),
         ...(this.probing ? { phase: 'fine-tune' as const } : {}),
+        ...(totals.adapt?.steps
+          ? { adaptation: { loss: totals.adapt.lossSum / totals.adapt.steps, ...(this.options.domainAdaptation?.method === 'dann' ? { domainAccuracy: totals.adapt.accSum / totals.adapt.steps } : {}), lambda: totals.adapt.lambda } }
+          : {}),
       };
       if (val) Object.assign(record, await this.validate(run, val, epoch));
       record.featureCacheBytes = run.cacheBytes;
@@ -611,6 +662,7 @@ export class Trainer extends EventEmitter {
     const nt = await this.ensureNative();
     train._useDevice(this.model.device);
     val?._useDevice(this.model.device);
+    o.domainAdaptation?.target._useDevice(this.model.device);
     const dist = this.dist;
     if (dist) {
       if (!this.joined) {
@@ -642,6 +694,7 @@ export class Trainer extends EventEmitter {
       views: o.featureCacheViews ?? TRAINER_DEFAULTS.featureCacheViews,
       lossScale: this.lossScale.initScale,
       useCache:
+        !o.domainAdaptation &&
         this.trainFromIndex === this.model.stages.length - 1 &&
         !train.mixing &&
         (o.featureCache === true || ((o.featureCache ?? TRAINER_DEFAULTS.featureCache) === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViews !== undefined))),
@@ -756,18 +809,45 @@ export class Trainer extends EventEmitter {
     }
     train.setEpoch(epoch);
     let step = 0;
-    for await (const batch of train) {
-      if (signal?.aborted) return undefined;
-      const lrs = (totals.lrs = this.lrsAt(run, epoch, step));
-      const r = await this.model._run(() => run.nt.step(batch.native, lrs.head, lrs.backbone));
-      batch.dispose();
-      if (r.skipped) totals.skippedSteps++;
-      run.lossScale = r.lossScale;
-      totals.lossSum += r.loss * r.count;
-      totals.correct += r.correct;
-      totals.count += r.count;
-      this.emit('batchEnd', { epoch, batch: step, batches: train.length, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: lrs } satisfies BatchEndEvent);
-      step++;
+    const da = this.options.domainAdaptation;
+    // the target loader is cycled: a new pass (its next epoch) whenever one ends
+    let targetIt = da?.target[Symbol.asyncIterator]();
+    const nextTarget = async () => {
+      let t = await targetIt!.next();
+      if (t.done) {
+        targetIt = da!.target[Symbol.asyncIterator]();
+        t = await targetIt.next();
+        if (t.done) throw new InvalidOptionError('domainAdaptation.target', 'the target DataLoader yields no batches');
+      }
+      return t.value;
+    };
+    if (da) totals.adapt = { lossSum: 0, accSum: 0, steps: 0, lambda: 0 };
+    try {
+      for await (const batch of train) {
+        if (signal?.aborted) return undefined;
+        const lrs = (totals.lrs = this.lrsAt(run, epoch, step));
+        let r;
+        if (da && totals.adapt) {
+          const tb = await nextTarget();
+          const p = (epoch * train.length + step) / Math.max(1, run.epochs * train.length);
+          const lambda = (da.schedule ?? DOMAIN_ADAPTATION_DEFAULTS.schedule) === 'constant' ? 1 : 2 / (1 + Math.exp(-DOMAIN_ADAPTATION_DEFAULTS.warmupGamma * p)) - 1;
+          r = await this.model._run(() => run.nt.step(batch.native, lrs.head, lrs.backbone, tb.native, lambda));
+          tb.dispose();
+          Object.assign(totals.adapt, { lossSum: totals.adapt.lossSum + r.adaptLoss, accSum: totals.adapt.accSum + r.domainAccuracy, steps: totals.adapt.steps + 1, lambda });
+        } else {
+          r = await this.model._run(() => run.nt.step(batch.native, lrs.head, lrs.backbone));
+        }
+        batch.dispose();
+        if (r.skipped) totals.skippedSteps++;
+        run.lossScale = r.lossScale;
+        totals.lossSum += r.loss * r.count;
+        totals.correct += r.correct;
+        totals.count += r.count;
+        this.emit('batchEnd', { epoch, batch: step, batches: train.length, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: lrs } satisfies BatchEndEvent);
+        step++;
+      }
+    } finally {
+      await targetIt?.return?.(undefined); // stops the target loader's threads
     }
     return totals;
   }

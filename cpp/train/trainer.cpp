@@ -10,6 +10,9 @@ namespace {
 
 bool is_norm_or_bias(const std::string& name, const torch::Tensor& p) { return p.dim() <= 1; }
 
+const std::string kAdapterPrefix = "adapter.";
+bool is_adapter(const std::string& name) { return name.rfind(kAdapterPrefix, 0) == 0; }
+
 compat::OptimizerStateKey key_of(const torch::Tensor& p) { return compat::optimizer_state_key(p); }
 
 }  // namespace
@@ -33,6 +36,13 @@ void TrainSession::apply_freezing() {
       trainable_names_.push_back(kv.key());
     }
   }
+  // the domain adapter's parameters train with the head (and their optimizer state is saved with the model's)
+  if (adapter_) {
+    for (auto& kv : adapter_->named_parameters()) {
+      trainable_.push_back(kv.value());
+      trainable_names_.push_back(kAdapterPrefix + kv.key());
+    }
+  }
 }
 
 void TrainSession::build_optimizer() {
@@ -41,7 +51,7 @@ void TrainSession::build_optimizer() {
   // groups: head/decay, head/no-decay, backbone/decay, backbone/no-decay
   std::vector<torch::Tensor> groups[4];
   for (size_t i = 0; i < trainable_.size(); ++i) {
-    bool is_head = model->stage_of(trainable_names_[i]) >= head;
+    bool is_head = is_adapter(trainable_names_[i]) || model->stage_of(trainable_names_[i]) >= head;
     bool no_decay = cfg_.no_decay_norm_bias && is_norm_or_bias(trainable_names_[i], trainable_[i]);
     groups[(is_head ? 0 : 2) + (no_decay ? 1 : 0)].push_back(trainable_[i]);
   }
@@ -81,12 +91,32 @@ void TrainSession::set_lrs(double head, double backbone) {
 
 void TrainSession::set_train_from(size_t stage) {
   if (stage == cfg_.train_from) return;
+  cfg_.train_from = stage;
+  rebuild_optimizer();
+}
+
+void TrainSession::rebuild_optimizer() {
   // Keep per-parameter optimizer state across the rebuild (state is keyed by tensor identity).
   auto saved = std::move(opt_->state());
-  cfg_.train_from = stage;
   apply_freezing();
   build_optimizer();
   for (auto& kv : saved) opt_->state()[kv.first] = std::move(kv.second);
+}
+
+void TrainSession::set_adaptation(const AdaptConfig& cfg) {
+  adapter_ = DomainAdapter(cfg, runner_->module()->feature_dim());
+  adapter_->to(runner_->device());
+  rebuild_optimizer();
+}
+
+StepResult TrainSession::step_adapt(const Batch& source, const Batch& target, double lambda) {
+  apply_threads();
+  if (!adapter_) throw std::invalid_argument("step_adapt needs set_adaptation first");
+  if (source.images.size(0) == 0) return StepResult{};
+  if (source.labels.dim() != 1) throw std::invalid_argument("domain adaptation does not support MixUp/CutMix batches");
+  auto xt = runner_->prepare(target.materialize(runner_->device()));
+  return run_step(runner_->prepare(source.materialize(runner_->device())), to_device(source.labels, runner_->device()), false,
+                  xt.size(0) ? &xt : nullptr, lambda);
 }
 
 void TrainSession::set_train_mode() {
@@ -128,7 +158,8 @@ void TrainSession::average_batchnorm_stats() {
 
 int64_t TrainSession::trainable_parameters() const {
   int64_t n = 0;
-  for (auto& p : trainable_) n += p.numel();
+  for (size_t i = 0; i < trainable_.size(); ++i)
+    if (!is_adapter(trainable_names_[i])) n += trainable_[i].numel();
   return n;
 }
 
@@ -138,20 +169,35 @@ StepResult TrainSession::step(const Batch& batch) {
   return run_step(runner_->prepare(batch.materialize(runner_->device())), to_device(batch.labels, runner_->device()), false);
 }
 
-StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only) {
+StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only, const torch::Tensor* target,
+                                  double lambda) {
   StepResult r;
   r.count = x.size(0);
   auto model = runner_->module();
   set_train_mode();
-  torch::Tensor logits;
+  torch::Tensor logits, adapt;
   {
     AutocastScope ac(runner_->device(), cfg_.precision);
-    logits = head_only ? model->head(x) : model->forward(x);
+    if (target) {
+      // one backbone pass over source and target (shared BatchNorm statistics); the head sees the source part
+      const int64_t n = x.size(0);
+      auto feats = model->backbone(torch::cat({x, *target}));
+      auto pooled = feats.dim() == 4 ? torch::flatten(torch::adaptive_avg_pool2d(feats, {1, 1}), 1) : feats;
+      logits = model->head(feats.narrow(0, 0, n));
+      adapt = adapter_->loss(pooled.narrow(0, 0, n), pooled.narrow(0, n, pooled.size(0) - n), lambda);
+    } else {
+      logits = head_only ? model->head(x) : model->forward(x);
+    }
   }
   logits = logits.to(torch::kFloat32);
   auto opts = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg_.label_smoothing);
   auto loss = torch::nn::functional::cross_entropy(logits, y, opts);
-  scaler_.scale_loss(loss / cfg_.accumulate).backward();
+  auto total = adapt.defined() ? loss + adapt : loss;
+  scaler_.scale_loss(total / cfg_.accumulate).backward();
+  if (adapt.defined()) {
+    r.adapt_loss = adapt.item<double>();
+    r.domain_accuracy = adapter_->domain_accuracy();
+  }
   if (++pending_ >= cfg_.accumulate) {
     if (pg_) {  // DDP: the mean gradient over the ranks (accumulated batches are reduced once, as no_sync does)
       std::vector<torch::Tensor> grads;
@@ -173,8 +219,8 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   }
   r.loss_scale = scaler_.scale();
   torch::NoGradGuard ng;
-  auto target = y.dim() == 2 ? y.argmax(1) : y;
-  r.correct = logits.argmax(1).eq(target).sum().item<int64_t>();
+  auto hard = y.dim() == 2 ? y.argmax(1) : y;
+  r.correct = logits.argmax(1).eq(hard).sum().item<int64_t>();
   r.loss = loss.item<double>();
   return r;
 }
@@ -336,6 +382,8 @@ void TrainSession::save_optimizer(const std::string& path) const {
       if (r->momentum_buffer().defined()) sd.tensors.insert(n + ".momentum_buffer", r->momentum_buffer());
     }
   }
+  if (adapter_)  // the domain classifier's weights live here, not in the model's file
+    for (const auto& kv : adapter_->named_parameters()) sd.tensors.insert(kAdapterPrefix + kv.key() + ".param", kv.value().detach());
   if (sd.tensors.is_empty()) sd.tensors.insert("__empty__", torch::zeros({0}));
   write_safetensors(path, sd);
 }
@@ -351,6 +399,11 @@ void TrainSession::load_optimizer(const std::string& path) {
     const torch::Tensor* t = sd.tensors.find(k);
     return t ? t->to(runner_->device()).clone() : torch::Tensor();
   };
+  if (adapter_)
+    for (auto& kv : adapter_->named_parameters()) {
+      auto t = get(kAdapterPrefix + kv.key() + ".param");
+      if (t.defined() && t.sizes() == kv.value().sizes()) kv.value().copy_(t);
+    }
   for (size_t i = 0; i < trainable_.size(); ++i) {
     const std::string& n = trainable_names_[i];
     const auto& p = trainable_[i];

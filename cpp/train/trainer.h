@@ -7,6 +7,7 @@
 #include "dist/process_group.h"
 #include "runtime/model_runner.h"
 #include "train/grad_scaler.h"
+#include "transfer/domain.h"
 
 namespace tl {
 
@@ -40,6 +41,8 @@ struct StepResult {
   bool stepped = false;
   bool skipped = false;     // an optimizer step was due but skipped: inf/NaN gradients under loss scaling
   double loss_scale = 1.0;  // the scale after this step
+  double adapt_loss = 0;         // domain adaptation: the adaptation loss (weighted)
+  double domain_accuracy = -1;   // DANN: the domain classifier's accuracy on the batch
 };
 
 struct EvalResult {
@@ -52,6 +55,11 @@ class TrainSession {
  public:
   TrainSession(std::shared_ptr<ModelRunner> runner, TrainConfig cfg);
   StepResult step(const Batch& batch);
+  // Domain adaptation (set_adaptation first): one step on a labelled source batch and an unlabelled target batch;
+  // `lambda` is the schedule's factor of the adaptation (see DomainAdapterImpl::loss).
+  StepResult step_adapt(const Batch& source, const Batch& target, double lambda);
+  // Adds the adapter (a DANN domain classifier trains with the head's rate); keeps the optimizer's state.
+  void set_adaptation(const AdaptConfig& cfg);
   EvalResult eval(const Batch& batch, bool hflip_tta);
   // Learning rates per group kind: head, backbone.
   void set_lrs(double head, double backbone);
@@ -82,7 +90,9 @@ class TrainSession {
 
  private:
   void apply_freezing();
-  StepResult run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only);
+  StepResult run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only, const torch::Tensor* target = nullptr,
+                      double lambda = 0);
+  void rebuild_optimizer();
   void build_optimizer();
   void set_train_mode();
   std::shared_ptr<ModelRunner> runner_;
@@ -94,6 +104,7 @@ class TrainSession {
   GradScaler scaler_;
   int pending_ = 0;
   std::shared_ptr<ProcessGroup> pg_;
+  DomainAdapter adapter_{nullptr};
   int64_t bucket_bytes_ = 0;
   std::vector<std::map<int64_t, torch::Tensor>> cache_;  // [view][sample index] -> backbone output
   std::map<int64_t, int64_t> cache_labels_;
