@@ -30,6 +30,8 @@ export interface RunSummary {
    * the predicted class (`cam`: `size × size` values 0–255, row-major) that the report overlays.
    */
   misclassified: { path: string; label: string; predicted: string; thumbnail?: string; probability?: number; trueProbability?: number; cam?: { size: number; data: number[] } }[];
+  /** Domain adaptation with labelled target data: the final weights on it. */
+  targetEvaluation?: { data: string; accuracy: number; loss: number; count: number };
   /** `strategy: 'auto'`: the assessment and its recommendation. */
   assessment?: Assessment;
   /** Epochs whose validation predictions collapsed to one class, and what 'auto' did about it. */
@@ -171,7 +173,9 @@ libtorch ${escapeHtml(s.environment.libtorch)}, ${s.environment.threads} threads
 ${e?.top5 !== undefined ? `<tr><td>validation top-5</td><td>${pct(e.top5)}</td></tr>` : ''}
 <tr><td>validation loss</td><td>${e ? e.loss.toFixed(4) : '–'}</td></tr>
 <tr><td>best epoch (${s.best ? 'monitored' : '–'})</td><td>${s.best ? `${s.best.epoch + 1} (${s.best.value.toFixed(4)})` : '–'}</td></tr>
-<tr><td>training accuracy (last epoch)</td><td>${pct(last?.accuracy)}</td></tr></table>
+<tr><td>training accuracy (last epoch)</td><td>${pct(last?.accuracy)}</td></tr>
+${s.targetEvaluation ? `<tr><td>target-domain accuracy (${s.targetEvaluation.count} images)</td><td>${pct(s.targetEvaluation.accuracy)}</td></tr>` : ''}
+${last?.adaptation ? `<tr><td>adaptation loss (last epoch)${last.adaptation.domainAccuracy !== undefined ? ' / domain-classifier accuracy' : ''}</td><td>${last.adaptation.loss.toFixed(4)}${last.adaptation.domainAccuracy !== undefined ? ` / ${pct(last.adaptation.domainAccuracy)}` : ''}</td></tr>` : ''}</table>
 ${skippedHtml(s)}
 ${assessmentHtml(s)}
 ${collapseHtml(s)}

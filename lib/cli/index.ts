@@ -76,7 +76,10 @@ const strategyList = (value: string): string[] => {
   for (const s of list) if (!(EXP_STRATEGIES as readonly string[]).includes(s)) throw new InvalidArgumentError(`Unknown strategy ${JSON.stringify(s)}; choose from ${EXP_STRATEGIES.join(', ')}.`);
   return list;
 };
-const weightsArg = (value: string): string | null => (value === 'none' || value === 'null' ? null : value);
+// commander turns a parser's null into '' (its "no value"): 'none' stays a string here and becomes null in weightsOf
+const weightsArg = (value: string): string => value;
+/** A --weights value as the library takes it: 'none' / 'null' mean random initialisation. */
+const weightsOf = (w: string | null): string | null => (w === 'none' || w === 'null' || w === null ? null : w);
 
 function exitCodeOf(e: unknown): number {
   const code = (e as { code?: string }).code;
@@ -167,7 +170,9 @@ function addTrainCommand(program: Command, out: () => Output): void {
     program
       .command('train')
       .description('fine-tune a model on an image folder (train/ and val/, one sub-folder per class) and write a run directory')
-      .option('--data <root>', 'folder with train/ (and val/)')
+      .option('--data <root>', 'folder with train/ (and val/), or with the class folders themselves')
+      .option('--target-data <dir>', 'domain adaptation: target-domain images (class folders, or with train/); labels, when the classes match, only score the result')
+      .addOption(new Option('--adapt <method>', 'domain adaptation method with --target-data (default dann)').choices(['dann', 'mmd']))
       .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
       .option('--weights <w>', `IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file | none (default ${C.weights})`, weightsArg)
       .addOption(
@@ -209,7 +214,9 @@ function addTrainCommand(program: Command, out: () => Output): void {
       out: o.resume ?? o.out ?? cfg.run.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-')),
       arch: o.arch ?? cfg.run.arch ?? C.arch,
       head: o.head ?? cfg.run.head,
-      weights: o.weights !== undefined ? o.weights : cfg.run.weights !== undefined ? cfg.run.weights : C.weights,
+      targetData: o.targetData ?? cfg.run.targetData,
+      adapt: o.adapt ?? cfg.run.adapt,
+      weights: o.weights !== undefined ? weightsOf(o.weights) : cfg.run.weights !== undefined ? cfg.run.weights : C.weights,
       imageSize: o.imageSize ?? cfg.run.imageSize ?? C.imageSize,
       batchSize: o.batchSize ?? cfg.run.batchSize ?? C.batchSize,
       workers: o.workers ?? cfg.run.workers,
@@ -220,7 +227,7 @@ function addTrainCommand(program: Command, out: () => Output): void {
     if (r.rank) return; // rank 0 reports
     print(
       output,
-      () => `${historyTable(r)}\n\nval accuracy ${pct(r.summary.evaluation?.accuracy)} (best weights ${r.bestWeights}); report ${r.reportPath}`,
+      () => `${historyTable(r)}\n\nval accuracy ${pct(r.summary.evaluation?.accuracy)}${r.summary.targetEvaluation ? `, target accuracy ${pct(r.summary.targetEvaluation.accuracy)}` : ''} (best weights ${r.bestWeights}); report ${r.reportPath}`,
       () => ({ ...r.summary, misclassified: r.summary.misclassified.map(({ thumbnail, ...m }) => m), reportPath: r.reportPath }),
     );
   });
@@ -240,7 +247,7 @@ function addAssessCommand(program: Command, out: () => Output): void {
       const output = out();
       const dir = existsSync(join(o.data, 'train')) ? join(o.data, 'train') : o.data;
       const ds = await ImageFolder.open(dir, { transform: evalTransform(o.imageSize ?? C.imageSize), onError: 'skip' });
-      const weights = o.weights === undefined ? C.weights : o.weights;
+      const weights = o.weights === undefined ? C.weights : weightsOf(o.weights);
       if (weights === null) throw new InvalidOptionError('weights', 'assess measures pretrained features: give --weights');
       const model = await Model.create({ arch: o.arch ?? C.arch, numClasses: ds.classes.length, classes: ds.classes, weights });
       try {
@@ -412,7 +419,7 @@ function addDemoCommand(program: Command, out: () => Output): void {
           data,
           out: join(outDir, 'run'),
           arch: o.arch ?? C.arch,
-          weights: o.weights !== undefined ? o.weights : C.weights,
+          weights: o.weights !== undefined ? weightsOf(o.weights) : C.weights,
           weightsFallback: o.weights === undefined,
           imageSize: o.imageSize ?? (o.data ? C.imageSize : C.demoImageSize),
           batchSize: C.batchSize,
@@ -455,7 +462,7 @@ function addExperimentCommand(program: Command, out: () => Output): void {
     const rows: ExperimentRow[] = [];
     const epochs = o.epochs ?? C.experimentEpochs;
     for (const arch of o.archs as Arch[]) {
-      const pretrained = (o.weightsDir ? weightsInDir(o.weightsDir, arch) : undefined) ?? (o.weights !== undefined ? o.weights : C.weights);
+      const pretrained = (o.weightsDir ? weightsInDir(o.weightsDir, arch) : undefined) ?? (o.weights !== undefined ? weightsOf(o.weights) : C.weights);
       for (const strategy of strategies) {
         if (signal.aborted) break;
         const weights = strategy === 'scratch' ? null : pretrained;

@@ -15,7 +15,7 @@ import * as v from '../validate';
 import { attachProgress, Output } from './progress';
 
 /** Keys a `--config` file may hold besides the Trainer's options. */
-export const RUN_KEYS = ['data', 'out', 'arch', 'weights', 'head', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix', 'maxSkipped'] as const;
+export const RUN_KEYS = ['data', 'targetData', 'adapt', 'out', 'arch', 'weights', 'head', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix', 'maxSkipped'] as const;
 
 /** Default share of a split's image files that may be undecodable before a run fails (exit code 3). */
 export const DEFAULT_MAX_SKIPPED = 0.05;
@@ -24,6 +24,10 @@ export const TRAINER_KEYS = TRAINER_OPTION_KEYS.filter((k) => k !== 'signal' && 
 
 export interface RunConfig {
   data: string;
+  /** Unlabelled (or labelled) target-domain images for domain adaptation: a folder of class folders, or with train/. */
+  targetData?: string;
+  /** Domain adaptation method with targetData. Default 'dann'. */
+  adapt?: 'dann' | 'mmd';
   out: string;
   arch: Arch;
   /** WeightsName, file path, or null (random initialisation). */
@@ -79,7 +83,8 @@ function dataRoots(data: string): { train: string; val?: string } {
   const root = resolve(data);
   if (!existsSync(root) || !statSync(root).isDirectory()) throw new DatasetError(`${root}: data directory not found`);
   const train = join(root, 'train');
-  if (!existsSync(train)) throw new DatasetError(`${root}: expected a train/ folder (and optionally val/) with one sub-folder per class`);
+  // without train/ the folder itself holds the class folders (no validation split)
+  if (!existsSync(train)) return { train: root };
   const val = join(root, 'val');
   return { train, val: existsSync(val) ? val : undefined };
 }
@@ -165,6 +170,7 @@ function poolMap(map: Float32Array, h: number, w: number, n: number): number[] {
 export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal, label = ''): Promise<RunResult> {
   if (!ARCHS.includes(cfg.arch)) throw v.invalid('arch', ARCHS.join(' | '), cfg.arch);
   v.positiveInt('imageSize', cfg.imageSize);
+  if (cfg.adapt !== undefined && !cfg.targetData) throw new InvalidOptionError('adapt', '--adapt needs --target-data');
   const roots = dataRoots(cfg.data);
   const runDir = resolve(cfg.out);
   const train = await ImageFolder.open(roots.train, { transform: cfg.trainTransform ?? Transform.imagenetTrain(cfg.imageSize), onError: 'skip' });
@@ -185,7 +191,11 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
   const model = await createModel(cfg, train.classes, out, label);
   try {
     out.log(`${label}${model.arch}: ${model.loadReport.message}; ${train.length} training / ${val?.length ?? 0} validation images, ${train.classes.length} classes`);
-    const trainer = new Trainer(model, { ...cfg.trainer, seed, checkpointDir: runDir, resumeFrom: cfg.resume ? runDir : undefined, signal: stop.signal });
+    const targetRoot = cfg.targetData ? dataRoots(cfg.targetData).train : undefined;
+    const target = targetRoot ? await ImageFolder.open(targetRoot, { transform: cfg.trainTransform ?? Transform.imagenetTrain(cfg.imageSize), onError: 'skip' }) : undefined;
+    const domainAdaptation = target ? { method: cfg.adapt ?? ('dann' as const), target: new DataLoader(target, { batchSize: cfg.batchSize, shuffle: true, seed: seed + 1, workers: cfg.workers, dropLast: true }) } : undefined;
+    if (target) out.log(`${label}domain adaptation (${domainAdaptation?.method}) to ${target.length} target images in ${targetRoot}`);
+    const trainer = new Trainer(model, { ...cfg.trainer, ...(domainAdaptation ? { domainAdaptation } : {}), seed, checkpointDir: runDir, resumeFrom: cfg.resume ? runDir : undefined, signal: stop.signal });
     const loader = new DataLoader(train, { batchSize: cfg.batchSize, shuffle: true, seed, workers: cfg.workers, cache: cfg.cache, mixup: cfg.mixup, cutmix: cfg.cutmix });
     const valLoader = val ? new DataLoader(val, { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
     guard.watch('train', train, loader);
@@ -208,6 +218,14 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
     const bestWeights = join(runDir, existsSync(join(runDir, 'best.pth')) ? 'best.pth' : 'last.pth');
     if (existsSync(bestWeights)) await model.loadWeights(bestWeights);
     const evaluation = valLoader ? await trainer.evaluate(valLoader) : undefined;
+    // labelled target data (its class folders are the source's): how the adapted model does there
+    let targetEvaluation: RunSummary['targetEvaluation'];
+    if (targetRoot && target && target.classes.join('\n') === train.classes.join('\n')) {
+      const t = await ImageFolder.open(targetRoot, { transform: cfg.valTransform ?? evalTransform(cfg.imageSize), onError: 'skip' });
+      const rep = await trainer.evaluate(new DataLoader(t, { batchSize: cfg.batchSize, workers: cfg.workers }));
+      targetEvaluation = { data: targetRoot, accuracy: rep.accuracy, loss: rep.loss, count: rep.count };
+      out.log(`${label}target accuracy ${(100 * rep.accuracy).toFixed(1)}% on ${rep.count} images of ${targetRoot}`);
+    }
     if (guard.failure) throw guard.failure;
     const skipped = { train: guard.summary('train', train), val: val ? guard.summary('val', val) : undefined };
     for (const [name, k] of Object.entries(skipped)) {
@@ -253,6 +271,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       ...(fit.collapses.length ? { collapses: fit.collapses, recoveries: fit.recoveries } : {}),
       seconds,
       evaluation,
+      ...(targetEvaluation ? { targetEvaluation } : {}),
       misclassified,
       bestWeights,
       skipped,

@@ -228,6 +228,18 @@ describe('transfer decisions in the CLI', () => {
     expect(html).toContain('Chosen: linear-probe');
   });
 
+  test('train --target-data DIR --adapt mmd: digits MNIST → USPS from class folders without train/, target accuracy reported', () => {
+    const digits = sharedPath('data', 'mnist_usps');
+    const dir = join(tmp, 'da');
+    const r = json(['train', '--data', join(digits, 'mnist'), '--target-data', join(digits, 'usps'), '--adapt', 'mmd', '--arch', 'resnet18', '--weights', 'none', '--image-size', '32', '--epochs', '1', '--out', dir]);
+    expect(r.trainSamples).toBe(2000);
+    expect(r.history[0].adaptation.loss).toBeGreaterThan(0);
+    expect(r.targetEvaluation.count).toBe(1800);
+    expect(r.targetEvaluation.accuracy).toBeGreaterThan(0.1); // above chance after one epoch
+    expect(readFileSync(join(dir, 'report.html'), 'utf8')).toMatch(/target-domain accuracy/);
+    expect(cli(['train', '--data', data, '--adapt', 'dann']).code).toBe(2); // --adapt needs --target-data
+  });
+
   test('a collapse (and what auto did about it) is said in report.html', async () => {
     // the detection itself is tested in test/native/transfer.test.ts; here: what the report makes of it
     const m = JSON.parse(readFileSync(join(run, 'metrics.json'), 'utf8'));
