@@ -7,8 +7,6 @@
 namespace tl {
 namespace {
 
-std::vector<int64_t> vec(at::IntArrayRef a) { return {a.begin(), a.end()}; }
-
 template <size_t N>
 std::vector<int64_t> vec(const torch::ExpandingArray<N>& a) {
   return {a->begin(), a->end()};
