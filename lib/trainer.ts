@@ -871,18 +871,20 @@ export class Trainer extends EventEmitter {
     } else {
       rep = await this.evaluate(val, { tta: this.options.tta });
     }
-    if (run.dist) {
-      // ranks whose BatchNorm statistics differ see slightly different figures: every rank decides on the mean
-      const n = run.dist.worldSize;
-      const [loss, accuracy, top5] = await this.model._run(() => run.nt.allreduceSum([rep.loss, rep.accuracy, rep.top5 ?? 0]));
-      return { valLoss: loss / n, valAccuracy: accuracy / n, valTop5: rep.top5 === undefined ? undefined : top5 / n };
-    }
+    // every rank validates on the whole validation set: each sees a collapse by itself
     const collapse = detectCollapse(rep, epoch);
     if (collapse) {
       run.collapses.push(collapse);
       this.emit('collapse', collapse);
     }
-    return { valLoss: rep.loss, valAccuracy: rep.accuracy, valTop5: rep.top5, ...(collapse ? { collapse } : {}) };
+    const seen = collapse ? { collapse } : {};
+    if (run.dist) {
+      // ranks whose BatchNorm statistics differ see slightly different figures: every rank decides on the mean
+      const n = run.dist.worldSize;
+      const [loss, accuracy, top5] = await this.model._run(() => run.nt.allreduceSum([rep.loss, rep.accuracy, rep.top5 ?? 0]));
+      return { valLoss: loss / n, valAccuracy: accuracy / n, valTop5: rep.top5 === undefined ? undefined : top5 / n, ...seen };
+    }
+    return { valLoss: rep.loss, valAccuracy: rep.accuracy, valTop5: rep.top5, ...seen };
   }
 
   /** The monitored metric (best weights, early-stopping count, plateau schedule) and the epoch's checkpoint. */

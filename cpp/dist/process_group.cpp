@@ -8,18 +8,44 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 namespace tl {
 
+// Heartbeats: every rank bumps its counter in the rendezvous store (through its own client, off the training
+// thread) every kHeartbeatMs. When a collective fails, the counters that stopped moving name the lost ranks.
+constexpr int kHeartbeatMs = 500;
+
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::TCPStore> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  c10::intrusive_ptr<c10d::TCPStore> beat_store;
+  std::thread beat;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::string beat_error;  // why there are no heartbeats
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    if (beat.joinable()) beat.join();
+  }
 };
+
+namespace {
+std::string beat_key(int rank) { return "tl/heartbeat/" + std::to_string(rank); }
+}  // namespace
 
 namespace {
 
@@ -97,6 +123,51 @@ ProcessGroup::ProcessGroup(const DistConfig& cfg) : impl_(std::make_unique<Impl>
     throw DistributedError("process group set-up failed for " + where(cfg) + ": " + first_line(e) +
                            " (world sizes that differ between ranks, or a rank that joined too late, end here)");
   }
+  if (cfg.world_size > 1) {
+    try {
+      c10d::TCPStoreOptions so;
+      so.port = static_cast<std::uint16_t>(cfg.master_port);
+      so.isServer = false;
+      so.waitWorkers = false;
+      so.timeout = std::chrono::milliseconds(std::min<int64_t>(cfg.timeout_ms, 5000));
+      impl_->beat_store = c10::make_intrusive<c10d::TCPStore>(cfg.master_addr, so);
+      impl_->beat_store->add(beat_key(cfg.rank), 1);
+      Impl* impl = impl_.get();
+      const std::string key = beat_key(cfg.rank);
+      impl_->beat = std::thread([impl, key] {
+        std::unique_lock<std::mutex> l(impl->mu);
+        while (!impl->cv.wait_for(l, std::chrono::milliseconds(kHeartbeatMs), [impl] { return impl->stop; })) {
+          try {
+            impl->beat_store->add(key, 1);
+          } catch (...) {
+            return;  // the store is gone (rank 0 left): the collectives will say so
+          }
+        }
+      });
+    } catch (const std::exception& e) {
+      // no heartbeats: failures are reported without naming the lost rank, and say why
+      impl_->beat_store.reset();
+      impl_->beat_error = first_line(e);
+    }
+  }
+}
+
+std::string ProcessGroup::lost_ranks() const {
+  if (!impl_->beat_store) return impl_->beat_error.empty() ? "" : "a rank left (heartbeats unavailable: " + impl_->beat_error + ")";
+  try {
+    std::vector<int64_t> before(static_cast<size_t>(world_));
+    for (int r = 0; r < world_; ++r) before[static_cast<size_t>(r)] = impl_->beat_store->add(beat_key(r), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(4 * kHeartbeatMs));
+    std::string lost;
+    for (int r = 0; r < world_; ++r)
+      if (r != rank_ && impl_->beat_store->add(beat_key(r), 0) == before[static_cast<size_t>(r)])
+        lost += (lost.empty() ? "" : ", ") + std::to_string(r);
+    if (lost.empty()) return "";
+    return (lost.find(',') == std::string::npos ? "rank " : "ranks ") + lost + " stopped answering (no heartbeat for " +
+           std::to_string(4 * kHeartbeatMs) + " ms)";
+  } catch (const std::exception&) {
+    return "rank 0 is gone (the rendezvous store it served does not answer)";
+  }
 }
 
 ProcessGroup::~ProcessGroup() = default;
@@ -128,8 +199,10 @@ void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t b
     try {
       op(flat)->wait(std::chrono::milliseconds(timeout_ms_));
     } catch (const std::exception& e) {
-      throw DistributedError(std::string(what) + " failed on rank " + std::to_string(rank_) + " of " + std::to_string(world_) +
-                             ": a rank left or did not answer within " + std::to_string(timeout_ms_) + " ms (" + first_line(e) + ")");
+      const std::string lost = lost_ranks();
+      throw DistributedError(std::string(what) + " failed on rank " + std::to_string(rank_) + " of " + std::to_string(world_) + ": " +
+                             (lost.empty() ? "a rank left or did not answer within " + std::to_string(timeout_ms_) + " ms" : lost) + " (" +
+                             first_line(e) + ")");
     }
     if (scale != 1.0) flat[0].mul_(scale);
     if (!in_place) {
@@ -180,6 +253,7 @@ ProcessGroup::~ProcessGroup() = default;
 void ProcessGroup::broadcast(const std::vector<torch::Tensor>&, int, int64_t) {}
 void ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>&, int64_t) {}
 std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& v) { return v; }
+std::string ProcessGroup::lost_ranks() const { return ""; }
 }  // namespace tl
 
 #endif

@@ -38,6 +38,9 @@ class ProcessGroup {
   void allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes);
   // Sums of `values` over the ranks (metrics).
   std::vector<double> allreduce_sum(const std::vector<double>& values);
+  // After a failed collective: which ranks stopped sending heartbeats ("rank 1 stopped answering …"), or "" when
+  // none can be named.
+  std::string lost_ranks() const;
 
  private:
   // Runs `op` (a c10d collective) over buckets of `tensors` and waits for it; the result is multiplied by `scale`.

@@ -66,6 +66,7 @@ test('without a launcher, the surviving rank fails on its own within the timeout
   expect(codes[0][0]).toBe(1);
   expect(err0).toMatch(/ERR_DISTRIBUTED/);
   expect(err0).toMatch(/rank 0 of 2/);
+  expect(err0).toMatch(/rank 1 stopped answering/); // the lost rank is named (its heartbeats stopped)
   console.log(`surviving rank failed after ${seconds.toFixed(1)} s: ${err0.split('\n')[0].slice(0, 200)}`);
   expect(seconds).toBeLessThan(45);
 });

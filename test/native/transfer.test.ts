@@ -149,6 +149,7 @@ describe('probe figures against references', () => {
   test('LogME equals a dense float64 evaluation of the evidence (1e-6 relative)', async () => {
     const ours = await assess(model, new DataLoader(data, { batchSize: 16 }), { precision: 'fp32' });
     const theirs = Number(ref(['logme', join(tmp, 'f.f32'), join(tmp, 'y.i32'), String(n), String(d), '2']));
+    console.log(`LogME: ours ${ours.logme}, reference ${theirs}`);
     expect(Math.abs(ours.logme - theirs) / Math.abs(theirs)).toBeLessThan(1e-6);
   }, 60_000);
 
