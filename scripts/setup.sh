@@ -27,7 +27,9 @@ esac
 
 need_pkgs=()
 pkgs=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev libgloo-dev)
-[ "$VARIANT" = system ] && pkgs+=(libtorch-dev)
+# Debian's libtorch calls the generic libblas.so.3 for matrix products (Linear layers, the linear probe): without
+# OpenBLAS that is the reference BLAS (measured: 128×1024×1024 sgemm 44 ms; with OpenBLAS 2 ms)
+[ "$VARIANT" = system ] && pkgs+=(libtorch-dev libopenblas0-pthread)
 [ "$TEST" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-pil chromium clang-14 libclang-rt-14-dev iproute2)
 [ "$BENCH" = 1 ] && pkgs+=(libjemalloc2)
 for p in "${pkgs[@]}"; do

@@ -16,6 +16,20 @@ std::vector<int64_t> vec(const torch::ExpandingArray<N>& a) {
 
 std::string GraphBuilder::fresh(const std::string& op) { return op + "_" + std::to_string(counter_++); }
 
+GraphNode GraphBuilder::node(const std::string& op, const std::string& tag, std::vector<std::string> inputs) {
+  GraphNode n;
+  n.op = op;
+  n.name = fresh(tag);
+  n.inputs = std::move(inputs);
+  return n;
+}
+
+std::string GraphBuilder::emit(GraphNode n) {
+  n.outputs = {n.name};
+  nodes.push_back(std::move(n));
+  return nodes.back().name;
+}
+
 std::string GraphBuilder::init(const std::string& name, const torch::Tensor& t) {
   initializers.emplace_back(name, t.detach().to(torch::kCPU, torch::kFloat).contiguous());
   return name;
@@ -24,87 +38,66 @@ std::string GraphBuilder::init(const std::string& name, const torch::Tensor& t) 
 std::string GraphBuilder::conv(const std::string& x, const torch::nn::Conv2dImpl& c, const std::string& prefix) {
   const auto& o = c.options;
   auto pad = compat::conv_padding<2>(o);
-  GraphNode n{"Conv", fresh("conv"), {x, init(prefix + ".weight", c.weight)}, {}, {}, {}, {}};
+  auto n = node("Conv", "conv", {x, init(prefix + ".weight", c.weight)});
   if (o.bias()) n.inputs.push_back(init(prefix + ".bias", c.bias));
   n.ints["kernel_shape"] = vec(o.kernel_size());
   n.ints["strides"] = vec(o.stride());
   n.ints["pads"] = {pad[0], pad[1], pad[0], pad[1]};
   n.ints["dilations"] = vec(o.dilation());
   n.int_attrs["group"] = o.groups();
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  return emit(std::move(n));
 }
 
 std::string GraphBuilder::batchnorm(const std::string& x, const torch::nn::BatchNorm2dImpl& bn, const std::string& prefix) {
-  GraphNode n{"BatchNormalization",
-              fresh("bn"),
-              {x, init(prefix + ".weight", bn.weight), init(prefix + ".bias", bn.bias),
-               init(prefix + ".running_mean", bn.running_mean), init(prefix + ".running_var", bn.running_var)},
-              {}, {}, {}, {}};
+  auto n = node("BatchNormalization", "bn", {x, init(prefix + ".weight", bn.weight), init(prefix + ".bias", bn.bias),
+               init(prefix + ".running_mean", bn.running_mean), init(prefix + ".running_var", bn.running_var)});
   n.float_attrs["epsilon"] = static_cast<float>(bn.options.eps());
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  return emit(std::move(n));
 }
 
 std::string GraphBuilder::relu(const std::string& x) {
-  GraphNode n{"Relu", fresh("relu"), {x}, {}, {}, {}, {}};
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  auto n = node("Relu", "relu", {x});
+  return emit(std::move(n));
 }
 
 std::string GraphBuilder::maxpool(const std::string& x, const torch::nn::MaxPool2dImpl& p) {
   const auto& o = p.options;
   auto pad = vec(o.padding());
-  GraphNode n{"MaxPool", fresh("maxpool"), {x}, {}, {}, {}, {}};
+  auto n = node("MaxPool", "maxpool", {x});
   n.ints["kernel_shape"] = vec(o.kernel_size());
   n.ints["strides"] = vec(o.stride());
   n.ints["pads"] = {pad[0], pad[1], pad[0], pad[1]};
   n.ints["dilations"] = vec(o.dilation());
   n.int_attrs["ceil_mode"] = o.ceil_mode() ? 1 : 0;
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  return emit(std::move(n));
 }
 
 std::string GraphBuilder::add(const std::string& a, const std::string& b) {
-  GraphNode n{"Add", fresh("add"), {a, b}, {}, {}, {}, {}};
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  auto n = node("Add", "add", {a, b});
+  return emit(std::move(n));
 }
 
 std::string GraphBuilder::concat(const std::vector<std::string>& xs, int64_t axis) {
-  GraphNode n{"Concat", fresh("concat"), xs, {}, {}, {}, {}};
+  auto n = node("Concat", "concat", xs);
   n.int_attrs["axis"] = axis;
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  return emit(std::move(n));
 }
 
 std::string GraphBuilder::global_avg_pool(const std::string& x) {
-  GraphNode n{"GlobalAveragePool", fresh("pool"), {x}, {}, {}, {}, {}};
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  auto n = node("GlobalAveragePool", "pool", {x});
+  return emit(std::move(n));
 }
 
 std::string GraphBuilder::flatten(const std::string& x) {
-  GraphNode n{"Flatten", fresh("flatten"), {x}, {}, {}, {}, {}};
+  auto n = node("Flatten", "flatten", {x});
   n.int_attrs["axis"] = 1;
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  return emit(std::move(n));
 }
 
 std::string GraphBuilder::gemm(const std::string& x, const torch::nn::LinearImpl& fc, const std::string& prefix) {
-  GraphNode n{"Gemm", fresh("gemm"), {x, init(prefix + ".weight", fc.weight), init(prefix + ".bias", fc.bias)}, {}, {}, {}, {}};
+  auto n = node("Gemm", "gemm", {x, init(prefix + ".weight", fc.weight), init(prefix + ".bias", fc.bias)});
   n.int_attrs["transB"] = 1;
-  n.outputs = {n.name};
-  nodes.push_back(n);
-  return n.name;
+  return emit(std::move(n));
 }
 
 void GraphBuilder::output(const std::string& x, const std::string& name) {

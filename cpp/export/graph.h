@@ -40,6 +40,9 @@ class GraphBuilder {
 
  private:
   std::string fresh(const std::string& op);
+  GraphNode node(const std::string& op, const std::string& tag, std::vector<std::string> inputs);
+  // Names the node's single output after the node, appends it, returns the output's name.
+  std::string emit(GraphNode n);
   std::string init(const std::string& name, const torch::Tensor& t);
   std::string last_;
   int counter_ = 0;

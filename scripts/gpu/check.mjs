@@ -120,7 +120,40 @@ if (gpu) {
   m.dispose();
 } else record('CUDA out of memory', null, { reason: 'no CUDA device (dry run)' });
 
-// 5. Benchmark: resnet50, batch 128 (dry run: 8), bf16 autocast, channels_last; ours vs this machine's Python torch.
+// 5. Transfer decisions on the device: Grad-CAM, the assessment and linear probe, DANN and MMD steps, ONNX export of
+// a CUDA model; each against the same on the CPU.
+{
+  const data = join(mkdtempSync(join(tmpdir(), 'tl-gpu-transfer-')), 'data');
+  await makeSyntheticDataset(data, { classes: 3, trainPerClass: 16, valPerClass: 4, size: 64 });
+  const t = Transform.compose([Transform.toTensor(), Transform.normalize()]);
+  const ds = await ImageFolder.open(join(data, 'train'), { transform: t });
+  const image = ds.samples[0].path;
+  const results = {};
+  for (const dev of ['cpu', DEV]) {
+    manualSeed(0);
+    const m = await Model.create({ arch: 'resnet18', numClasses: 3, classes: ds.classes, device: dev, precision: 'fp32' });
+    const cam = await m.explain(image, { transform: t });
+    const a = await tl.assess(m, new DataLoader(ds, { batchSize: 16 }), { precision: 'fp32' });
+    const fit = await new Trainer(m, { strategy: 'linear-probe', precision: 'fp32' }).fit(new DataLoader(ds, { batchSize: 16 }));
+    const da = {};
+    for (const method of ['dann', 'mmd']) {
+      const tr = new Trainer(m, { strategy: 'full', epochs: 1, precision: 'fp32', seed: 0, domainAdaptation: { method, target: new DataLoader(ds, { batchSize: 8, shuffle: true, seed: 1 }) } });
+      da[method] = (await tr.fit(new DataLoader(ds, { batchSize: 8, shuffle: true, seed: 0 }))).history[0].adaptation;
+    }
+    const onnx = await m.exportOnnx(join(OUT, `resnet18-${dev.replace(':', '')}.onnx`));
+    results[dev] = { heatmap: cam.heatmap, classIndex: cam.classIndex, logme: a.logme, probe: fit.history[0].probe, da, onnxBytes: onnx.bytes };
+    m.dispose();
+  }
+  const c = results.cpu;
+  const g = results[DEV];
+  const camDiff = scaledMax(c.heatmap, g.heatmap);
+  record(`grad-cam cpu vs ${DEV}`, c.classIndex === g.classIndex && camDiff <= 1e-3, { scaledMaxDiff: camDiff });
+  record(`assess and linear probe on ${DEV}`, Math.abs(c.logme - g.logme) <= 1e-3 * Math.abs(c.logme) && g.probe.cvAccuracy >= 0, { logmeCpu: c.logme, logmeDevice: g.logme, probeDevice: g.probe });
+  record(`domain adaptation steps on ${DEV}`, g.da.dann.loss > 0 && g.da.mmd.loss > 0, { cpu: c.da, device: g.da });
+  record(`onnx export of a ${DEV} model`, g.onnxBytes === c.onnxBytes, { bytes: g.onnxBytes });
+}
+
+// 6. Benchmark: resnet50, batch 128 (dry run: 8), bf16 autocast, channels_last; ours vs this machine's Python torch.
 {
   const batch = gpu ? 128 : 8;
   const iters = gpu ? 20 : 2;
