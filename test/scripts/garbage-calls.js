@@ -26,8 +26,8 @@ const SKIP = new Set();
       }
     }
   };
-  const model = await n.createModel({ arch: 'squeezenet1_1', numClasses: 2, dropout: 0, device: 'cpu', channelsLast: false });
-  const objects = { model };
+  const model = await n.createModel({ arch: 'squeezenet1_1', numClasses: 2, dropout: 0, device: 'cpu', channelsLast: false, head: 'torchvision' });
+  const objects = { model, featureBank: new n.NativeFeatureBank(model) };
   for (const [name, v] of Object.entries(n)) {
     if (typeof v !== 'function' || SKIP.has(name) || /^Native/.test(name)) continue;
     await call(name, v, n);
@@ -38,7 +38,7 @@ const SKIP = new Set();
       await call(`${oname}.${m}`, obj[m], obj);
     }
   }
-  for (const ctor of ['NativeModel', 'NativeBatch', 'NativeLoader', 'NativeTrainer']) {
+  for (const ctor of ['NativeModel', 'NativeBatch', 'NativeLoader', 'NativeTrainer', 'NativeFeatureBank']) {
     for (const args of ARGS) {
       report.calls++;
       try {
