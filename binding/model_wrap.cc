@@ -230,7 +230,7 @@ Napi::Value ModelWrap::SetHead(const Napi::CallbackInfo& info) {
       {Value()});
 }
 
-// explain(input, shape, classIndex: number[]) -> Promise<{heatmap, cam, probabilities, classIndex}>
+// explain(input, shape, classIndex: number[]) -> Promise<{heatmap, probabilities, classIndex}>
 Napi::Value ModelWrap::Explain(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto r = runner(env);
@@ -249,7 +249,6 @@ Napi::Value ModelWrap::Explain(const Napi::CallbackInfo& info) {
       [out](Napi::Env e) -> Napi::Value {
         Napi::Object o = Napi::Object::New(e);
         o.Set("heatmap", tensor_to_js(e, out->heatmap));
-        o.Set("cam", tensor_to_js(e, out->cam));
         o.Set("probabilities", tensor_to_js(e, out->probabilities));
         Napi::Array c = Napi::Array::New(e, out->class_index.size());
         for (size_t i = 0; i < out->class_index.size(); ++i) c.Set(static_cast<uint32_t>(i), static_cast<double>(out->class_index[i]));

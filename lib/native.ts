@@ -41,7 +41,7 @@ export interface NativeModel {
   predict(samples: NativeSamples, transform: string, decode: NativeDecodeOptions, opts: { topk: number; precision: string; batchSize: number; workers: number; prefetch: number; tta: boolean }): Promise<{ index: Int32Array; probability: Float32Array }[]>;
   setHead(head: string): Promise<void>;
   exportGraph(inputName: string): Promise<NativeGraph>;
-  explain(data: Float32Array, shape: number[], classIndex: number[]): Promise<{ heatmap: TensorData; cam: TensorData; probabilities: TensorData; classIndex: number[] }>;
+  explain(data: Float32Array, shape: number[], classIndex: number[]): Promise<{ heatmap: TensorData; probabilities: TensorData; classIndex: number[] }>;
   dispose(): void;
 }
 

@@ -100,10 +100,4 @@ std::string GraphBuilder::gemm(const std::string& x, const torch::nn::LinearImpl
   return emit(std::move(n));
 }
 
-void GraphBuilder::output(const std::string& x, const std::string& name) {
-  for (auto& n : nodes)
-    for (auto& o : n.outputs)
-      if (o == x) o = name;
-}
-
 }  // namespace tl

@@ -32,8 +32,6 @@ class GraphBuilder {
   std::string global_avg_pool(const std::string& x);
   std::string flatten(const std::string& x);
   std::string gemm(const std::string& x, const torch::nn::LinearImpl& fc, const std::string& prefix);
-  // Renames the final output (e.g. "logits").
-  void output(const std::string& x, const std::string& name);
 
   std::vector<GraphNode> nodes;
   std::vector<std::pair<std::string, torch::Tensor>> initializers;  // float32, contiguous NCHW, CPU

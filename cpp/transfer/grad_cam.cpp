@@ -37,7 +37,6 @@ GradCamResult grad_cam(ClassifierImpl& model, const torch::Tensor& input, const 
   auto peak = up.amax({2, 3}, /*keepdim=*/true);
   up = torch::where(peak > 0, up / peak.clamp_min(1e-30), torch::zeros_like(up));
   out.heatmap = up.squeeze(1).cpu().contiguous();
-  out.cam = cam.squeeze(1).cpu().contiguous();
   out.probabilities = torch::softmax(logits.detach(), 1).cpu().contiguous();
   return out;
 }

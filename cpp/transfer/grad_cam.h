@@ -10,7 +10,6 @@ namespace tl {
 
 struct GradCamResult {
   torch::Tensor heatmap;        // float CPU [N, H, W] in [0, 1] (input resolution)
-  torch::Tensor cam;            // float CPU [N, h, w]: ReLU(Σ_k w_k A_k) before upsampling and scaling
   torch::Tensor probabilities;  // float CPU [N, C]
   std::vector<int64_t> class_index;
 };
