@@ -2,6 +2,11 @@
 // process: none may terminate the process (a C++ exception escaping into N-API aborts it). Prints one JSON line.
 // usage: node test/scripts/garbage-calls.js
 const { getNative } = require('../../dist/cjs/native');
+// garbage such as save('x', …) writes files: into a scratch folder, wherever the script is started from
+const { mkdtempSync, rmSync } = require('node:fs');
+const scratch = mkdtempSync(require('node:path').join(require('node:os').tmpdir(), 'tl-garbage-'));
+process.chdir(scratch);
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
 
 const ARGS = [[], [undefined], [null], [{}], [1, 2, 3], ['x', {}, 5], [[], [], [], []], [-1], [1e300], [{ paths: 5 }, 'not json', -3, {}]];
 const SKIP = new Set();
