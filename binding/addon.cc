@@ -118,6 +118,7 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
   o.Set("cpu", cpu);
   o.Set("threads", tl::get_num_threads());
   o.Set("napi", NAPI_VERSION);
+  o.Set("distributed", strings_to_js(env, tl::ProcessGroup::backends()));
   return o;
 }
 
@@ -170,7 +171,7 @@ Napi::Value AllreduceBenchmark(const Napi::CallbackInfo& info) {
       info.Env(), "tl.allreduceBenchmark",
       [cfg, bucket, numel, iterations, times] {
         tl::ProcessGroup pg(cfg);
-        auto grad = torch::ones({numel}, torch::kFloat32);
+        auto grad = torch::ones({numel}, torch::TensorOptions(torch::kFloat32).device(pg.collective_device()));
         // tensors the size of a model's parameters would be bucketed the same way: one flat tensor is the worst case
         std::vector<torch::Tensor> grads{grad};
         pg.allreduce_mean(grads, bucket);  // warm-up (connections)

@@ -34,7 +34,7 @@ std::vector<int64_t> to_shape(const Napi::Value& v, const char* what) {
   return out;
 }
 
-tl::DistConfig to_dist_config(const Napi::Value& v, const char* what) {
+tl::DistConfig to_dist_config(const Napi::Value& v, const char* what, const std::string& device) {
   if (!v.IsObject()) throw std::invalid_argument(std::string(what) + " expects an options object");
   auto o = v.As<Napi::Object>();
   tl::DistConfig cfg;
@@ -43,6 +43,9 @@ tl::DistConfig to_dist_config(const Napi::Value& v, const char* what) {
   cfg.master_addr = need_string(o, "masterAddr");
   cfg.master_port = static_cast<int>(need_number(o, "masterPort"));
   cfg.timeout_ms = static_cast<int64_t>(need_number(o, "timeoutMs"));
+  cfg.backend = need_string(o, "backend");
+  cfg.device = device;
+  cfg.backend = tl::ProcessGroup::choose_backend(cfg.backend, torch::Device(cfg.device));
   return cfg;
 }
 

@@ -19,7 +19,8 @@ std::string need_string(const Napi::Value& v, const char* key);
 std::string need_string(const Napi::Object& o, const char* key);
 std::vector<int64_t> to_shape(const Napi::Value& v, const char* what);
 // {rank, worldSize, masterAddr, masterPort, timeoutMs}: every field required (`what` names the call in errors).
-tl::DistConfig to_dist_config(const Napi::Value& v, const char* what);
+// `device`: where the model lives (the backend is chosen for it, NCCL reduces there).
+tl::DistConfig to_dist_config(const Napi::Value& v, const char* what, const std::string& device = "cpu");
 // Copies a Float32Array with the given shape into a new CPU tensor (numel checked).
 torch::Tensor copy_float32(const Napi::Value& data, const std::vector<int64_t>& shape, const char* what);
 torch::Tensor copy_int64_labels(const Napi::Value& data, int64_t n, const char* what);

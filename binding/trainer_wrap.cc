@@ -295,19 +295,23 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
         },
         {Value()});
   }
-  // joinProcessGroup({rank, worldSize, masterAddr, masterPort, timeoutMs, bucketBytes}): the rendezvous on a worker
-  // (without the model's lock: it waits for the other ranks), then rank 0's parameters and buffers under it.
+  // joinProcessGroup({rank, worldSize, masterAddr, masterPort, timeoutMs, bucketBytes, backend, overlap}): the
+  // rendezvous on a worker (without the model's lock: it waits for the other ranks), then rank 0's parameters and
+  // buffers under it. The backend is chosen for the model's device ('auto': NCCL for a CUDA model when built in).
   Napi::Value JoinProcessGroup(const Napi::CallbackInfo& info) {
     auto s = session();
     auto r = runner_;
-    const tl::DistConfig cfg = to_dist_config(info[0], "joinProcessGroup");
-    const auto bucket = static_cast<int64_t>(need_number(info[0].As<Napi::Object>(), "bucketBytes"));
+    if (!info[0].IsObject()) throw std::invalid_argument("joinProcessGroup expects an options object");
+    auto o = info[0].As<Napi::Object>();
+    const tl::DistConfig cfg = to_dist_config(o, "joinProcessGroup", r->device().str());
+    const auto bucket = static_cast<int64_t>(need_number(o, "bucketBytes"));
+    const bool overlap = need_bool(o, "overlap");
     return PromiseWorker::Start(
         info.Env(), "tl.joinProcessGroup",
-        [s, r, cfg, bucket] {
+        [s, r, cfg, bucket, overlap] {
           auto pg = std::make_shared<tl::ProcessGroup>(cfg);
           std::lock_guard<std::mutex> lock(r->mutex());
-          s->set_process_group(pg, bucket);
+          s->set_process_group(pg, bucket, overlap);
         },
         nullptr, {Value()});
   }

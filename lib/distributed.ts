@@ -1,5 +1,5 @@
 // Data-parallel training settings: torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) or explicit
-// options, resolved once; the collectives themselves are native (c10d, Gloo).
+// options, resolved once; the collectives themselves are native (c10d: Gloo, or NCCL in CUDA builds).
 import { InvalidOptionError } from './errors';
 import * as v from './validate';
 
@@ -21,6 +21,18 @@ export interface DistributedOptions {
    * every epoch end. Frozen BatchNorm stays frozen either way.
    */
   averageBatchNormStats?: boolean;
+  /**
+   * The c10d backend: 'gloo' (CPU; CUDA gradients are staged through host memory), 'nccl' (GPU to GPU; CUDA builds,
+   * one GPU per rank) or 'auto': NCCL for a model on a GPU when this build has it, else Gloo. `version().distributed`
+   * lists what this build has. Default 'auto'.
+   */
+  backend?: 'auto' | 'gloo' | 'nccl';
+  /**
+   * Start each bucket's all-reduce during the backward pass, as soon as its gradients are computed (DDP's reducer;
+   * the first bucket is 1 MiB so communication starts early); false reduces every bucket after the backward pass.
+   * The result is the same. Default true.
+   */
+  overlap?: boolean;
 }
 
 export interface ResolvedDistributed {
@@ -31,11 +43,14 @@ export interface ResolvedDistributed {
   timeoutMs: number;
   bucketBytes: number;
   averageBatchNormStats: boolean;
+  backend: 'auto' | 'gloo' | 'nccl';
+  overlap: boolean;
 }
 
 /** Defaults of data-parallel training, defined here only. */
-export const DISTRIBUTED_DEFAULTS = { timeoutMs: 60_000, bucketBytes: 25 * 2 ** 20, averageBatchNormStats: false };
-const KEYS = ['rank', 'worldSize', 'masterAddr', 'masterPort', 'timeoutMs', 'bucketBytes', 'averageBatchNormStats'] as const;
+export const DISTRIBUTED_DEFAULTS = { timeoutMs: 60_000, bucketBytes: 25 * 2 ** 20, averageBatchNormStats: false, backend: 'auto' as const, overlap: true };
+const KEYS = ['rank', 'worldSize', 'masterAddr', 'masterPort', 'timeoutMs', 'bucketBytes', 'averageBatchNormStats', 'backend', 'overlap'] as const;
+const BACKENDS = ['auto', 'gloo', 'nccl'] as const;
 
 function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const raw = env[name];
@@ -77,5 +92,16 @@ export function resolveDistributed(option: boolean | 'auto' | DistributedOptions
     timeoutMs: o.timeoutMs === undefined ? DISTRIBUTED_DEFAULTS.timeoutMs : v.positiveInt('distributed.timeoutMs', o.timeoutMs),
     bucketBytes: o.bucketBytes === undefined ? DISTRIBUTED_DEFAULTS.bucketBytes : v.positiveInt('distributed.bucketBytes', o.bucketBytes),
     averageBatchNormStats: o.averageBatchNormStats === undefined ? DISTRIBUTED_DEFAULTS.averageBatchNormStats : v.bool('distributed.averageBatchNormStats', o.averageBatchNormStats),
+    backend: o.backend === undefined ? DISTRIBUTED_DEFAULTS.backend : v.oneOf('distributed.backend', o.backend, BACKENDS),
+    overlap: o.overlap === undefined ? DISTRIBUTED_DEFAULTS.overlap : v.bool('distributed.overlap', o.overlap),
   };
+}
+
+/**
+ * A rank's GPU, as torchrun scripts pick it: in a data-parallel process ($WORLD_SIZE above 1), `'cuda'` without an
+ * index means `cuda:$LOCAL_RANK` (one GPU per local rank, what NCCL needs). Anything else is returned unchanged.
+ */
+export function rankDevice(device: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (device !== 'cuda' || !env.LOCAL_RANK || Number(env.WORLD_SIZE ?? 1) <= 1) return device;
+  return `cuda:${envInt(env, 'LOCAL_RANK')}`;
 }

@@ -28,7 +28,7 @@ export {
   OutOfMemoryError,
   DistributedError,
 } from './errors';
-export { DISTRIBUTED_DEFAULTS } from './distributed';
+export { DISTRIBUTED_DEFAULTS, rankDevice } from './distributed';
 export type { DistributedOptions } from './distributed';
 export { Trainer, TRAINER_DEFAULTS, DOMAIN_ADAPTATION_DEFAULTS } from './trainer';
 export { LOADER_DEFAULTS } from './data';

@@ -102,6 +102,8 @@ export interface NativeVersion {
   cpu: { bf16: boolean; avx512: boolean };
   threads: number;
   napi: number;
+  /** The c10d backends of this build for data-parallel training ('gloo', 'nccl'); empty: none. */
+  distributed: string[];
 }
 
 export interface NativeSamples {
@@ -185,7 +187,7 @@ export interface NativeTrainer {
   init(): Promise<number>;
   /** Resolves with the trainable parameter count. */
   setTrainFrom(stage: number): Promise<number>;
-  joinProcessGroup(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; bucketBytes: number }): Promise<void>;
+  joinProcessGroup(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; bucketBytes: number; backend: string; overlap: boolean }): Promise<void>;
   allreduceSum(values: number[]): Promise<number[]>;
   broadcastModel(root: number): Promise<number>;
   averageBatchNormStats(): Promise<number>;
@@ -228,7 +230,7 @@ export interface NativeAddon {
   architectures(): string[];
   /** The native transform op table's names (cpp/data/transforms.h). */
   transformOps(): string[];
-  allreduceBenchmark(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; bucketBytes: number; numel: number; iterations: number }): Promise<number[]>;
+  allreduceBenchmark(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; bucketBytes: number; backend: string; numel: number; iterations: number }): Promise<number[]>;
 }
 
 let addon: NativeAddon | undefined;

@@ -2,6 +2,39 @@
 
 #include <chrono>
 
+namespace tl {
+
+bool ProcessGroup::has_nccl() {
+#ifdef TL_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::vector<std::string> ProcessGroup::backends() {
+  std::vector<std::string> out;
+#if defined(TL_HAVE_C10D) && defined(USE_C10D_GLOO)
+  out.push_back("gloo");
+#endif
+  if (has_nccl()) out.push_back("nccl");
+  return out;
+}
+
+std::string ProcessGroup::choose_backend(const std::string& requested, const torch::Device& device) {
+  if (requested == "gloo") return "gloo";
+  if (requested == "auto") return device.is_cuda() && has_nccl() ? "nccl" : "gloo";  // no Gloo: set-up says so
+  if (requested != "nccl") throw std::invalid_argument("option distributed.backend must be 'auto', 'gloo' or 'nccl', got '" + requested + "'");
+  if (!has_nccl())
+    throw std::invalid_argument(
+        "option distributed.backend 'nccl' needs a CUDA build with NCCL (PyPI's libtorch: TORCH_RESNET_TL_LIBTORCH=pypi); this build "
+        "has Gloo only");
+  if (!device.is_cuda()) throw std::invalid_argument("option distributed.backend 'nccl' needs the model on a CUDA device; it is on " + device.str());
+  return "nccl";
+}
+
+}  // namespace tl
+
 #ifdef TL_HAVE_C10D
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -15,8 +48,15 @@
 #include <mutex>
 #include <thread>
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <deque>
+
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef TL_HAVE_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 namespace tl {
 
@@ -25,8 +65,33 @@ namespace tl {
 constexpr int kHeartbeatMs = 500;
 
 struct ProcessGroup::Impl {
+  using WorkPtr = c10::intrusive_ptr<c10d::Work>;
   c10::intrusive_ptr<c10d::TCPStore> store;
+#ifdef USE_C10D_GLOO
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#endif
+#ifdef TL_HAVE_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
+  std::deque<WorkPtr> started;  // start_sum's collectives in flight, oldest first
+  WorkPtr allreduce(std::vector<at::Tensor>& t) {
+#ifdef TL_HAVE_NCCL
+    if (nccl) return nccl->allreduce(t);
+#endif
+#ifdef USE_C10D_GLOO
+    if (gloo) return gloo->allreduce(t);
+#endif
+    throw std::logic_error("no process group");
+  }
+  WorkPtr broadcast(std::vector<at::Tensor>& t, const c10d::BroadcastOptions& o) {
+#ifdef TL_HAVE_NCCL
+    if (nccl) return nccl->broadcast(t, o);
+#endif
+#ifdef USE_C10D_GLOO
+    if (gloo) return gloo->broadcast(t, o);
+#endif
+    throw std::logic_error("no process group");
+  }
   c10::intrusive_ptr<c10d::TCPStore> beat_store;
   std::thread beat;
   std::mutex mu;
@@ -63,7 +128,7 @@ std::string first_line(const std::exception& e) {
 
 // The local address this host uses to reach `host` (the routing table's choice: a UDP socket "connected" there sends
 // nothing), so each rank binds where its peers can reach it, on whichever network the rendezvous host is.
-std::string local_address_towards(const std::string& host, int port) {
+[[maybe_unused]] std::string local_address_towards(const std::string& host, int port) {
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_DGRAM;
@@ -106,21 +171,39 @@ ProcessGroup::ProcessGroup(const DistConfig& cfg) : impl_(std::make_unique<Impl>
     throw DistributedError("rendezvous failed for " + where(cfg) + ": " + first_line(e) +
                            (cfg.rank == 0 ? " (is the port in use?)" : " (is rank 0 running and MASTER_ADDR/MASTER_PORT right?)"));
   }
+  backend_ = cfg.backend;
   try {
-    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-    // this host's address as the peers reach it: GLOO_SOCKET_IFNAME's interface when set (as torch.distributed),
-    // else the address the routing table uses towards the rendezvous host (loopback for a single-host job)
-    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-    if (ifname && *ifname) {
-      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    if (cfg.backend == "nccl") {
+#ifdef TL_HAVE_NCCL
+      collective_device_ = torch::Device(cfg.device);
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = timeout;
+      impl_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, cfg.rank, cfg.world_size, opts);
+#else
+      throw std::invalid_argument("this build has no NCCL");
+#endif
+    } else if (cfg.backend == "gloo") {
+#ifdef USE_C10D_GLOO
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      // this host's address as the peers reach it: GLOO_SOCKET_IFNAME's interface when set (as torch.distributed),
+      // else the address the routing table uses towards the rendezvous host (loopback for a single-host job)
+      const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+      if (ifname && *ifname) {
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      } else {
+        const std::string local = local_address_towards(cfg.master_addr, cfg.master_port);
+        opts->devices.push_back(local.empty() ? c10d::ProcessGroupGloo::createDefaultDevice() : c10d::ProcessGroupGloo::createDeviceForHostname(local));
+      }
+      opts->threads = 2;
+      impl_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, cfg.rank, cfg.world_size, opts);
+#else
+      throw std::invalid_argument("this build has no Gloo (libgloo-dev's headers were missing at build time): use backend 'nccl'");
+#endif
     } else {
-      const std::string local = local_address_towards(cfg.master_addr, cfg.master_port);
-      opts->devices.push_back(local.empty() ? c10d::ProcessGroupGloo::createDefaultDevice() : c10d::ProcessGroupGloo::createDeviceForHostname(local));
+      throw std::invalid_argument("unknown backend '" + cfg.backend + "'");
     }
-    opts->threads = 2;
-    impl_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, cfg.rank, cfg.world_size, opts);
   } catch (const std::exception& e) {
-    throw DistributedError("process group set-up failed for " + where(cfg) + ": " + first_line(e) +
+    throw DistributedError(cfg.backend + " process group set-up failed for " + where(cfg) + ": " + first_line(e) +
                            " (world sizes that differ between ranks, or a rank that joined too late, end here)");
   }
   if (cfg.world_size > 1) {
@@ -172,6 +255,37 @@ std::string ProcessGroup::lost_ranks() const {
 
 ProcessGroup::~ProcessGroup() = default;
 
+void ProcessGroup::fail(const char* what, const std::exception& e) const {
+  const std::string lost = lost_ranks();
+  throw DistributedError(std::string(what) + " failed on rank " + std::to_string(rank_) + " of " + std::to_string(world_) + ": " +
+                         (lost.empty() ? "a rank left or did not answer within " + std::to_string(timeout_ms_) + " ms" : lost) + " (" +
+                         first_line(e) + ")");
+}
+
+void ProcessGroup::start_sum(const torch::Tensor& flat) {
+  if (world_ == 1) return;
+  std::vector<at::Tensor> t{flat};
+  try {
+    impl_->started.push_back(impl_->allreduce(t));
+  } catch (const std::exception& e) {
+    impl_->started.clear();
+    fail("gradient all-reduce", e);
+  }
+}
+
+void ProcessGroup::wait_started(const char* what) {
+  while (!impl_->started.empty()) {
+    auto w = impl_->started.front();
+    impl_->started.pop_front();
+    try {
+      w->wait(std::chrono::milliseconds(timeout_ms_));
+    } catch (const std::exception& e) {
+      impl_->started.clear();
+      fail(what, e);
+    }
+  }
+}
+
 template <class Op>
 void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op) {
   size_t i = 0;
@@ -187,22 +301,19 @@ void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t b
     }
     torch::NoGradGuard ng;
     // a lone contiguous CPU tensor is reduced in place; several are flattened into one buffer and copied back
-    const bool in_place = j == i + 1 && tensors[i].device().is_cpu() && tensors[i].is_contiguous();
+    const bool in_place = j == i + 1 && tensors[i].device() == collective_device_ && tensors[i].is_contiguous();
     std::vector<torch::Tensor> flat;
     if (in_place) {
       flat.push_back(tensors[i].detach().view({-1}));
     } else {
       std::vector<torch::Tensor> parts;
-      for (size_t k = i; k < j; ++k) parts.push_back(tensors[k].detach().reshape({-1}).to(torch::kCPU));
+      for (size_t k = i; k < j; ++k) parts.push_back(tensors[k].detach().reshape({-1}).to(collective_device_));
       flat.push_back(torch::cat(parts));
     }
     try {
       op(flat)->wait(std::chrono::milliseconds(timeout_ms_));
     } catch (const std::exception& e) {
-      const std::string lost = lost_ranks();
-      throw DistributedError(std::string(what) + " failed on rank " + std::to_string(rank_) + " of " + std::to_string(world_) + ": " +
-                             (lost.empty() ? "a rank left or did not answer within " + std::to_string(timeout_ms_) + " ms" : lost) + " (" +
-                             first_line(e) + ")");
+      fail(what, e);
     }
     if (scale != 1.0) flat[0].mul_(scale);
     if (!in_place) {
@@ -221,19 +332,20 @@ void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root
   if (world_ == 1) return;
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  bucketed(tensors, bucket_bytes, "broadcast", 1.0, [&](std::vector<at::Tensor>& t) { return impl_->gloo->broadcast(t, o); });
+  bucketed(tensors, bucket_bytes, "broadcast", 1.0, [&](std::vector<at::Tensor>& t) { return impl_->broadcast(t, o); });
 }
 
 void ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
   if (world_ == 1) return;
-  bucketed(tensors, bucket_bytes, "gradient all-reduce", 1.0 / world_, [&](std::vector<at::Tensor>& t) { return impl_->gloo->allreduce(t); });
+  bucketed(tensors, bucket_bytes, "gradient all-reduce", 1.0 / world_, [&](std::vector<at::Tensor>& t) { return impl_->allreduce(t); });
 }
 
 std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& values) {
   if (world_ == 1 || values.empty()) return values;
   auto t = torch::tensor(values, torch::kFloat64);
   std::vector<torch::Tensor> ts{t};
-  bucketed(ts, INT64_MAX, "metric all-reduce", 1.0, [&](std::vector<at::Tensor>& x) { return impl_->gloo->allreduce(x); });
+  bucketed(ts, INT64_MAX, "metric all-reduce", 1.0, [&](std::vector<at::Tensor>& x) { return impl_->allreduce(x); });
+  t = t.to(torch::kCPU);
   auto acc = t.accessor<double, 1>();
   std::vector<double> out(values.size());
   for (size_t i = 0; i < out.size(); ++i) out[i] = acc[static_cast<int64_t>(i)];
@@ -252,6 +364,8 @@ ProcessGroup::ProcessGroup(const DistConfig&) {
 ProcessGroup::~ProcessGroup() = default;
 void ProcessGroup::broadcast(const std::vector<torch::Tensor>&, int, int64_t) {}
 void ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>&, int64_t) {}
+void ProcessGroup::start_sum(const torch::Tensor&) {}
+void ProcessGroup::wait_started(const char*) {}
 std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& v) { return v; }
 std::string ProcessGroup::lost_ranks() const { return ""; }
 }  // namespace tl

@@ -131,9 +131,11 @@ void TrainSession::set_train_mode() {
   }
 }
 
-void TrainSession::set_process_group(std::shared_ptr<ProcessGroup> pg, int64_t bucket_bytes) {
+void TrainSession::set_process_group(std::shared_ptr<ProcessGroup> pg, int64_t bucket_bytes, bool overlap) {
   pg_ = std::move(pg);
   bucket_bytes_ = bucket_bytes;
+  overlap_ = overlap;
+  reducer_.reset();
   broadcast_model(0);
 }
 
@@ -193,13 +195,22 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   auto opts = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg_.label_smoothing);
   auto loss = torch::nn::functional::cross_entropy(logits, y, opts);
   auto total = adapt.defined() ? loss + adapt : loss;
+  const bool sync = pg_ && pending_ + 1 >= cfg_.accumulate;  // this backward ends in an optimizer step
+  if (sync && overlap_) {
+    // DDP's first bucket: 1 MiB, so the head's gradients are on the wire while the stages below are differentiated
+    if (!reducer_ || !reducer_->serves(trainable_))
+      reducer_ = std::make_unique<GradReducer>(pg_, trainable_, bucket_bytes_, std::min<int64_t>(bucket_bytes_, int64_t{1} << 20));
+    reducer_->arm();
+  }
   scaler_.scale_loss(total / cfg_.accumulate).backward();
   if (adapt.defined()) {
     r.adapt_loss = adapt.item<double>();
     r.domain_accuracy = adapter_->domain_accuracy();
   }
   if (++pending_ >= cfg_.accumulate) {
-    if (pg_) {  // DDP: the mean gradient over the ranks (accumulated batches are reduced once, as no_sync does)
+    if (sync && overlap_) {  // DDP: the mean gradient over the ranks (accumulated batches are reduced once, as no_sync)
+      reducer_->finish();
+    } else if (sync) {
       std::vector<torch::Tensor> grads;
       for (auto& p : trainable_)
         if (p.grad().defined()) grads.push_back(p.grad());

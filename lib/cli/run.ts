@@ -8,7 +8,7 @@ import { DatasetError, InvalidOptionError } from '../errors';
 import { thumbnailJpeg } from '../image';
 import { ARCHS, Arch, HeadKind, Model, Precision } from '../model';
 import { RunSummary, SkipSummary, writeRunReport } from '../report';
-import { resolveDistributed } from '../distributed';
+import { rankDevice, resolveDistributed } from '../distributed';
 import { Trainer, TRAINER_OPTION_KEYS, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import * as v from '../validate';
@@ -95,7 +95,7 @@ export function evalTransform(size: number): Transform {
 }
 
 async function createModel(cfg: RunConfig, classes: string[], out: Output, label: string): Promise<Model> {
-  const base = { arch: cfg.arch, classes, head: cfg.head, dropout: cfg.dropout, channelsLast: cfg.channelsLast, device: cfg.device, precision: cfg.trainer.precision, offline: cfg.offline };
+  const base = { arch: cfg.arch, classes, head: cfg.head, dropout: cfg.dropout, channelsLast: cfg.channelsLast, device: rankDevice(cfg.device), precision: cfg.trainer.precision, offline: cfg.offline };
   if (cfg.weights === null) return Model.create({ ...base, weights: null });
   try {
     return await Model.create({ ...base, weights: cfg.weights });

@@ -1,5 +1,5 @@
 // One process of bench:dist (started by scripts/bench/dist.mjs, alone or as a rank through `launch`/ip netns).
-// usage: node scripts/bench/dist-worker.mjs train DATA_DIR BATCH_PER_RANK EPOCHS
+// usage: node scripts/bench/dist-worker.mjs train DATA_DIR BATCH_PER_RANK EPOCHS [overlap|after]
 //        node scripts/bench/dist-worker.mjs allreduce NUMEL ITERATIONS
 // Prints one JSON line (rank 0, or the single process).
 import { createRequire } from 'node:module';
@@ -12,10 +12,11 @@ const rank = Number(process.env.RANK ?? 0);
 
 if (mode === 'train') {
   const [dir, batch, epochs] = [args[0], Number(args[1]), Number(args[2])];
+  const overlap = args[3] !== 'after'; // all-reduce during the backward pass (default) or after it
   const tf = Transform.compose([Transform.resize([112, 112]), Transform.randomHorizontalFlip(), Transform.toTensor(), Transform.normalize()]);
   const train = await ImageFolder.open(`${dir}/train`, { transform: tf });
   const model = await Model.create({ arch: 'resnet18', numClasses: train.classes.length, classes: train.classes, channelsLast: true });
-  const trainer = new Trainer(model, { strategy: 'full', epochs, optimizer: 'sgd', lr: 0.01, seed: 0, precision: 'fp32' });
+  const trainer = new Trainer(model, { strategy: 'full', epochs, optimizer: 'sgd', lr: 0.01, seed: 0, precision: 'fp32', distributed: { overlap } });
   const res = await trainer.fit(new DataLoader(train, { batchSize: batch, shuffle: true, seed: 0 }));
   const last = res.history.at(-1).seconds; // the first epoch warms caches and kernels up
   if (rank === 0) process.stdout.write(`${JSON.stringify({ images: train.length, epochSeconds: last, imgPerSec: train.length / last, threads: getNumThreads(), worldSize: Number(process.env.WORLD_SIZE ?? 1) })}\n`);
@@ -29,6 +30,7 @@ if (mode === 'train') {
     masterPort: Number(process.env.MASTER_PORT),
     timeoutMs: 120000,
     bucketBytes: 25 * 2 ** 20,
+    backend: 'gloo',
     numel,
     iterations,
   });

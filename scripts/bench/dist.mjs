@@ -1,5 +1,5 @@
 // bench:dist — data-parallel training on this machine: 1 process x all threads vs N ranks x (threads / N) on the
-// same data (ResNet-18, 112 px, SGD), and the time of one gradient all-reduce (Gloo, 25 MiB buckets) for ResNet-18
+// same data (ResNet-18, 112 px, SGD; the ranks with the all-reduce overlapped with backward and after it), and the time of one gradient all-reduce (Gloo, 25 MiB buckets) for ResNet-18
 // and ResNet-50 between two ranks over loopback and over a veth pair between two network namespaces (root).
 // Then what ring all-reduce would cost at 8 nodes on 10 and 25 Gbit/s against the measured compute per step.
 // usage: node scripts/bench/dist.mjs [--ranks 2] [--epochs 2] [--iterations 5]
@@ -40,10 +40,13 @@ await makeSyntheticDataset(data, { classes: 4, trainPerClass: 64, valPerClass: 4
 const cores = cpus().length;
 console.log(`bench:dist on ${cores} cores; ResNet-18 full training at 112 px, 256 images, epoch ${values.epochs} timed`);
 const single = lastJson(await run(process.execPath, [WORKER, 'train', data, '32', values.epochs]));
-const multi = await ranked(['train', data, String(32 / ranks), values.epochs]);
+const multi = await ranked(['train', data, String(32 / ranks), values.epochs, 'overlap']);
+const after = await ranked(['train', data, String(32 / ranks), values.epochs, 'after']);
+const perRank = `${Math.max(1, Math.floor(cores / ranks))} thread(s) each`;
 const rows = [
   ['1 process', `${single.threads} threads`, 32, single.imgPerSec.toFixed(1), '1.00'],
-  [`${ranks} ranks`, `${Math.max(1, Math.floor(cores / ranks))} thread(s) each`, `${32 / ranks} per rank`, multi.imgPerSec.toFixed(1), (multi.imgPerSec / single.imgPerSec).toFixed(2)],
+  [`${ranks} ranks, all-reduce during backward`, perRank, `${32 / ranks} per rank`, multi.imgPerSec.toFixed(1), (multi.imgPerSec / single.imgPerSec).toFixed(2)],
+  [`${ranks} ranks, all-reduce after backward`, perRank, `${32 / ranks} per rank`, after.imgPerSec.toFixed(1), (after.imgPerSec / single.imgPerSec).toFixed(2)],
 ];
 console.table(rows.map(([how, threads, batch, ips, ratio]) => ({ how, threads, 'global batch 32': batch, 'img/s': ips, 'vs 1 process': ratio })));
 

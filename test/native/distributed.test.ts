@@ -3,11 +3,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataLoader, ImageFolder, ImageList, manualSeed, Model, readStateDict, setNumThreads, Trainer, TrainerOptions, Transform } from '../../lib';
+import { DataLoader, ImageFolder, ImageList, manualSeed, Model, readStateDict, setNumThreads, Trainer, TrainerOptions, Transform, version } from '../../lib';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { launch } from '../../lib/launch';
-import { resolveDistributed } from '../../lib/distributed';
+import { rankDevice, resolveDistributed } from '../../lib/distributed';
 import { ROOT, sharedPath } from '../helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-ddp-'));
@@ -29,7 +29,12 @@ describe('N ranks train as one process on the same global batch', () => {
     ['Adam', { optimizer: 'adam', lr: 1e-4, eps: 1e-6 }],
     // each rank caches the backbone features of its own shard
     ['feature extraction through the feature cache', { strategy: 'feature-extract', optimizer: 'sgd', lr: 0.01, featureCache: true }],
-  ] as [string, TrainerOptions][])('%s: 2 ranks x 8 equal 1 x 16 (BatchNorm frozen, 3 steps): max |Δ| <= 1e-5', async (name, opt) => {
+    // the overlapped reducer with 1 MiB buckets (a dozen all-reduces started from backward's hooks, in order), and
+    // accumulation: each rank's two batches of 4 are summed locally and reduced once per step (DDP's no_sync)
+    ['SGD, 1 MiB buckets, 2 batches of 4 accumulated per rank', { optimizer: 'sgd', lr: 0.002, accumulate: 2, distributed: { bucketBytes: 2 ** 20 } }, 4],
+    // every bucket reduced after the backward pass
+    ['SGD, all-reduce after the backward pass', { optimizer: 'sgd', lr: 0.002, distributed: { overlap: false } }],
+  ] as [string, TrainerOptions, number?][])('%s: 2 ranks equal 1 process x 16 (BatchNorm frozen, 3 steps): max |Δ| <= 1e-5', async (name, opt, rankBatch = 8) => {
     const { items: list, classes } = await items(48);
     const tag = name.replace(/\W+/g, '-');
     const start = join(tmp, `start-${tag}.pth`);
@@ -44,7 +49,7 @@ describe('N ranks train as one process on the same global batch', () => {
     const data = ImageList.from(list, { transform: Transform.compose([Transform.resize([64, 64]), Transform.toTensor(), Transform.normalize()]) });
     const steps: number[] = [];
     setNumThreads(1); // as each rank (OMP_NUM_THREADS = cores / ranks): the same kernels' reduction order
-    const t1 = new Trainer(single, { ...trainer, distributed: false });
+    const t1 = new Trainer(single, { ...trainer, accumulate: 1, distributed: false });
     t1.on('batchEnd', (e) => steps.push(e.batch));
     const r1 = await t1.fit(new DataLoader(data, { batchSize: 16, shuffle: true, seed: 11 }));
     setNumThreads(cpus().length);
@@ -52,7 +57,7 @@ describe('N ranks train as one process on the same global batch', () => {
     // two ranks, 8 each
     const cfg = join(tmp, `ddp-${tag}.json`);
     const out = join(tmp, `ddp-${tag}`);
-    writeFileSync(cfg, JSON.stringify({ items: list, classes, start, out, trainer, batchSize: 8, seed: 11 }));
+    writeFileSync(cfg, JSON.stringify({ items: list, classes, start, out, trainer, batchSize: rankBatch, seed: 11 }));
     const lines: string[] = [];
     const r = await launch({ nprocPerNode: 2, masterPort: port(), script: RANK, args: [cfg], stdio: 'pipe', onOutput: (rank, s, t) => lines.push(`[${rank} ${s}] ${t}`) });
     if (!r.ok) console.log(lines.join(''));
@@ -104,11 +109,33 @@ describe('set-up errors', () => {
   test('torchrun environment: resolved, or refused naming what is missing', () => {
     expect(resolveDistributed('auto', {})).toBeUndefined();
     expect(resolveDistributed('auto', { WORLD_SIZE: '1', RANK: '0' })).toBeUndefined();
-    expect(resolveDistributed(undefined, { WORLD_SIZE: '2', RANK: '1', MASTER_ADDR: 'h', MASTER_PORT: '1234' })).toMatchObject({ rank: 1, worldSize: 2, masterAddr: 'h', masterPort: 1234, timeoutMs: 60000, bucketBytes: 25 * 2 ** 20 });
+    expect(resolveDistributed(undefined, { WORLD_SIZE: '2', RANK: '1', MASTER_ADDR: 'h', MASTER_PORT: '1234' })).toMatchObject({ rank: 1, worldSize: 2, masterAddr: 'h', masterPort: 1234, timeoutMs: 60000, bucketBytes: 25 * 2 ** 20, backend: 'auto', overlap: true });
+    expect(() => resolveDistributed({ rank: 0, worldSize: 2, masterAddr: 'h', masterPort: 5, backend: 'mpi' } as never, {})).toThrow(/'auto', 'gloo', 'nccl' for distributed\.backend/);
+    expect(() => resolveDistributed({ rank: 0, worldSize: 2, masterAddr: 'h', masterPort: 5, overlap: 'yes' } as never, {})).toThrow(/distributed\.overlap/);
+    // torchrun scripts' one GPU per local rank
+    expect(rankDevice('cuda', { WORLD_SIZE: '4', LOCAL_RANK: '3' })).toBe('cuda:3');
+    expect(rankDevice('cuda:1', { WORLD_SIZE: '4', LOCAL_RANK: '3' })).toBe('cuda:1');
+    expect(rankDevice('cuda', {})).toBe('cuda');
+    expect(rankDevice('cpu', { WORLD_SIZE: '4', LOCAL_RANK: '3' })).toBe('cpu');
     expect(() => resolveDistributed('auto', { WORLD_SIZE: '2', RANK: '0', MASTER_PORT: '1' })).toThrow(/MASTER_ADDR/);
     expect(() => resolveDistributed('auto', { WORLD_SIZE: '2', RANK: '2', MASTER_ADDR: 'h', MASTER_PORT: '1' })).toThrow(/rank < worldSize/);
     expect(() => resolveDistributed(true, {})).toThrow(/launch/);
     expect(() => resolveDistributed({ rank: 0, worldSize: 2, masterAddr: 'h', masterPort: 5, bogus: 1 } as never, {})).toThrow(/bogus/);
+  });
+
+  test("the backend: this build's list; NCCL for a CPU model (or in a build without it) is refused naming the option", async () => {
+    const v = version();
+    expect(v.distributed).toContain('gloo');
+    // CUDA builds carry NCCL (PyPI's nvidia-nccl headers); Debian's CPU libtorch has none
+    expect(v.distributed.includes('nccl')).toBe(v.variant === 'pypi' && v.cuda);
+    const model = await Model.create({ arch: 'resnet18', numClasses: 2, channelsLast: false });
+    const { items: list, classes } = await items(4);
+    const data = ImageList.from(list, { classes, transform: Transform.compose([Transform.resize([32, 32]), Transform.toTensor()]) });
+    const tr = new Trainer(model, { strategy: 'full', epochs: 1, distributed: { rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port(), timeoutMs: 3000, backend: 'nccl' } });
+    const err = await tr.fit(new DataLoader(data, { batchSize: 2 })).catch((e) => e);
+    expect(err?.code).toBe('ERR_INVALID_OPTION');
+    expect(err.message).toMatch(v.distributed.includes('nccl') ? /distributed\.backend 'nccl' needs the model on a CUDA device; it is on cpu/ : /distributed\.backend 'nccl' needs a CUDA build with NCCL/);
+    model.dispose();
   });
 
   test('a port in use is a DistributedError saying so', async () => {

@@ -1,0 +1,155 @@
+#include "dist/reducer.h"
+
+#include <mutex>
+
+namespace tl {
+
+struct GradReducer::State {
+  struct Bucket {
+    std::vector<size_t> params;    // indices into State::params, in the order backward produces them
+    std::vector<int64_t> offsets;  // where each one's elements start in `flat`
+    torch::Tensor flat;            // one dtype, on the process group's collective device
+    size_t arrived = 0;
+  };
+  std::shared_ptr<ProcessGroup> pg;
+  std::vector<torch::Tensor> params;
+  std::vector<size_t> bucket_of, slot_of;
+  std::vector<bool> arrived;
+  std::vector<Bucket> buckets;
+  size_t next = 0;  // the first bucket not started
+  bool armed = false;
+  std::mutex mu;  // CUDA gradients arrive on the autograd engine's device thread
+
+  torch::Tensor slot(size_t p) {
+    auto& b = buckets[bucket_of[p]];
+    return b.flat.narrow(0, b.offsets[slot_of[p]], params[p].numel());
+  }
+  // Starts, in order, every bucket whose gradients have all arrived (from the first not started on). mu held.
+  void start_ready() {
+    while (next < buckets.size() && buckets[next].arrived == buckets[next].params.size()) pg->start_sum(buckets[next++].flat);
+  }
+  // Writes parameter p's gradient for this optimizer step into its slot: this backward's `g` plus what earlier
+  // accumulated batches left in .grad (AccumulateGrad adds them after this hook). mu held.
+  void put(size_t p, const torch::Tensor* g) {
+    torch::NoGradGuard ng;
+    auto s = slot(p);
+    const auto& acc = params[p].grad();
+    if (g) {
+      s.copy_(g->reshape({-1}));
+      if (acc.defined()) s.add_(acc.reshape({-1}).to(s.device()));
+    } else if (acc.defined()) {
+      s.copy_(acc.reshape({-1}));
+    } else {
+      s.zero_();
+    }
+    arrived[p] = true;
+    ++buckets[bucket_of[p]].arrived;
+  }
+  void on_grad(size_t p, const torch::Tensor& g) {
+    std::lock_guard<std::mutex> l(mu);
+    if (!armed || arrived[p]) return;
+    put(p, &g);
+    start_ready();
+  }
+  void reset() {
+    armed = false;
+    next = 0;
+    std::fill(arrived.begin(), arrived.end(), false);
+    for (auto& b : buckets) b.arrived = 0;
+  }
+};
+
+GradReducer::GradReducer(std::shared_ptr<ProcessGroup> pg, std::vector<torch::Tensor> params, int64_t bucket_bytes, int64_t first_bucket_bytes)
+    : st_(std::make_shared<State>()) {
+  auto& st = *st_;
+  st.pg = std::move(pg);
+  st.params = std::move(params);
+  const size_t n = st.params.size();
+  st.bucket_of.resize(n);
+  st.slot_of.resize(n);
+  st.arrived.assign(n, false);
+  // reverse order: the head's gradients come first out of backward, the stem's last
+  int64_t cap = first_bucket_bytes, bytes = 0, numel = 0;
+  std::vector<int64_t> sizes;
+  for (size_t k = n; k-- > 0;) {
+    const auto& p = st.params[k];
+    const int64_t b = p.numel() * static_cast<int64_t>(p.element_size());
+    const bool fits = !st.buckets.empty() && st.buckets.back().flat.scalar_type() == p.scalar_type() && bytes + b <= cap;
+    if (!fits) {
+      if (!st.buckets.empty()) {
+        sizes.push_back(numel);
+        cap = bucket_bytes;
+      }
+      st.buckets.emplace_back();
+      st.buckets.back().flat = torch::empty({0}, p.options().device(torch::kCPU));  // dtype marker until allocated
+      bytes = numel = 0;
+    }
+    auto& bucket = st.buckets.back();
+    st.bucket_of[k] = st.buckets.size() - 1;
+    st.slot_of[k] = bucket.params.size();
+    bucket.params.push_back(k);
+    bucket.offsets.push_back(numel);
+    bytes += b;
+    numel += p.numel();
+  }
+  if (!st.buckets.empty()) sizes.push_back(numel);
+  const auto dev = st.pg->collective_device();
+  for (size_t i = 0; i < st.buckets.size(); ++i)
+    st.buckets[i].flat = torch::zeros({sizes[i]}, torch::TensorOptions().dtype(st.buckets[i].flat.scalar_type()).device(dev));
+  std::weak_ptr<State> weak = st_;
+  for (size_t k = 0; k < n; ++k)
+    hooks_.push_back(st.params[k].register_hook([weak, k](torch::Tensor g) {
+      if (auto s = weak.lock()) s->on_grad(k, g);
+    }));
+}
+
+GradReducer::~GradReducer() {
+  for (size_t k = 0; k < hooks_.size(); ++k) st_->params[k].remove_hook(hooks_[k]);
+}
+
+bool GradReducer::serves(const std::vector<torch::Tensor>& params) const {
+  if (params.size() != st_->params.size()) return false;
+  for (size_t k = 0; k < params.size(); ++k)
+    if (!params[k].is_same(st_->params[k])) return false;
+  return true;
+}
+
+size_t GradReducer::buckets() const { return st_->buckets.size(); }
+
+void GradReducer::arm() {
+  std::lock_guard<std::mutex> l(st_->mu);
+  st_->reset();
+  st_->armed = true;
+}
+
+void GradReducer::finish() {
+  auto& st = *st_;
+  std::lock_guard<std::mutex> l(st.mu);
+  if (!st.armed) throw std::logic_error("GradReducer::finish without arm");
+  // parameters backward did not reach on this rank: their accumulated gradient, or zeros (another rank's may not
+  // be), so every rank reduces every bucket; they end with the ranks' mean like the others
+  for (size_t p = 0; p < st.params.size(); ++p)
+    if (!st.arrived[p]) st.put(p, nullptr);
+  try {
+    st.start_ready();
+    st.pg->wait_started("gradient all-reduce");
+  } catch (...) {
+    st.reset();
+    throw;
+  }
+  st.reset();
+  torch::NoGradGuard ng;
+  const double scale = 1.0 / st.pg->world_size();
+  for (auto& b : st.buckets)
+    if (scale != 1.0) b.flat.mul_(scale);
+  for (size_t p = 0; p < st.params.size(); ++p) {
+    auto mean = st.slot(p).view(st.params[p].sizes());
+    auto& g = st.params[p].mutable_grad();
+    if (g.defined())
+      g.copy_(mean);
+    else
+      g = mean.to(st.params[p].device(), /*non_blocking=*/false, /*copy=*/true);
+  }
+}
+
+}  // namespace tl
