@@ -153,7 +153,54 @@ if (gpu) {
   record(`onnx export of a ${DEV} model`, g.onnxBytes === c.onnxBytes, { bytes: g.onnxBytes });
 }
 
-// 6. Benchmark: resnet50, batch 128 (dry run: 8), bf16 autocast, channels_last; ours vs this machine's Python torch.
+// 6. Data-parallel on the device: 2 ranks on this GPU through Gloo (CUDA gradients staged through host memory, the
+// overlapped reducer's hooks on the autograd engine's device thread) equal 1 process x 16; NCCL needs one GPU per
+// rank, so its 2-rank run happens only with 2 GPUs.
+{
+  const backends = report.version.distributed ?? [];
+  record('distributed backends of this build', backends.includes('gloo') && (!gpu || backends.includes('nccl')), { backends });
+  const data = join(mkdtempSync(join(tmpdir(), 'tl-gpu-ddp-')), 'data');
+  await makeSyntheticDataset(data, { classes: 2, trainPerClass: 24, valPerClass: 2, size: 64 });
+  const ds = await ImageFolder.open(join(data, 'train'));
+  const items = ds.samples.map((x) => ({ path: x.path, label: ds.classes[x.label] }));
+  const start = join(data, 'start.pth');
+  manualSeed(5);
+  const init = await Model.create({ arch: 'resnet18', numClasses: 2, classes: ds.classes, channelsLast: false });
+  await init.save(start);
+  init.dispose();
+  cuda.setAllowTF32(false);
+  const trainer = { strategy: 'full', epochs: 1, optimizer: 'sgd', lr: 0.002, precision: 'fp32', freezeBatchNormStats: 'all', seed: 0 };
+  const single = await Model.create({ arch: 'resnet18', numClasses: 2, classes: ds.classes, channelsLast: false, device: DEV });
+  await single.loadWeights(start);
+  const tf = Transform.compose([Transform.resize([64, 64]), Transform.toTensor(), Transform.normalize()]);
+  await new Trainer(single, { ...trainer, distributed: false }).fit(new DataLoader(tl.ImageList.from(items, { transform: tf }), { batchSize: 16, shuffle: true, seed: 11 }));
+  const ours = await single.stateDict();
+  single.dispose();
+  const runs = [['gloo', true]];
+  if (backends.includes('nccl') && cuda.deviceCount() >= 2) runs.push(['nccl', true]);
+  else record('nccl 2 ranks', null, { reason: `needs 2 GPUs (NCCL refuses two ranks on one), ${cuda.deviceCount()} visible` });
+  for (const [backend] of runs) {
+    const cfg = join(data, `${backend}.json`);
+    const out = join(data, backend);
+    const device = backend === 'nccl' ? 'cuda' : DEV; // NCCL: cuda:$LOCAL_RANK
+    writeFileSync(cfg, JSON.stringify({ items, classes: ds.classes, start, out, device, trainer: { ...trainer, distributed: { backend } }, batchSize: 8, seed: 11 }));
+    let log = '';
+    const r = await tl.launch({ nprocPerNode: 2, masterPort: 29700 + Math.floor(Math.random() * 200), script: 'test/scripts/ddp-rank.js', args: [cfg], stdio: 'pipe', onOutput: (rank, st, t) => (log += t) });
+    let worst = Infinity;
+    if (r.ok) {
+      worst = 0;
+      const theirs = await tl.readStateDict(`${out}.rank0.pth`);
+      for (const k of theirs.keys) {
+        const [a, b] = [ours[k].data, theirs.tensors[k].data];
+        if (a.constructor.name !== 'Float32Array') continue;
+        for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      }
+    }
+    record(`${backend} 2 ranks on ${backend === 'nccl' ? 'cuda:0, cuda:1' : DEV} = 1 process (3 SGD steps)`, r.ok && worst <= 1e-4, { worst, failed: r.ok ? undefined : log.slice(-1500) });
+  }
+}
+
+// 7. Benchmark: resnet50, batch 128 (dry run: 8), bf16 autocast, channels_last; ours vs this machine's Python torch.
 {
   const batch = gpu ? 128 : 8;
   const iters = gpu ? 20 : 2;

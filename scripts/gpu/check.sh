@@ -3,7 +3,8 @@
 # here first, carry .gpu). Builds the addon against that machine's PyTorch (its libtorch is a CUDA build; headers
 # and CMake files come with it), then runs scripts/gpu/check.mjs: CPU vs CUDA logits (resnet18/50, squeezenet1_1,
 # IEEE fp32), a training step, Trainer epochs with pinned batches in bf16 and fp16 + loss scaling, CUDA
-# out-of-memory as a typed error, and resnet50 batch-128 bf16 training/inference img/s against that machine's Python
+# out-of-memory as a typed error, transfer decisions on the device, data-parallel (2 ranks through Gloo on the GPU;
+# NCCL with 2 GPUs) against 1 process, and resnet50 batch-128 bf16 training/inference img/s against that machine's Python
 # torch (scripts/gpu/bench_py.py) in the same run. Report: $OUT/gpu-check.log and $OUT/gpu-check.json.
 # Budget: under 8 minutes on one H200 (build ~2-3 min with 16 cores). GPU_CHECK_DRY_RUN=1 runs it on a CPU machine
 # (here, with PY=.torch2/venv/bin/python) to exercise the script: CUDA parts are then reported as skipped.

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 [ -f dist/cjs/index.js ] || bash scripts/setup.sh
 rm -rf .gpu && mkdir -p .gpu/debs .gpu/node_modules
 xz -T0 -6 -c "$(command -v node)" > .gpu/node.xz
-(cd .gpu/debs && apt-get download libturbojpeg0 libturbojpeg0-dev libpng-dev libpng16-16 zlib1g-dev nlohmann-json3-dev >/dev/null)
+(cd .gpu/debs && apt-get download libturbojpeg0 libturbojpeg0-dev libpng-dev libpng16-16 zlib1g-dev nlohmann-json3-dev libgloo-dev >/dev/null)
 for p in $(npm ls --omit=dev --all --parseable 2>/dev/null | grep node_modules/ | sed "s|^$PWD/node_modules/||" | grep -v -e '^echarts$' -e '^zrender$' -e '^tslib$'); do
   cp -r "node_modules/$p" ".gpu/node_modules/$p"
 done
