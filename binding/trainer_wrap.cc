@@ -125,6 +125,9 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
           o.Set("lossScale", out->loss_scale);
           o.Set("adaptLoss", out->adapt_loss);
           o.Set("domainAccuracy", out->domain_accuracy);
+          o.Set("buckets", out->buckets);
+          o.Set("bucketsDuringBackward", out->buckets_during_backward);
+          o.Set("allReduceWait", out->allreduce_wait_s);
           return o;
         },
         keep);
@@ -217,6 +220,9 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap>, public Guarded<Trainer
           res.Set("loss", out->loss);
           res.Set("correct", Napi::Number::New(e, static_cast<double>(out->correct)));
           res.Set("count", Napi::Number::New(e, static_cast<double>(out->count)));
+          res.Set("buckets", out->buckets);
+          res.Set("bucketsDuringBackward", out->buckets_during_backward);
+          res.Set("allReduceWait", out->allreduce_wait_s);
           return res;
         },
         {Value()});

@@ -93,6 +93,13 @@ export interface CudaDeviceInfo {
   computeCapability: string;
 }
 
+/** Data-parallel: a step's (or cached epoch's) gradient all-reduces: buckets, those started during backward, seconds waited. */
+export interface NativeReduceStats {
+  buckets: number;
+  bucketsDuringBackward: number;
+  allReduceWait: number;
+}
+
 export interface NativeVersion {
   libtorch: string;
   /** The libtorch this binary was built against: 'system' (Debian's), 'pypi' (PyPI's torch) or 'custom' (a folder). */
@@ -180,7 +187,7 @@ export interface NativeTrainerConfig {
 }
 
 export interface NativeTrainer {
-  step(batch: NativeBatch, headLr: number, backboneLr: number, target?: NativeBatch, lambda?: number): Promise<{ loss: number; correct: number; count: number; stepped: boolean; skipped: boolean; lossScale: number; adaptLoss: number; domainAccuracy: number }>;
+  step(batch: NativeBatch, headLr: number, backboneLr: number, target?: NativeBatch, lambda?: number): Promise<{ loss: number; correct: number; count: number; stepped: boolean; skipped: boolean; lossScale: number; adaptLoss: number; domainAccuracy: number } & NativeReduceStats>;
   setAdaptation(cfg: { method: string; weight: number; hidden: number; kernels: number }): Promise<void>;
   eval(batch: NativeBatch, tta: boolean): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array }>;
   /** Builds the session (freezing, optimizer) under the model's lock; resolves with the trainable parameter count. */
@@ -194,7 +201,7 @@ export interface NativeTrainer {
   saveOptimizer(path: string): Promise<void>;
   loadOptimizer(path: string): Promise<void>;
   cacheBatch(batch: NativeBatch, view: number): Promise<number>;
-  trainCachedEpoch(o: { epoch: number; datasetSize: number; batchSize: number; shuffle: boolean; dropLast: boolean; seed: number; views: number; lrs: [number, number][] }): Promise<{ loss: number; correct: number; count: number }>;
+  trainCachedEpoch(o: { epoch: number; datasetSize: number; batchSize: number; shuffle: boolean; dropLast: boolean; seed: number; views: number; lrs: [number, number][] }): Promise<{ loss: number; correct: number; count: number } & NativeReduceStats>;
   clearCache(): Promise<number>;
   cacheEvalBatch(batch: NativeBatch): Promise<number>;
   evalCached(): Promise<{ lossSum: number; logits: TensorData; labels: Int32Array; indices: number[] }>;

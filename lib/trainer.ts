@@ -9,7 +9,7 @@ import { CheckpointError, InvalidOptionError } from './errors';
 import { EvalReport, MetricAccumulator } from './metrics';
 import { Model, Precision } from './model';
 import { assessBank, Assessment, AssessOptions, ASSESS_DEFAULTS, Collapse, detectCollapse, embedDataset, probeConfig, ProbeOptions, Recommendation, validateAssessOptions, validateProbeOptions } from './transfer';
-import { getNative, NativeTrainer } from './native';
+import { getNative, NativeReduceStats, NativeTrainer } from './native';
 import { Schedule, Scheduler, SchedulerState, validateSchedule } from './schedule';
 import * as v from './validate';
 
@@ -188,6 +188,12 @@ export interface EpochRecord {
   adaptation?: { loss: number; domainAccuracy?: number; lambda: number };
   /** Set when validation predictions collapsed to one class (see the `'collapse'` event). */
   collapse?: Collapse;
+  /**
+   * Data-parallel runs, this rank: gradient buckets all-reduced over the epoch, how many of them started during the
+   * backward pass (`distributed.overlap`), and the seconds the optimizer steps waited for communication (what the
+   * overlap did not hide; the all-reduces' whole time with `overlap: false`).
+   */
+  allReduce?: { buckets: number; bucketsDuringBackward: number; waitSeconds: number };
 }
 
 export interface BatchEndEvent {
@@ -293,6 +299,8 @@ interface EpochTotals {
   correct: number;
   count: number;
   skippedSteps: number;
+  /** data-parallel: the steps' gradient all-reduces */
+  reduce: { buckets: number; bucketsDuringBackward: number; waitSeconds: number };
   /** the rates of the epoch's last step */
   lrs: { head: number; backbone: number };
 }
@@ -566,6 +574,7 @@ export class Trainer extends EventEmitter {
         featureCacheBytes: run.cacheBytes,
         ...(this.lossScale.enabled ? { lossScale: run.lossScale, skippedSteps: totals.skippedSteps } : {}),
         ...(this.probing ? { phase: 'fine-tune' as const } : {}),
+        ...(run.dist ? { allReduce: totals.reduce } : {}),
         ...(totals.adapt?.steps
           ? { adaptation: { loss: totals.adapt.lossSum / totals.adapt.steps, ...(this.options.domainAdaptation?.method === 'dann' ? { domainAccuracy: totals.adapt.accSum / totals.adapt.steps } : {}), lambda: totals.adapt.lambda } }
           : {}),
@@ -793,7 +802,12 @@ export class Trainer extends EventEmitter {
       run.useCache = run.cached;
       if (signal?.aborted) return undefined;
     }
-    const totals: EpochTotals = { lossSum: 0, correct: 0, count: 0, skippedSteps: 0, lrs: { head: 0, backbone: 0 } };
+    const totals: EpochTotals = { lossSum: 0, correct: 0, count: 0, skippedSteps: 0, reduce: { buckets: 0, bucketsDuringBackward: 0, waitSeconds: 0 }, lrs: { head: 0, backbone: 0 } };
+    const addReduce = (r: NativeReduceStats) => {
+      totals.reduce.buckets += r.buckets;
+      totals.reduce.bucketsDuringBackward += r.bucketsDuringBackward;
+      totals.reduce.waitSeconds += r.allReduceWait;
+    };
     if (run.cached) {
       const steps = train.length;
       const plan = Array.from({ length: steps }, (_, k) => {
@@ -804,6 +818,7 @@ export class Trainer extends EventEmitter {
         run.nt.trainCachedEpoch({ epoch, datasetSize: train.dataset.length, batchSize: train.batchSize, shuffle: train.shuffle, dropLast: train.dropLast, seed: train.seed, views: run.views, lrs: plan }),
       );
       Object.assign(totals, { lossSum: r.loss * r.count, correct: r.correct, count: r.count, lrs: { head: plan[steps - 1][0], backbone: plan[steps - 1][1] } });
+      addReduce(r);
       this.emit('batchEnd', { epoch, batch: steps - 1, batches: steps, loss: r.loss, accuracy: r.count ? r.correct / r.count : 0, lr: totals.lrs } satisfies BatchEndEvent);
       return totals;
     }
@@ -839,6 +854,7 @@ export class Trainer extends EventEmitter {
         }
         batch.dispose();
         if (r.skipped) totals.skippedSteps++;
+        addReduce(r);
         run.lossScale = r.lossScale;
         totals.lossSum += r.loss * r.count;
         totals.correct += r.correct;

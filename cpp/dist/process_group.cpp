@@ -287,7 +287,8 @@ void ProcessGroup::wait_started(const char* what) {
 }
 
 template <class Op>
-void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op) {
+int ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op) {
+  int count = 0;
   size_t i = 0;
   while (i < tensors.size()) {
     // a bucket: consecutive tensors of one dtype up to bucket_bytes (at least one tensor)
@@ -325,7 +326,9 @@ void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t b
       }
     }
     i = j;
+    ++count;
   }
+  return count;
 }
 
 void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root, int64_t bucket_bytes) {
@@ -335,9 +338,9 @@ void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root
   bucketed(tensors, bucket_bytes, "broadcast", 1.0, [&](std::vector<at::Tensor>& t) { return impl_->broadcast(t, o); });
 }
 
-void ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
-  if (world_ == 1) return;
-  bucketed(tensors, bucket_bytes, "gradient all-reduce", 1.0 / world_, [&](std::vector<at::Tensor>& t) { return impl_->allreduce(t); });
+int ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
+  if (world_ == 1) return 0;
+  return bucketed(tensors, bucket_bytes, "gradient all-reduce", 1.0 / world_, [&](std::vector<at::Tensor>& t) { return impl_->allreduce(t); });
 }
 
 std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& values) {
@@ -363,7 +366,7 @@ ProcessGroup::ProcessGroup(const DistConfig&) {
 }
 ProcessGroup::~ProcessGroup() = default;
 void ProcessGroup::broadcast(const std::vector<torch::Tensor>&, int, int64_t) {}
-void ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>&, int64_t) {}
+int ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>&, int64_t) { return 0; }
 void ProcessGroup::start_sum(const torch::Tensor&) {}
 void ProcessGroup::wait_started(const char*) {}
 std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& v) { return v; }

@@ -47,8 +47,9 @@ class ProcessGroup {
   int world_size() const { return world_; }
   // In place: every tensor becomes rank `root`'s (flattened into buckets of at most `bucket_bytes`).
   void broadcast(const std::vector<torch::Tensor>& tensors, int root, int64_t bucket_bytes);
-  // In place: every tensor becomes the mean over the ranks (bucketed as above; float tensors only).
-  void allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes);
+  // In place: every tensor becomes the mean over the ranks (bucketed as above; float tensors only). Returns the
+  // number of buckets.
+  int allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes);
   // Overlapped reduction: starts a sum all-reduce of `flat` (contiguous, on collective_device()) in place and
   // returns at once; wait_started() waits for every started one in order (DistributedError naming the lost rank).
   // Every rank must start the same tensors in the same order.
@@ -64,7 +65,7 @@ class ProcessGroup {
   // Runs `op` (a c10d collective) over buckets of `tensors` and waits for it; the result is multiplied by `scale`.
   [[noreturn]] void fail(const char* what, const std::exception& e) const;
   template <class Op>
-  void bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op);
+  int bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int rank_ = 0;

@@ -122,10 +122,14 @@ void GradReducer::arm() {
   st_->armed = true;
 }
 
-void GradReducer::finish() {
+GradReducer::Stats GradReducer::finish() {
   auto& st = *st_;
   std::lock_guard<std::mutex> l(st.mu);
   if (!st.armed) throw std::logic_error("GradReducer::finish without arm");
+  Stats stats;
+  stats.buckets = static_cast<int>(st.buckets.size());
+  stats.started_during_backward = static_cast<int>(st.next);
+  const auto t0 = std::chrono::steady_clock::now();
   // parameters backward did not reach on this rank: their accumulated gradient, or zeros (another rank's may not
   // be), so every rank reduces every bucket; they end with the ranks' mean like the others
   for (size_t p = 0; p < st.params.size(); ++p)
@@ -137,6 +141,7 @@ void GradReducer::finish() {
     st.reset();
     throw;
   }
+  stats.wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   st.reset();
   torch::NoGradGuard ng;
   const double scale = 1.0 / st.pg->world_size();
@@ -150,6 +155,7 @@ void GradReducer::finish() {
     else
       g = mean.to(st.params[p].device(), /*non_blocking=*/false, /*copy=*/true);
   }
+  return stats;
 }
 
 }  // namespace tl

@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -28,7 +29,12 @@ class GradReducer {
   // After that backward pass: starts the buckets whose gradients did not all arrive (a parameter backward did not
   // reach contributes its accumulated gradient or zeros), waits for every all-reduce, and leaves the mean over the
   // ranks in each parameter's .grad.
-  void finish();
+  struct Stats {
+    int buckets = 0;                  // all-reduces of this step
+    int started_during_backward = 0;  // of those, started from gradient hooks (the rest: by finish)
+    double wait_seconds = 0;          // finish()'s time blocked on communication (what overlap did not hide)
+  };
+  Stats finish();
   size_t buckets() const;
 
  private:

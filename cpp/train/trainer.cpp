@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include <chrono>
+
 #include "device.h"
 #include "errors.h"
 #include "io/checkpoint.h"
@@ -209,12 +211,17 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   }
   if (++pending_ >= cfg_.accumulate) {
     if (sync && overlap_) {  // DDP: the mean gradient over the ranks (accumulated batches are reduced once, as no_sync)
-      reducer_->finish();
+      const auto st = reducer_->finish();
+      r.buckets = st.buckets;
+      r.buckets_during_backward = st.started_during_backward;
+      r.allreduce_wait_s = st.wait_seconds;
     } else if (sync) {
       std::vector<torch::Tensor> grads;
       for (auto& p : trainable_)
         if (p.grad().defined()) grads.push_back(p.grad());
-      pg_->allreduce_mean(grads, bucket_bytes_);
+      const auto t0 = std::chrono::steady_clock::now();
+      r.buckets = pg_->allreduce_mean(grads, bucket_bytes_);
+      r.allreduce_wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     const bool finite = scaler_.unscale(trainable_);  // clipping sees the true gradients
     if (finite) {
@@ -288,6 +295,9 @@ StepResult TrainSession::train_cached_epoch(uint64_t epoch, int64_t dataset_size
     total.loss += r.loss * r.count;
     total.correct += r.correct;
     total.count += r.count;
+    total.buckets += r.buckets;
+    total.buckets_during_backward += r.buckets_during_backward;
+    total.allreduce_wait_s += r.allreduce_wait_s;
     ++step;
   }
   if (total.count) total.loss /= total.count;

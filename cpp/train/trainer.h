@@ -44,6 +44,11 @@ struct StepResult {
   double loss_scale = 1.0;  // the scale after this step
   double adapt_loss = 0;         // domain adaptation: the adaptation loss (weighted)
   double domain_accuracy = -1;   // DANN: the domain classifier's accuracy on the batch
+  // data-parallel: gradient buckets all-reduced, how many of them started during the backward pass (overlap), and
+  // the seconds the step then waited for communication
+  int buckets = 0;
+  int buckets_during_backward = 0;
+  double allreduce_wait_s = 0;
 };
 
 struct EvalResult {

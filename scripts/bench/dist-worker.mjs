@@ -19,7 +19,9 @@ if (mode === 'train') {
   const trainer = new Trainer(model, { strategy: 'full', epochs, optimizer: 'sgd', lr: 0.01, seed: 0, precision: 'fp32', distributed: { overlap } });
   const res = await trainer.fit(new DataLoader(train, { batchSize: batch, shuffle: true, seed: 0 }));
   const last = res.history.at(-1).seconds; // the first epoch warms caches and kernels up
-  if (rank === 0) process.stdout.write(`${JSON.stringify({ images: train.length, epochSeconds: last, imgPerSec: train.length / last, threads: getNumThreads(), worldSize: Number(process.env.WORLD_SIZE ?? 1) })}\n`);
+  const steps = Math.ceil(train.length / Number(process.env.WORLD_SIZE ?? 1) / batch);
+  const ar = res.history.at(-1).allReduce;
+  if (rank === 0) process.stdout.write(`${JSON.stringify({ images: train.length, epochSeconds: last, imgPerSec: train.length / last, threads: getNumThreads(), worldSize: Number(process.env.WORLD_SIZE ?? 1), waitMsPerStep: ar ? (1000 * ar.waitSeconds) / steps : 0, bucketsPerStep: ar ? ar.buckets / steps : 0, duringBackward: ar ? ar.bucketsDuringBackward / Math.max(1, ar.buckets) : 0 })}\n`);
   model.dispose();
 } else if (mode === 'allreduce') {
   const [numel, iterations] = [Number(args[0]), Number(args[1])];

@@ -48,7 +48,10 @@ const rows = [
   [`${ranks} ranks, all-reduce during backward`, perRank, `${32 / ranks} per rank`, multi.imgPerSec.toFixed(1), (multi.imgPerSec / single.imgPerSec).toFixed(2)],
   [`${ranks} ranks, all-reduce after backward`, perRank, `${32 / ranks} per rank`, after.imgPerSec.toFixed(1), (after.imgPerSec / single.imgPerSec).toFixed(2)],
 ];
-console.table(rows.map(([how, threads, batch, ips, ratio]) => ({ how, threads, 'global batch 32': batch, 'img/s': ips, 'vs 1 process': ratio })));
+console.table(rows.map(([how, threads, batch, ips, ratio], i) => {
+  const r = [single, multi, after][i];
+  return { how, threads, 'global batch 32': batch, 'img/s': ips, 'vs 1 process': ratio, 'all-reduce wait ms/step': i ? r.waitMsPerStep.toFixed(1) : '-', 'buckets started in backward': i ? `${(100 * r.duringBackward).toFixed(0)} % of ${r.bucketsPerStep.toFixed(0)}` : '-' };
+}));
 
 // all-reduce over loopback
 const allreduce = {};

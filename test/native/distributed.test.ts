@@ -66,6 +66,13 @@ describe('N ranks train as one process on the same global batch', () => {
     expect(reports).toHaveLength(2);
     // the reduced epoch loss is the single process's (the same 48 samples)
     for (const rep of reports) expect(Math.abs(rep.history[0].loss - r1.history[0].loss)).toBeLessThan(1e-4);
+    // overlap: every bucket's all-reduce started from backward's gradient hooks (the last one with the stem's
+    // gradient); overlap false: all of them after backward
+    const ar = reports[0].history[0].allReduce;
+    expect(ar.buckets).toBeGreaterThanOrEqual(opt.distributed && (opt.distributed as { bucketBytes?: number }).bucketBytes ? 3 * 10 : 3);
+    expect(ar.bucketsDuringBackward).toBe((opt.distributed as { overlap?: boolean } | undefined)?.overlap === false ? 0 : ar.buckets);
+    expect(ar.waitSeconds).toBeGreaterThanOrEqual(0);
+    expect(r1.history[0].allReduce).toBeUndefined();
     const ours = await single.stateDict();
     let worst = 0;
     for (const rank of [0, 1]) {

@@ -18,7 +18,7 @@ const { DataLoader, ImageList, Model, Trainer, Transform, rankDevice } = require
     trainer.on('batchEnd', (e) => e.epoch === ke && e.batch === kb && process.kill(process.pid, 'SIGKILL'));
   const res = await trainer.fit(new DataLoader(data, { batchSize: c.batchSize, shuffle: true, seed: Number(process.env.RANK) === 0 ? c.seed : c.seed + 1000 }));
   await model.save(`${c.out}.rank${process.env.RANK}.pth`);
-  process.stdout.write(`${JSON.stringify({ rank: process.env.RANK, history: res.history.map((h) => ({ loss: h.loss, accuracy: h.accuracy })) })}\n`);
+  process.stdout.write(`${JSON.stringify({ rank: process.env.RANK, history: res.history.map((h) => ({ loss: h.loss, accuracy: h.accuracy, allReduce: h.allReduce })) })}\n`);
   model.dispose();
 })().catch((e) => {
   process.stderr.write(`rank ${process.env.RANK}: ${e.code ?? ''} ${e.stack}\n`);
