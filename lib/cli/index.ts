@@ -374,7 +374,7 @@ function addInfoCommand(program: Command, out: () => Output): void {
     .action(() => {
       const output = out();
       const v = version();
-      const info = { version: require('../../../package.json').version as string, libtorch: v.libtorch, libtorchVariant: v.variant, cudaBuild: v.cuda, cudaAvailable: v.cudaAvailable, devices: devices(), threads: getNumThreads(), cores: cpus().length, cpu: v.cpu, napi: v.napi, node: process.version, archs: [...ARCHS] };
+      const info = { version: require('../../../package.json').version as string, libtorch: v.libtorch, libtorchVariant: v.variant, cudaBuild: v.cuda, cudaAvailable: v.cudaAvailable, devices: devices(), threads: getNumThreads(), cores: cpus().length, cpu: v.cpu, napi: v.napi, node: process.version, archs: [...ARCHS], distributed: v.distributed };
       print(
         output,
         () =>
@@ -384,6 +384,7 @@ function addInfoCommand(program: Command, out: () => Output): void {
             ['devices', info.devices.join(', ')],
             ['threads', `${info.threads} of ${info.cores} cores`],
             ['CPU BF16 / AVX-512', `${info.cpu.bf16} / ${info.cpu.avx512}`],
+            ['data-parallel backends', info.distributed.length ? info.distributed.join(', ') : 'none (built without c10d)'],
             ['N-API / Node', `${info.napi} / ${info.node}`],
           ]),
         () => info,

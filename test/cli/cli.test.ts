@@ -103,7 +103,9 @@ describe('CLI', () => {
     expect(r.devices).toContain('cpu');
     expect(r.threads).toBeGreaterThan(0);
     expect(typeof r.cpu.bf16).toBe('boolean');
+    expect(r.distributed).toContain('gloo'); // set-up installs libgloo-dev: every build here has data-parallel training
     expect(cli(['info']).stdout).toContain('libtorch');
+    expect(cli(['info']).stdout).toMatch(/data-parallel backends\s+gloo/);
   });
 
   test('experiment: prints the table and writes the summary report', () => {
