@@ -18,7 +18,7 @@ std::string need_string(const Napi::Value& v, const char* key);
 // o[key], which must be a string
 std::string need_string(const Napi::Object& o, const char* key);
 std::vector<int64_t> to_shape(const Napi::Value& v, const char* what);
-// {rank, worldSize, masterAddr, masterPort, timeoutMs}: every field required (`what` names the call in errors).
+// {rank, worldSize, masterAddr, masterPort, timeoutMs, backend}: every field required (`what` names the call in errors).
 // `device`: where the model lives (the backend is chosen for it, NCCL reduces there).
 tl::DistConfig to_dist_config(const Napi::Value& v, const char* what, const std::string& device = "cpu");
 // Copies a Float32Array with the given shape into a new CPU tensor (numel checked).
