@@ -43,9 +43,8 @@ tl::DistConfig to_dist_config(const Napi::Value& v, const char* what, const std:
   cfg.master_addr = need_string(o, "masterAddr");
   cfg.master_port = static_cast<int>(need_number(o, "masterPort"));
   cfg.timeout_ms = static_cast<int64_t>(need_number(o, "timeoutMs"));
-  cfg.backend = need_string(o, "backend");
   cfg.device = device;
-  cfg.backend = tl::ProcessGroup::choose_backend(cfg.backend, torch::Device(cfg.device));
+  cfg.backend = tl::ProcessGroup::choose_backend(need_string(o, "backend"), torch::Device(device));
   return cfg;
 }
 

@@ -34,7 +34,7 @@ export { Trainer, TRAINER_DEFAULTS, DOMAIN_ADAPTATION_DEFAULTS } from './trainer
 export { LOADER_DEFAULTS } from './data';
 export { PREDICT_DEFAULTS } from './model';
 export { IMAGENET_CLASSES } from './imagenet-classes';
-export type { TrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, BatchEndEvent, FitResult, DomainAdaptationOptions } from './trainer';
+export type { TrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, AllReduceStats, BatchEndEvent, FitResult, DomainAdaptationOptions } from './trainer';
 export { Scheduler, SCHEDULE_DEFAULTS } from './schedule';
 export { launch, LAUNCH_DEFAULTS } from './launch';
 export type { LaunchOptions, LaunchResult, RankExit } from './launch';

@@ -188,12 +188,17 @@ export interface EpochRecord {
   adaptation?: { loss: number; domainAccuracy?: number; lambda: number };
   /** Set when validation predictions collapsed to one class (see the `'collapse'` event). */
   collapse?: Collapse;
-  /**
-   * Data-parallel runs, this rank: gradient buckets all-reduced over the epoch, how many of them started during the
-   * backward pass (`distributed.overlap`), and the seconds the optimizer steps waited for communication (what the
-   * overlap did not hide; the all-reduces' whole time with `overlap: false`).
-   */
-  allReduce?: { buckets: number; bucketsDuringBackward: number; waitSeconds: number };
+  /** Data-parallel runs: this rank's gradient all-reduces over the epoch. */
+  allReduce?: AllReduceStats;
+}
+
+export interface AllReduceStats {
+  /** Gradient buckets all-reduced. */
+  buckets: number;
+  /** Of those, how many started during the backward pass (`distributed.overlap`). */
+  bucketsDuringBackward: number;
+  /** Seconds the optimizer steps waited for communication: what the overlap did not hide (with `overlap: false`, the all-reduces' whole time). */
+  waitSeconds: number;
 }
 
 export interface BatchEndEvent {
@@ -300,7 +305,7 @@ interface EpochTotals {
   count: number;
   skippedSteps: number;
   /** data-parallel: the steps' gradient all-reduces */
-  reduce: { buckets: number; bucketsDuringBackward: number; waitSeconds: number };
+  reduce: AllReduceStats;
   /** the rates of the epoch's last step */
   lrs: { head: number; backbone: number };
 }

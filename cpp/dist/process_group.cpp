@@ -4,28 +4,26 @@
 
 namespace tl {
 
-bool ProcessGroup::has_nccl() {
 #ifdef TL_HAVE_NCCL
-  return true;
+constexpr bool kHaveNccl = true;
 #else
-  return false;
+constexpr bool kHaveNccl = false;
 #endif
-}
 
 std::vector<std::string> ProcessGroup::backends() {
   std::vector<std::string> out;
 #if defined(TL_HAVE_C10D) && defined(USE_C10D_GLOO)
   out.push_back("gloo");
 #endif
-  if (has_nccl()) out.push_back("nccl");
+  if (kHaveNccl) out.push_back("nccl");
   return out;
 }
 
 std::string ProcessGroup::choose_backend(const std::string& requested, const torch::Device& device) {
   if (requested == "gloo") return "gloo";
-  if (requested == "auto") return device.is_cuda() && has_nccl() ? "nccl" : "gloo";  // no Gloo: set-up says so
+  if (requested == "auto") return device.is_cuda() && kHaveNccl ? "nccl" : "gloo";  // a build without Gloo says so at set-up
   if (requested != "nccl") throw std::invalid_argument("option distributed.backend must be 'auto', 'gloo' or 'nccl', got '" + requested + "'");
-  if (!has_nccl())
+  if (!kHaveNccl)
     throw std::invalid_argument(
         "option distributed.backend 'nccl' needs a CUDA build with NCCL (PyPI's libtorch: TORCH_RESNET_TL_LIBTORCH=pypi); this build "
         "has Gloo only");
@@ -171,7 +169,6 @@ ProcessGroup::ProcessGroup(const DistConfig& cfg) : impl_(std::make_unique<Impl>
     throw DistributedError("rendezvous failed for " + where(cfg) + ": " + first_line(e) +
                            (cfg.rank == 0 ? " (is the port in use?)" : " (is rank 0 running and MASTER_ADDR/MASTER_PORT right?)"));
   }
-  backend_ = cfg.backend;
   try {
     if (cfg.backend == "nccl") {
 #ifdef TL_HAVE_NCCL
@@ -287,8 +284,7 @@ void ProcessGroup::wait_started(const char* what) {
 }
 
 template <class Op>
-int ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op) {
-  int count = 0;
+void ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op) {
   size_t i = 0;
   while (i < tensors.size()) {
     // a bucket: consecutive tensors of one dtype up to bucket_bytes (at least one tensor)
@@ -326,9 +322,7 @@ int ProcessGroup::bucketed(const std::vector<torch::Tensor>& tensors, int64_t bu
       }
     }
     i = j;
-    ++count;
   }
-  return count;
 }
 
 void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root, int64_t bucket_bytes) {
@@ -338,9 +332,9 @@ void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root
   bucketed(tensors, bucket_bytes, "broadcast", 1.0, [&](std::vector<at::Tensor>& t) { return impl_->broadcast(t, o); });
 }
 
-int ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
-  if (world_ == 1) return 0;
-  return bucketed(tensors, bucket_bytes, "gradient all-reduce", 1.0 / world_, [&](std::vector<at::Tensor>& t) { return impl_->allreduce(t); });
+void ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
+  if (world_ == 1) return;
+  bucketed(tensors, bucket_bytes, "gradient all-reduce", 1.0 / world_, [&](std::vector<at::Tensor>& t) { return impl_->allreduce(t); });
 }
 
 std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& values) {
@@ -348,7 +342,6 @@ std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& value
   auto t = torch::tensor(values, torch::kFloat64);
   std::vector<torch::Tensor> ts{t};
   bucketed(ts, INT64_MAX, "metric all-reduce", 1.0, [&](std::vector<at::Tensor>& x) { return impl_->allreduce(x); });
-  t = t.to(torch::kCPU);
   auto acc = t.accessor<double, 1>();
   std::vector<double> out(values.size());
   for (size_t i = 0; i < out.size(); ++i) out[i] = acc[static_cast<int64_t>(i)];
@@ -366,7 +359,7 @@ ProcessGroup::ProcessGroup(const DistConfig&) {
 }
 ProcessGroup::~ProcessGroup() = default;
 void ProcessGroup::broadcast(const std::vector<torch::Tensor>&, int, int64_t) {}
-int ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>&, int64_t) { return 0; }
+void ProcessGroup::allreduce_mean(const std::vector<torch::Tensor>&, int64_t) {}
 void ProcessGroup::start_sum(const torch::Tensor&) {}
 void ProcessGroup::wait_started(const char*) {}
 std::vector<double> ProcessGroup::allreduce_sum(const std::vector<double>& v) { return v; }

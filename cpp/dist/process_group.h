@@ -36,20 +36,16 @@ class ProcessGroup {
   // The backend for `requested` ("auto" | "gloo" | "nccl") and a model on `device`: "auto" is NCCL for a CUDA model
   // in a build with NCCL, else Gloo. Throws invalid_argument naming the option for NCCL on the CPU or without NCCL.
   static std::string choose_backend(const std::string& requested, const torch::Device& device);
-  // Whether this build has ProcessGroupNCCL (a CUDA libtorch with NCCL's headers at build time).
-  static bool has_nccl();
   // The backends this build has: "gloo" (libgloo-dev's headers at build time), "nccl"; empty: no distributed training.
   static std::vector<std::string> backends();
-  const std::string& backend() const { return backend_; }
   // Where the collectives want their tensors: the model's GPU with NCCL, the CPU with Gloo.
   torch::Device collective_device() const { return collective_device_; }
   int rank() const { return rank_; }
   int world_size() const { return world_; }
   // In place: every tensor becomes rank `root`'s (flattened into buckets of at most `bucket_bytes`).
   void broadcast(const std::vector<torch::Tensor>& tensors, int root, int64_t bucket_bytes);
-  // In place: every tensor becomes the mean over the ranks (bucketed as above; float tensors only). Returns the
-  // number of buckets.
-  int allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes);
+  // In place: every tensor becomes the mean over the ranks (bucketed as above; float tensors only).
+  void allreduce_mean(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes);
   // Overlapped reduction: starts a sum all-reduce of `flat` (contiguous, on collective_device()) in place and
   // returns at once; wait_started() waits for every started one in order (DistributedError naming the lost rank).
   // Every rank must start the same tensors in the same order.
@@ -62,16 +58,16 @@ class ProcessGroup {
   std::string lost_ranks() const;
 
  private:
-  // Runs `op` (a c10d collective) over buckets of `tensors` and waits for it; the result is multiplied by `scale`.
+  // Throws the DistributedError for a failed collective `what`, naming the lost ranks when heartbeats tell.
   [[noreturn]] void fail(const char* what, const std::exception& e) const;
+  // Runs `op` (a c10d collective) over buckets of `tensors` and waits for it; the result is multiplied by `scale`.
   template <class Op>
-  int bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op);
+  void bucketed(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes, const char* what, double scale, Op op);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int rank_ = 0;
   int world_ = 1;
   int64_t timeout_ms_ = 0;
-  std::string backend_ = "gloo";
   torch::Device collective_device_ = torch::kCPU;
 };
 

@@ -1,5 +1,6 @@
 #include "dist/reducer.h"
 
+#include <chrono>
 #include <mutex>
 
 namespace tl {
@@ -8,7 +9,9 @@ struct GradReducer::State {
   struct Bucket {
     std::vector<size_t> params;    // indices into State::params, in the order backward produces them
     std::vector<int64_t> offsets;  // where each one's elements start in `flat`
-    torch::Tensor flat;            // one dtype, on the process group's collective device
+    torch::ScalarType dtype;
+    int64_t numel = 0;
+    torch::Tensor flat;  // on the process group's collective device
     size_t arrived = 0;
   };
   std::shared_ptr<ProcessGroup> pg;
@@ -18,27 +21,31 @@ struct GradReducer::State {
   std::vector<Bucket> buckets;
   size_t next = 0;  // the first bucket not started
   bool armed = false;
+  bool accumulated = false;  // .grad holds earlier batches of this step
   std::mutex mu;  // CUDA gradients arrive on the autograd engine's device thread
 
+  // Parameter p's place in its bucket, shaped as the parameter (copies in and out follow the gradients' strides,
+  // channels_last included, without an intermediate contiguous copy).
   torch::Tensor slot(size_t p) {
     auto& b = buckets[bucket_of[p]];
-    return b.flat.narrow(0, b.offsets[slot_of[p]], params[p].numel());
+    return b.flat.narrow(0, b.offsets[slot_of[p]], params[p].numel()).view(params[p].sizes());
   }
   // Starts, in order, every bucket whose gradients have all arrived (from the first not started on). mu held.
   void start_ready() {
     while (next < buckets.size() && buckets[next].arrived == buckets[next].params.size()) pg->start_sum(buckets[next++].flat);
   }
-  // Writes parameter p's gradient for this optimizer step into its slot: this backward's `g` plus what earlier
-  // accumulated batches left in .grad (AccumulateGrad adds them after this hook). mu held.
+  // Writes parameter p's gradient for this optimizer step into its slot: this backward's `g` (from the hook; plus
+  // what earlier accumulated batches left in .grad, which AccumulateGrad adds only after the hook), or without `g`
+  // the .grad itself, or zeros. mu held.
   void put(size_t p, const torch::Tensor* g) {
     torch::NoGradGuard ng;
     auto s = slot(p);
     const auto& acc = params[p].grad();
     if (g) {
-      s.copy_(g->reshape({-1}));
-      if (acc.defined()) s.add_(acc.reshape({-1}).to(s.device()));
+      s.copy_(*g);
+      if (accumulated && acc.defined()) s.add_(acc.to(s.device()));
     } else if (acc.defined()) {
-      s.copy_(acc.reshape({-1}));
+      s.copy_(acc);
     } else {
       s.zero_();
     }
@@ -59,7 +66,8 @@ struct GradReducer::State {
   }
 };
 
-GradReducer::GradReducer(std::shared_ptr<ProcessGroup> pg, std::vector<torch::Tensor> params, int64_t bucket_bytes, int64_t first_bucket_bytes)
+GradReducer::GradReducer(std::shared_ptr<ProcessGroup> pg, std::vector<torch::Tensor> params, int64_t bucket_bytes, int64_t first_bucket_bytes,
+                         bool overlap)
     : st_(std::make_shared<State>()) {
   auto& st = *st_;
   st.pg = std::move(pg);
@@ -69,33 +77,26 @@ GradReducer::GradReducer(std::shared_ptr<ProcessGroup> pg, std::vector<torch::Te
   st.slot_of.resize(n);
   st.arrived.assign(n, false);
   // reverse order: the head's gradients come first out of backward, the stem's last
-  int64_t cap = first_bucket_bytes, bytes = 0, numel = 0;
-  std::vector<int64_t> sizes;
+  int64_t cap = first_bucket_bytes;
   for (size_t k = n; k-- > 0;) {
     const auto& p = st.params[k];
-    const int64_t b = p.numel() * static_cast<int64_t>(p.element_size());
-    const bool fits = !st.buckets.empty() && st.buckets.back().flat.scalar_type() == p.scalar_type() && bytes + b <= cap;
+    const int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
+    const bool fits = !st.buckets.empty() && st.buckets.back().dtype == p.scalar_type() &&
+                      (st.buckets.back().numel * static_cast<int64_t>(p.element_size()) + bytes <= cap);
     if (!fits) {
-      if (!st.buckets.empty()) {
-        sizes.push_back(numel);
-        cap = bucket_bytes;
-      }
+      if (!st.buckets.empty()) cap = bucket_bytes;
       st.buckets.emplace_back();
-      st.buckets.back().flat = torch::empty({0}, p.options().device(torch::kCPU));  // dtype marker until allocated
-      bytes = numel = 0;
+      st.buckets.back().dtype = p.scalar_type();
     }
-    auto& bucket = st.buckets.back();
+    auto& b = st.buckets.back();
     st.bucket_of[k] = st.buckets.size() - 1;
-    st.slot_of[k] = bucket.params.size();
-    bucket.params.push_back(k);
-    bucket.offsets.push_back(numel);
-    bytes += b;
-    numel += p.numel();
+    st.slot_of[k] = b.params.size();
+    b.params.push_back(k);
+    b.offsets.push_back(b.numel);
+    b.numel += p.numel();
   }
-  if (!st.buckets.empty()) sizes.push_back(numel);
-  const auto dev = st.pg->collective_device();
-  for (size_t i = 0; i < st.buckets.size(); ++i)
-    st.buckets[i].flat = torch::zeros({sizes[i]}, torch::TensorOptions().dtype(st.buckets[i].flat.scalar_type()).device(dev));
+  for (auto& b : st.buckets) b.flat = torch::zeros({b.numel}, torch::TensorOptions().dtype(b.dtype).device(st.pg->collective_device()));
+  if (!overlap) return;
   std::weak_ptr<State> weak = st_;
   for (size_t k = 0; k < n; ++k)
     hooks_.push_back(st.params[k].register_hook([weak, k](torch::Tensor g) {
@@ -114,24 +115,22 @@ bool GradReducer::serves(const std::vector<torch::Tensor>& params) const {
   return true;
 }
 
-size_t GradReducer::buckets() const { return st_->buckets.size(); }
-
-void GradReducer::arm() {
+void GradReducer::arm(bool accumulated) {
   std::lock_guard<std::mutex> l(st_->mu);
   st_->reset();
-  st_->armed = true;
+  st_->armed = !hooks_.empty();
+  st_->accumulated = accumulated;
 }
 
 GradReducer::Stats GradReducer::finish() {
   auto& st = *st_;
   std::lock_guard<std::mutex> l(st.mu);
-  if (!st.armed) throw std::logic_error("GradReducer::finish without arm");
   Stats stats;
   stats.buckets = static_cast<int>(st.buckets.size());
   stats.started_during_backward = static_cast<int>(st.next);
   const auto t0 = std::chrono::steady_clock::now();
-  // parameters backward did not reach on this rank: their accumulated gradient, or zeros (another rank's may not
-  // be), so every rank reduces every bucket; they end with the ranks' mean like the others
+  // parameters whose gradient no hook delivered (no overlap, or backward did not reach them on this rank: zeros
+  // there, another rank's may not be), so every rank reduces every bucket
   for (size_t p = 0; p < st.params.size(); ++p)
     if (!st.arrived[p]) st.put(p, nullptr);
   try {
@@ -148,12 +147,11 @@ GradReducer::Stats GradReducer::finish() {
   for (auto& b : st.buckets)
     if (scale != 1.0) b.flat.mul_(scale);
   for (size_t p = 0; p < st.params.size(); ++p) {
-    auto mean = st.slot(p).view(st.params[p].sizes());
     auto& g = st.params[p].mutable_grad();
     if (g.defined())
-      g.copy_(mean);
+      g.copy_(st.slot(p));
     else
-      g = mean.to(st.params[p].device(), /*non_blocking=*/false, /*copy=*/true);
+      g = st.slot(p).to(st.params[p].device(), /*non_blocking=*/false, /*copy=*/true);
   }
   return stats;
 }

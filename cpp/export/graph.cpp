@@ -56,8 +56,7 @@ std::string GraphBuilder::batchnorm(const std::string& x, const torch::nn::Batch
 }
 
 std::string GraphBuilder::relu(const std::string& x) {
-  auto n = node("Relu", "relu", {x});
-  return emit(std::move(n));
+  return emit(node("Relu", "relu", {x}));
 }
 
 std::string GraphBuilder::maxpool(const std::string& x, const torch::nn::MaxPool2dImpl& p) {
@@ -73,8 +72,7 @@ std::string GraphBuilder::maxpool(const std::string& x, const torch::nn::MaxPool
 }
 
 std::string GraphBuilder::add(const std::string& a, const std::string& b) {
-  auto n = node("Add", "add", {a, b});
-  return emit(std::move(n));
+  return emit(node("Add", "add", {a, b}));
 }
 
 std::string GraphBuilder::concat(const std::vector<std::string>& xs, int64_t axis) {
@@ -84,8 +82,7 @@ std::string GraphBuilder::concat(const std::vector<std::string>& xs, int64_t axi
 }
 
 std::string GraphBuilder::global_avg_pool(const std::string& x) {
-  auto n = node("GlobalAveragePool", "pool", {x});
-  return emit(std::move(n));
+  return emit(node("GlobalAveragePool", "pool", {x}));
 }
 
 std::string GraphBuilder::flatten(const std::string& x) {

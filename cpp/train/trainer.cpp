@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include <chrono>
-
 #include "device.h"
 #include "errors.h"
 #include "io/checkpoint.h"
@@ -198,11 +196,11 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   auto loss = torch::nn::functional::cross_entropy(logits, y, opts);
   auto total = adapt.defined() ? loss + adapt : loss;
   const bool sync = pg_ && pending_ + 1 >= cfg_.accumulate;  // this backward ends in an optimizer step
-  if (sync && overlap_) {
+  if (sync) {
     // DDP's first bucket: 1 MiB, so the head's gradients are on the wire while the stages below are differentiated
     if (!reducer_ || !reducer_->serves(trainable_))
-      reducer_ = std::make_unique<GradReducer>(pg_, trainable_, bucket_bytes_, std::min<int64_t>(bucket_bytes_, int64_t{1} << 20));
-    reducer_->arm();
+      reducer_ = std::make_unique<GradReducer>(pg_, trainable_, bucket_bytes_, std::min<int64_t>(bucket_bytes_, int64_t{1} << 20), overlap_);
+    reducer_->arm(/*accumulated=*/pending_ > 0);
   }
   scaler_.scale_loss(total / cfg_.accumulate).backward();
   if (adapt.defined()) {
@@ -210,18 +208,11 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
     r.domain_accuracy = adapter_->domain_accuracy();
   }
   if (++pending_ >= cfg_.accumulate) {
-    if (sync && overlap_) {  // DDP: the mean gradient over the ranks (accumulated batches are reduced once, as no_sync)
+    if (sync) {  // DDP: the mean gradient over the ranks (accumulated batches are reduced once, as no_sync)
       const auto st = reducer_->finish();
       r.buckets = st.buckets;
       r.buckets_during_backward = st.started_during_backward;
       r.allreduce_wait_s = st.wait_seconds;
-    } else if (sync) {
-      std::vector<torch::Tensor> grads;
-      for (auto& p : trainable_)
-        if (p.grad().defined()) grads.push_back(p.grad());
-      const auto t0 = std::chrono::steady_clock::now();
-      r.buckets = pg_->allreduce_mean(grads, bucket_bytes_);
-      r.allreduce_wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     const bool finite = scaler_.unscale(trainable_);  // clipping sees the true gradients
     if (finite) {

@@ -85,9 +85,9 @@ class TrainSession {
   void save_optimizer(const std::string& path) const;
   void load_optimizer(const std::string& path);
   int64_t trainable_parameters() const;
-  // Data-parallel: gradients are averaged over the group's ranks before every optimizer step (in buckets of
-  // `bucket_bytes`; `overlap`: each bucket's all-reduce starts during the backward pass as soon as its gradients are
-  // ready (GradReducer), else all after it); the parameters and buffers are made rank 0's now.
+  // Data-parallel: gradients are averaged over the group's ranks before every optimizer step by a GradReducer (in
+  // buckets of `bucket_bytes`; `overlap`: each bucket's all-reduce starts during the backward pass as soon as its
+  // gradients are ready, else all after it); the parameters and buffers are made rank 0's now.
   void set_process_group(std::shared_ptr<ProcessGroup> pg, int64_t bucket_bytes, bool overlap);
   // Every parameter and buffer made rank `root`'s (after rank 0 restored its best weights).
   void broadcast_model(int root);
@@ -114,7 +114,7 @@ class TrainSession {
   DomainAdapter adapter_{nullptr};
   int64_t bucket_bytes_ = 0;
   bool overlap_ = false;
-  std::unique_ptr<GradReducer> reducer_;  // overlap: rebuilt when the trainable parameters change
+  std::unique_ptr<GradReducer> reducer_;  // rebuilt when the trainable parameters change
   std::vector<std::map<int64_t, torch::Tensor>> cache_;  // [view][sample index] -> backbone output
   std::map<int64_t, int64_t> cache_labels_;
   std::vector<std::pair<torch::Tensor, Batch>> eval_cache_;  // (features, batch labels/indices)
