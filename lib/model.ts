@@ -1,11 +1,12 @@
 import { IMAGENET_CLASSES } from './imagenet-classes';
 import { LOADER_DEFAULTS } from './data';
 import { decodeOptions } from './decode-options';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { existsSync } from 'node:fs';
 import { extname, resolve as resolvePath } from 'node:path';
 import { getNumThreads, resolveDevice, version } from './device';
 import { Transform } from './transform';
-import { CheckpointError, DisposedError, InvalidOptionError, native } from './errors';
+import { BusyError, CheckpointError, DisposedError, InvalidOptionError, native } from './errors';
 import { getNative, NativeModel, TensorData } from './native';
 import * as v from './validate';
 import { fetchWeights, HubOptions, WeightsName } from './weights';
@@ -139,6 +140,38 @@ export interface ForwardOptions {
 const MODEL_KEYS = ['arch', 'numClasses', 'classes', 'weights', 'device', 'dropout', 'channelsLast', 'precision', 'head', 'offline', 'hubBaseUrl', 'cacheDir', 'onProgress'] as const;
 const META_FORMAT = 'torch-resnet-tl/1';
 
+/** The Trainer whose fit the current async call chain belongs to (its own calls may change the model it trains). */
+const fitContext = new AsyncLocalStorage<object>();
+
+/** Class names from a file's `classes` metadata: a JSON array of `count` strings, else a CheckpointError naming key and file. */
+function metadataClasses(file: string, raw: string, count: number): string[] {
+  let classes: unknown;
+  try {
+    classes = JSON.parse(raw);
+  } catch (e) {
+    throw new CheckpointError(`${file}: metadata "classes" is not valid JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(classes) || classes.some((c) => typeof c !== 'string'))
+    throw new CheckpointError(`${file}: metadata "classes" must be a JSON array of strings but is ${raw.slice(0, 80)}`);
+  if (classes.length !== count) throw new CheckpointError(`${file}: metadata "classes" has ${classes.length} names but the model has ${count} classes`);
+  return classes as string[];
+}
+
+/** The model a file saved by `save()` describes; every metadata problem is a CheckpointError naming the key and the file. */
+function checkpointMetadata(file: string, meta: Record<string, string>): { arch: Arch; numClasses: number; classes?: string[]; head: HeadKind } {
+  if (meta.format !== META_FORMAT || meta.arch === undefined)
+    throw new CheckpointError(`${file}: not saved by torch-resnet-tl (no arch metadata); use Model.create({ arch, weights: path }) instead`);
+  if (!ARCHS.includes(meta.arch as Arch)) throw new CheckpointError(`${file}: metadata "arch" is ${JSON.stringify(meta.arch.slice(0, 80))}; expected one of ${ARCHS.join(', ')}`);
+  const numClasses = Number(meta.num_classes);
+  if (!/^[0-9]+$/.test(meta.num_classes ?? '') || !Number.isSafeInteger(numClasses) || numClasses < 1)
+    throw new CheckpointError(`${file}: metadata "num_classes" is ${JSON.stringify(meta.num_classes ?? null)}; expected a positive integer`);
+  // files written before heads were recorded have torchvision's head
+  const head = meta.head ?? 'torchvision';
+  if (!(HEAD_KINDS as readonly string[]).includes(head)) throw new CheckpointError(`${file}: metadata "head" is ${JSON.stringify(head.slice(0, 80))}; expected one of ${HEAD_KINDS.join(', ')}`);
+  const classes = meta.classes === undefined ? undefined : metadataClasses(file, meta.classes, numClasses);
+  return { arch: meta.arch as Arch, numClasses, classes, head: head as HeadKind };
+}
+
 function validateModelOptions(opts: unknown): Required<Pick<ModelOptions, 'arch' | 'numClasses' | 'device' | 'channelsLast'>> & ModelOptions {
   const o = v.plainObject('options', opts) as ModelOptions & Record<string, unknown>;
   v.knownKeys('options', o, MODEL_KEYS);
@@ -192,6 +225,8 @@ export class Model {
   /** Precision used when a call gives none (`'auto'` unless set at creation). */
   defaultPrecision: Precision = 'auto';
 
+  private fitting?: object;
+
   protected constructor(handle: NativeModel, arch: Arch, numClasses: number, classes: string[] | undefined, report: LoadReport) {
     this.handle = handle;
     this.arch = arch;
@@ -225,7 +260,7 @@ export class Model {
             ? `loaded ${path}; kept the new ${o.numClasses}-class head (${r.skippedHead.join('; ')})`
             : `loaded ${path}`,
         };
-        if (!classes && r.metadata.classes && !r.skippedHead.length) classes = JSON.parse(r.metadata.classes) as string[];
+        if (!classes && r.metadata.classes && !r.skippedHead.length) classes = metadataClasses(path, r.metadata.classes, o.numClasses);
         // a 1000-class head loaded from ImageNet weights (torchvision's files carry no class names): ImageNet's names
         else if (!classes && !r.metadata.classes && !r.skippedHead.length && o.numClasses === IMAGENET_CLASSES.length) classes = [...IMAGENET_CLASSES];
       } catch (e) {
@@ -244,21 +279,14 @@ export class Model {
     v.nonEmptyString('path', path);
     const abs = resolvePath(path);
     if (!existsSync(abs)) throw new CheckpointError(`${abs}: no such file`);
-    const meta = await native(() => getNative().readCheckpointMetadata(abs));
-    if (meta.format !== META_FORMAT || !meta.arch)
-      throw new CheckpointError(`${abs}: not saved by torch-resnet-tl (no arch metadata); use Model.create({ arch, weights: path }) instead`);
-    const classes = meta.classes ? (JSON.parse(meta.classes) as string[]) : undefined;
-    const Target = ARCHS.includes(meta.arch as Arch) && meta.arch !== 'squeezenet1_1' ? ResNetCtor() : Model;
-    return Target.build({
-      arch: meta.arch as Arch,
-      numClasses: Number(meta.num_classes),
-      classes,
-      weights: abs,
-      device: options.device,
-      channelsLast: options.channelsLast,
-      precision: options.precision,
-      head: meta.head === 'linear' ? 'linear' : undefined,
-    });
+    const meta = checkpointMetadata(abs, await native(() => getNative().readCheckpointMetadata(abs)));
+    const Target = meta.arch !== 'squeezenet1_1' ? ResNetCtor() : Model;
+    const model = await Target.build({ ...meta, weights: abs, device: options.device, channelsLast: options.channelsLast, precision: options.precision });
+    if (model.loadReport.headReinitialized.length) {
+      model.dispose();
+      throw new CheckpointError(`${abs}: metadata num_classes ${meta.numClasses} does not match the file's head (${model.loadReport.headReinitialized.join('; ')})`);
+    }
+    return model;
   }
 
   /** Current device (`'cpu'`, `'cuda:0'`). */
@@ -328,6 +356,7 @@ export class Model {
 
   /** Moves the model to another device; throws DeviceError listing the available ones. */
   async to(device: string): Promise<this> {
+    this.assertNotTraining('to');
     const d = resolveDevice(device);
     this.device_ = await this.enqueue((h) => h.to(d));
     return this;
@@ -349,6 +378,7 @@ export class Model {
    * Training proper goes through `Trainer`.
    */
   sgdStep(input: Float32Array, shape: number[], labels: ArrayLike<number>, lr: number, options: ForwardOptions = {}): Promise<number> {
+    this.assertNotTraining('sgdStep');
     const t = v.tensorInput(input, shape, 4);
     v.positiveNumber('lr', lr);
     const precision = options.precision === undefined ? 'fp32' : this.precision(options.precision);
@@ -400,6 +430,7 @@ export class Model {
 
   /** Loads weights from a `.pth`/`.safetensors` file, strictly (every key and shape must match). */
   async loadWeights(path: string): Promise<void> {
+    this.assertNotTraining('loadWeights');
     const abs = resolvePath(v.nonEmptyString('path', path));
     if (!existsSync(abs)) throw new CheckpointError(`${abs}: no such file`);
     await this.enqueue((h) => h.loadWeights(abs, false));
@@ -415,6 +446,7 @@ export class Model {
    * made before this trains the old head: make a new one.
    */
   async setHead(head: HeadKind): Promise<void> {
+    this.assertNotTraining('setHead');
     const kind = v.oneOf('head', head, HEAD_KINDS);
     await this.enqueue((h) => h.setHead(kind));
   }
@@ -454,6 +486,26 @@ export class Model {
   /** Stage names usable as freezing boundaries (`trainFrom`), earliest first; the last one is the head. */
   get stages(): string[] {
     return this.native().info().stages;
+  }
+
+  /**
+   * @internal Claims the model for `owner`'s fit and runs it: a second concurrent fit is a BusyError, and so are
+   * calls from outside that fit that would change what it trains (loadWeights, setHead, to, sgdStep).
+   */
+  async _fit<T>(owner: object, fn: () => Promise<T>): Promise<T> {
+    if (this.fitting) throw new BusyError(`this ${this.arch} model is being trained by another Trainer.fit; await it (or abort its signal) before starting another`);
+    this.fitting = owner;
+    try {
+      return await fitContext.run(owner, fn);
+    } finally {
+      this.fitting = undefined;
+    }
+  }
+
+  /** Refuses `what` while a fit this call does not belong to trains the model. */
+  protected assertNotTraining(what: string): void {
+    if (this.fitting && fitContext.getStore() !== this.fitting)
+      throw new BusyError(`${what} would change the model while Trainer.fit trains it; await the fit (or abort its signal) first`);
   }
 
   /** @internal Native handle for the Trainer. */

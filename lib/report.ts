@@ -37,7 +37,10 @@ export interface RunSummary {
   /** Epochs whose validation predictions collapsed to one class, and what 'auto' did about it. */
   collapses?: Collapse[];
   recoveries?: { epoch: number; action: string }[];
+  /** The weights file the run ended with; absent when none was written (e.g. interrupted in its first epoch). */
   bestWeights?: string;
+  /** The run was stopped (Ctrl-C, SIGTERM, an aborted signal) before its epochs were done: `history` holds the completed epochs. */
+  interrupted?: boolean;
   /** Files of each split that were not used: undecodable during the run, or refused at scan time. */
   skipped?: { train: SkipSummary; val?: SkipSummary };
 }
@@ -105,11 +108,11 @@ function page(title: string, body: string, script: string, data: unknown): strin
 <script>${echarts()}</script>
 <script>
 const DATA = JSON.parse(document.getElementById('report-data').textContent);
-const charts = [];
+const charts = [], pending = [];
 function chart(id, option) { const c = echarts.init(document.getElementById(id), null, { renderer: 'canvas' }); c.setOption(Object.assign({ animation: false }, option)); charts.push(c); }
 window.addEventListener('resize', () => charts.forEach((c) => c.resize()));
 ${script}
-window.reportReady = true;
+Promise.all(pending).then(() => { window.reportReady = true; });
 </script></body></html>
 `;
 }
@@ -160,7 +163,7 @@ export function renderRunReport(s: RunSummary): string {
     ? `<div class="thumbs">${s.misclassified
         .map(
           (m) =>
-            `<figure><div class="cam">${m.thumbnail ? `<img alt="${escapeHtml(m.path)}" src="data:image/jpeg;base64,${m.thumbnail}">` : ''}${m.cam ? `<canvas class="gradcam" width="${m.cam.size}" height="${m.cam.size}"></canvas>` : ''}</div><figcaption>${escapeHtml(m.label)}${m.trueProbability !== undefined ? ` (${pct(m.trueProbability)})` : ''} → <b>${escapeHtml(m.predicted)}</b>${m.probability !== undefined ? ` (${pct(m.probability)})` : ''}<br>${escapeHtml(m.path.split(/[\\/]/).pop() ?? '')}</figcaption></figure>`,
+            `<figure><div class="cam">${m.thumbnail ? `<img alt="${escapeHtml(m.path)}" src="data:image/jpeg;base64,${m.thumbnail}">` : ''}${m.cam && m.thumbnail ? '<canvas class="gradcam" width="112" height="112"></canvas>' : ''}</div><figcaption>${escapeHtml(m.label)}${m.trueProbability !== undefined ? ` (${pct(m.trueProbability)})` : ''} → <b>${escapeHtml(m.predicted)}</b>${m.probability !== undefined ? ` (${pct(m.probability)})` : ''}<br>${escapeHtml(m.path.split(/[\\/]/).pop() ?? '')}</figcaption></figure>`,
         )
         .join('')}</div>`
     : '<p>None.</p>';
@@ -177,6 +180,7 @@ ${e?.top5 !== undefined ? `<tr><td>validation top-5</td><td>${pct(e.top5)}</td><
 ${s.targetEvaluation ? `<tr><td>target-domain accuracy (${s.targetEvaluation.count} images)</td><td>${pct(s.targetEvaluation.accuracy)}</td></tr>` : ''}
 ${last?.adaptation ? `<tr><td>adaptation loss (last epoch)${last.adaptation.domainAccuracy !== undefined ? ' / domain-classifier accuracy' : ''}</td><td>${last.adaptation.loss.toFixed(4)}${last.adaptation.domainAccuracy !== undefined ? ` / ${pct(last.adaptation.domainAccuracy)}` : ''}</td></tr>` : ''}</table>
 ${skippedHtml(s)}
+${s.interrupted ? `<div class="warn interrupted"><p><b>Interrupted</b> after ${s.history.length} complete epoch${s.history.length === 1 ? '' : 's'}: ${s.bestWeights ? `the weights file is ${escapeHtml(s.bestWeights)}` : 'no epoch finished, so no weights were written'}; the model was not evaluated. Resume with <code>train --resume</code> on this run's folder.</p></div>` : ''}
 ${assessmentHtml(s)}
 ${collapseHtml(s)}
 <h2>Curves</h2>
@@ -202,15 +206,34 @@ if (E) {
     visualMap: { min: 0, max, calculable: false, orient: 'horizontal', left: 'center', bottom: 0, show: false, inRange: { color: ['#f7fbff', '#08519c'] } },
     series: [{ type: 'heatmap', data: cells, label: { show: true } }] });
 }
-// Grad-CAM overlays: each map drawn with a blue → red ramp, transparent where the map is low
-document.querySelectorAll('canvas.gradcam').forEach((canvas, i) => {
-  const cam = DATA.cams[i]; if (!cam) return;
-  const ctx = canvas.getContext('2d'), img = ctx.createImageData(cam.size, cam.size);
-  cam.data.forEach((v, k) => { const t = v / 255; img.data[4 * k] = Math.round(255 * Math.min(1, 2 * t)); img.data[4 * k + 1] = Math.round(255 * (1 - Math.abs(2 * t - 1))); img.data[4 * k + 2] = Math.round(255 * Math.max(0, 1 - 2 * t)); img.data[4 * k + 3] = Math.round(40 + 140 * t); });
-  ctx.putImageData(img, 0, 0);
+// Grad-CAM overlays, drawn with the photo into one canvas: the photo's luminance stretched to its 1st–99th
+// percentile (a dark scan or a night photo stays readable), the map (bilinear, blue → red) blended at most 45 %
+// and only where it is above a quarter of its range, so the photo always shows through
+const ramp = (t) => [255 * Math.min(1, 2 * t), 255 * (1 - Math.abs(2 * t - 1)), 255 * Math.max(0, 1 - 2 * t)];
+function drawCam(canvas, img, cam) {
+  const W = canvas.width, Hc = canvas.height, ctx = canvas.getContext('2d');
+  ctx.drawImage(img, 0, 0, W, Hc);
+  const px = ctx.getImageData(0, 0, W, Hc), d = px.data, n = W * Hc;
+  const hist = new Array(256).fill(0);
+  for (let k = 0; k < n; k++) hist[Math.round(0.299 * d[4 * k] + 0.587 * d[4 * k + 1] + 0.114 * d[4 * k + 2])]++;
+  const pctl = (q) => { let acc = 0; for (let v = 0; v < 256; v++) { acc += hist[v]; if (acc >= q * n) return v; } return 255; };
+  const lo = pctl(0.01), hi = Math.max(pctl(0.99), lo + 1), gain = Math.min(8, 255 / (hi - lo));
+  const S = cam.size, at = (i, j) => cam.data[Math.min(S - 1, Math.max(0, i)) * S + Math.min(S - 1, Math.max(0, j))] / 255;
+  for (let y = 0; y < Hc; y++) for (let x = 0; x < W; x++) {
+    const fy = ((y + 0.5) * S) / Hc - 0.5, fx = ((x + 0.5) * S) / W - 0.5, i = Math.floor(fy), j = Math.floor(fx), wy = fy - i, wx = fx - j;
+    const t = (1 - wy) * ((1 - wx) * at(i, j) + wx * at(i, j + 1)) + wy * ((1 - wx) * at(i + 1, j) + wx * at(i + 1, j + 1));
+    const a = t > 0.25 ? (0.45 * (t - 0.25)) / 0.75 : 0, heat = ramp(t), k = 4 * (y * W + x);
+    for (let c = 0; c < 3; c++) d[k + c] = Math.round((1 - a) * Math.min(255, Math.max(0, (d[k + c] - lo) * gain)) + a * heat[c]);
+  }
+  ctx.putImageData(px, 0, 0);
   canvas.dataset.drawn = 'true';
+}
+document.querySelectorAll('canvas.gradcam').forEach((canvas, i) => {
+  const cam = DATA.cams[i], img = canvas.parentElement.querySelector('img');
+  if (!cam || !img) return;
+  pending.push(img.decode().then(() => drawCam(canvas, img, cam), () => undefined));
 });`;
-  return page(s.title, body, script, { history: s.history, evaluation: e ? { classes: e.classes, confusion: e.confusion } : null, cams: s.misclassified.filter((m) => m.cam).map((m) => m.cam) });
+  return page(s.title, body, script, { history: s.history, evaluation: e ? { classes: e.classes, confusion: e.confusion } : null, cams: s.misclassified.filter((m) => m.cam && m.thumbnail).map((m) => m.cam) });
 }
 
 /** metrics.json + report.html in `dir`. Returns the report path. */

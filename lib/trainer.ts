@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DataLoader } from './data';
+import { DataLoader, ImageFolder } from './data';
 import { DistributedOptions, resolveDistributed, ResolvedDistributed } from './distributed';
 import { cleanStaleTemporaries, commitGeneration, GENERATIONS, latestGeneration } from './durable';
-import { CheckpointError, InvalidOptionError } from './errors';
+import { CheckpointError, DatasetError, InvalidOptionError } from './errors';
 import { EvalReport, MetricAccumulator } from './metrics';
 import { Model, Precision } from './model';
 import { assessBank, Assessment, AssessOptions, ASSESS_DEFAULTS, Collapse, detectCollapse, embedDataset, probeConfig, ProbeOptions, Recommendation, validateAssessOptions, validateProbeOptions } from './transfer';
@@ -225,6 +226,11 @@ export interface FitResult {
 }
 
 /** Every Trainer option (the one list: the CLI's --config keys derive from it). */
+/** How errors name a loader's data: its folder, or what kind of list it is. */
+function datasetName(loader: DataLoader): string {
+  return loader.dataset instanceof ImageFolder ? loader.dataset.root : `the training data (${loader.dataset.constructor.name}, ${loader.dataset.length} samples)`;
+}
+
 export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'probe', 'assess', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes', 'distributed', 'domainAdaptation'] as const;
 const KEYS = TRAINER_OPTION_KEYS;
 
@@ -528,13 +534,20 @@ export class Trainer extends EventEmitter {
     v.knownKeys('options', o, ['probeData']);
     if (options.probeData !== undefined && !(options.probeData instanceof DataLoader)) throw v.invalid('probeData', 'DataLoader', options.probeData);
     if (options.probeData !== undefined && !this.probing) throw new InvalidOptionError('probeData', "probeData applies to strategies 'linear-probe', 'lp-ft' and 'auto'");
-    // temporary folders made for this fit are removed however it ends (result, error, abort)
-    const temporary: string[] = [];
-    try {
-      return await this.fitEpochs(train, val, temporary, options.probeData ?? train);
-    } finally {
-      for (const d of temporary) await rm(d, { recursive: true, force: true });
-    }
+    if (!(train instanceof DataLoader)) throw v.invalid('train', 'DataLoader', train);
+    const classes = train.dataset.classes;
+    if (classes.length === 1 || (classes.length === 0 && this.model.numClasses < 2))
+      throw new DatasetError(`${datasetName(train)}: ${classes.length === 1 ? `one class (${classes[0]})` : `a ${this.model.numClasses}-class model`}; training a classifier needs at least two classes`);
+    // one fit per model at a time; calls from outside it that would change the model are refused meanwhile
+    return this.model._fit(this, async () => {
+      // temporary folders made for this fit are removed however it ends (result, error, abort)
+      const temporary: string[] = [];
+      try {
+        return await this.fitEpochs(train, val, temporary, options.probeData ?? train);
+      } finally {
+        for (const d of temporary) await rm(d, { recursive: true, force: true });
+      }
+    });
   }
 
   private async fitEpochs(train: DataLoader, val: DataLoader | undefined, temporary: string[], probeData: DataLoader): Promise<FitResult> {
@@ -718,6 +731,8 @@ export class Trainer extends EventEmitter {
       collapses: [],
       recoveries: [],
     };
+    // resuming reads an existing run directory: a missing one is an error, never created
+    if (o.resumeFrom && !existsSync(resolve(o.resumeFrom))) throw new CheckpointError(`${resolve(o.resumeFrom)}: no such run directory to resume from`);
     if (dir && writer) {
       await mkdir(dir, { recursive: true });
       // what a killed run left behind: partial generations, temporary files

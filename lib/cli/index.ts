@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `torch-resnet-tl` command line: train, eval, predict, export, info, demo, experiment.
 // Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or options, 3 bad input (data, checkpoint, weights
-// file), 4 device unavailable, 130 interrupted (Ctrl-C; the last checkpoint stays consistent).
+// file), 4 device unavailable, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); after either the newest complete
+// checkpoint generation is intact and metrics.json says interrupted.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
 import { DEFAULT_MAX_SKIPPED, evalTransform, RunConfig, splitConfig, trainRun } from './run';
 
-const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, device: 4, interrupted: 130 } as const;
+const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, device: 4, interrupted: 130, terminated: 143 } as const;
 
 const int = (min: number) => (value: string): number => {
   const n = Number(value);
@@ -90,14 +91,36 @@ function exitCodeOf(e: unknown): number {
   return EXIT.failure;
 }
 
-/** Ctrl-C stops training at the next step boundary; a second Ctrl-C exits at once. */
+/** The signal that stopped the command (Ctrl-C = SIGINT, SIGTERM), if one did. */
+let interruptedBy: 'SIGINT' | 'SIGTERM' | undefined;
+const INTERRUPT_EXIT = { SIGINT: EXIT.interrupted, SIGTERM: EXIT.terminated } as const;
+
+/**
+ * Ctrl-C or SIGTERM stops training at the next step boundary: what is complete is kept (checkpoint generations,
+ * metrics.json and report.html marked interrupted) and the command exits 130 (SIGINT) or 143 (SIGTERM). A second
+ * signal exits at once with the same code; checkpoint files are written atomically, so the newest complete
+ * generation stays intact.
+ */
+/**
+ * Ends the process now with `code`, without waiting for native work in flight (a training step can take seconds):
+ * every file is written atomically, so nothing half-written is left behind.
+ */
+function exitNow(code: number): never {
+  process.stderr.write(`exiting now (${code})\n`);
+  process.exit(code);
+}
+
 function interruptSignal(out: Output): AbortSignal {
   const ac = new AbortController();
-  process.once('SIGINT', () => {
-    out.log('interrupted: stopping at the next step (Ctrl-C again to exit now)');
+  // the listeners stay for the life of the command: removing the last one would restore the default action (death
+  // by signal, no exit code) for a moment
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
+    if (interruptedBy) exitNow(INTERRUPT_EXIT[interruptedBy]);
+    interruptedBy = sig;
+    out.log(`interrupted (${sig}): stopping at the next step and keeping what is complete (${sig === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'} again to exit now)`);
     ac.abort();
-    process.once('SIGINT', () => process.exit(EXIT.interrupted));
-  });
+  };
+  process.on('SIGINT', () => onSignal('SIGINT')).on('SIGTERM', () => onSignal('SIGTERM'));
   return ac.signal;
 }
 
@@ -125,6 +148,13 @@ function historyTable(r: Awaited<ReturnType<typeof trainRun>>): string {
     ['epoch', 'loss', 'acc', 'val loss', 'val acc', 'lr', 'seconds'],
     r.summary.history.map((h) => [h.epoch + 1, h.loss.toFixed(4), pct(h.accuracy), h.valLoss?.toFixed(4) ?? '–', pct(h.valAccuracy), h.lr.head.toExponential(2), h.seconds.toFixed(1)]),
   );
+}
+
+/** What an interrupted run left: completed epochs, the weights file only when it exists, the report. */
+function interruptedLine(r: Awaited<ReturnType<typeof trainRun>>): string {
+  const n = r.summary.history.length;
+  const weights = !r.bestWeights ? 'no epoch finished, so no weights were written' : r.bestWeights.endsWith('best.pth') ? `best weights so far: ${r.bestWeights}` : `weights of the newest complete checkpoint: ${r.bestWeights}`;
+  return `interrupted after ${n} complete epoch${n === 1 ? '' : 's'}; ${weights}; report ${r.reportPath}`;
 }
 
 /** Finds `<arch>*.pth|.safetensors` in a folder of weight files (e.g. `squeezenet1_1-imagenet.pth`). */
@@ -227,7 +257,10 @@ function addTrainCommand(program: Command, out: () => Output): void {
     if (r.rank) return; // rank 0 reports
     print(
       output,
-      () => `${historyTable(r)}\n\nval accuracy ${pct(r.summary.evaluation?.accuracy)}${r.summary.targetEvaluation ? `, target accuracy ${pct(r.summary.targetEvaluation.accuracy)}` : ''} (best weights ${r.bestWeights}); report ${r.reportPath}`,
+      () =>
+        r.interrupted
+          ? `${historyTable(r)}\n\n${interruptedLine(r)}`
+          : `${historyTable(r)}\n\nval accuracy ${pct(r.summary.evaluation?.accuracy)}${r.summary.targetEvaluation ? `, target accuracy ${pct(r.summary.targetEvaluation.accuracy)}` : ''} (best weights ${r.bestWeights ?? 'none written'}); report ${r.reportPath}`,
       () => ({ ...r.summary, misclassified: r.summary.misclassified.map(({ thumbnail, ...m }) => m), reportPath: r.reportPath }),
     );
   });
@@ -437,7 +470,10 @@ function addDemoCommand(program: Command, out: () => Output): void {
       );
       print(
         output,
-        () => `\n${historyTable(r)}\n\nvalidation accuracy ${pct(r.summary.evaluation?.accuracy)} in ${r.summary.seconds.toFixed(1)} s\nbest weights: ${r.bestWeights}\nreport: ${r.reportPath}`,
+        () =>
+          r.interrupted
+            ? `\n${historyTable(r)}\n\n${interruptedLine(r)}`
+            : `\n${historyTable(r)}\n\nvalidation accuracy ${pct(r.summary.evaluation?.accuracy)} in ${r.summary.seconds.toFixed(1)} s\nbest weights: ${r.bestWeights ?? 'none written'}\nreport: ${r.reportPath}`,
         () => ({ accuracy: r.summary.evaluation?.accuracy, seconds: r.summary.seconds, history: r.summary.history, bestWeights: r.bestWeights, reportPath: r.reportPath }),
       );
     });
@@ -613,7 +649,7 @@ export async function main(argv = process.argv): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(launchArgv(argv));
-    return EXIT.ok;
+    return interruptedBy ? INTERRUPT_EXIT[interruptedBy] : EXIT.ok;
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and version exit 0; parse errors were already printed with the usage

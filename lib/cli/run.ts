@@ -4,7 +4,8 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DataLoader, ImageFolder } from '../data';
 import { manualSeed, version, getNumThreads } from '../device';
-import { DatasetError, InvalidOptionError } from '../errors';
+import { CheckpointError, DatasetError, InvalidOptionError } from '../errors';
+import { latestGeneration } from '../durable';
 import { thumbnailJpeg } from '../image';
 import { ARCHS, Arch, HeadKind, Model, Precision } from '../model';
 import { RunSummary, SkipSummary, writeRunReport } from '../report';
@@ -62,7 +63,10 @@ export interface RunConfig {
 export interface RunResult {
   summary: RunSummary;
   reportPath: string;
-  bestWeights: string;
+  /** The weights file the run ended with (best.pth, else the newest checkpoint generation's); undefined when none was written. */
+  bestWeights?: string;
+  /** The run stopped on its signal (Ctrl-C / SIGTERM in the CLI) before its epochs were done. */
+  interrupted?: boolean;
   /** Data-parallel ranks other than 0 train only: rank 0 evaluates and writes the run directory. */
   rank?: number;
 }
@@ -108,34 +112,55 @@ async function createModel(cfg: RunConfig, classes: string[], out: Output, label
 
 /**
  * Counts the files each split's loader skips as undecodable. Once a split's share exceeds `maxShare` it aborts
- * the run (through `stop`), so a training on a fraction of the data cannot pass silently.
+ * the run (through `stop`), so a training on a fraction of the data cannot pass silently; `failure()` then counts
+ * the split's undecodable files exactly (one decode pass over the files the run had not reached).
  */
 class SkipGuard {
   private readonly undecodable = new Map<string, Map<string, string>>();
-  failure?: DatasetError;
+  private tripped?: { name: string; ds: ImageFolder };
   constructor(
     private readonly maxShare: number,
     private readonly stop: AbortController,
+    private readonly workers?: number,
   ) {}
 
   watch(name: string, ds: ImageFolder, loader: DataLoader): void {
-    const seen = new Map<string, string>();
-    this.undecodable.set(name, seen);
+    const seen = this.seen(name);
     loader.on('skip', (s: { path: string; reason: string }) => {
       seen.set(s.path, s.reason);
-      if (!this.failure && seen.size > this.maxShare * ds.length) {
-        const first = [...seen].slice(0, 3).map(([p, r]) => `${p} (${r.replace(p, '').replace(/^:\s*/, '')})`);
-        this.failure = new DatasetError(
-          `${ds.root}: ${seen.size} of ${ds.length} image files could not be decoded, more than the allowed ${(100 * this.maxShare).toFixed(1)} % ` +
-            `(maxSkipped / --max-skipped); first: ${first.join('; ')}`,
-        );
+      if (!this.tripped && seen.size > this.maxShare * ds.length) {
+        this.tripped = { name, ds };
         this.stop.abort();
       }
     });
   }
 
+  private seen(name: string): Map<string, string> {
+    let m = this.undecodable.get(name);
+    if (!m) this.undecodable.set(name, (m = new Map()));
+    return m;
+  }
+
+  /** The DatasetError of a split over the limit, with exact counts; undefined while every split is within it. */
+  async failure(): Promise<DatasetError | undefined> {
+    if (!this.tripped) return undefined;
+    const { name, ds } = this.tripped;
+    const seen = this.seen(name);
+    // every file decoded once (tiny output, no augmentation): the exact number, not the count when the limit tripped
+    const probe = await ImageFolder.open(ds.root, { transform: Transform.resize([8, 8]), onError: 'skip' });
+    const loader = new DataLoader(probe, { batchSize: 64, workers: this.workers });
+    loader.on('skip', (s: { path: string; reason: string }) => seen.set(s.path, s.reason));
+    for await (const batch of loader) batch.dispose();
+    const k = this.summary(name, ds);
+    const first = [...seen].slice(0, 3).map(([p, r]) => `${p} (${r.replace(p, '').replace(/^:\s*/, '')})`);
+    return new DatasetError(
+      `${ds.root}: ${k.undecodable} of ${k.files} image files could not be decoded${k.unsupported ? ` (and ${k.unsupported} files have an unsupported type)` : ''}, ` +
+        `more than the allowed ${(100 * this.maxShare).toFixed(1)} % (maxSkipped / --max-skipped); first: ${first.join('; ')}`,
+    );
+  }
+
   summary(name: string, ds: ImageFolder): SkipSummary {
-    const seen = this.undecodable.get(name) ?? new Map<string, string>();
+    const seen = this.seen(name);
     const unsupported = ds.skipped.filter((k) => !seen.has(k.path));
     const examples = [...[...seen].map(([path, reason]) => ({ path, reason })), ...unsupported].slice(0, 10);
     return { files: ds.length, undecodable: seen.size, unsupported: unsupported.length, examples };
@@ -166,6 +191,14 @@ function poolMap(map: Float32Array, h: number, w: number, n: number): number[] {
   return out;
 }
 
+/** best.pth when the run wrote one, else the model file of the newest complete checkpoint generation, else undefined. */
+async function finalWeights(runDir: string): Promise<string | undefined> {
+  const best = join(runDir, 'best.pth');
+  if (existsSync(best)) return best;
+  const gen = existsSync(runDir) ? await latestGeneration(runDir) : undefined;
+  return gen && existsSync(gen.files.model) ? gen.files.model : undefined;
+}
+
 /** Trains, evaluates the best weights, writes best.pth, metrics.json and report.html into `cfg.out`. */
 export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal, label = ''): Promise<RunResult> {
   if (!ARCHS.includes(cfg.arch)) throw v.invalid('arch', ARCHS.join(' | '), cfg.arch);
@@ -173,10 +206,14 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
   if (cfg.adapt !== undefined && !cfg.targetData) throw new InvalidOptionError('adapt', '--adapt needs --target-data');
   const roots = dataRoots(cfg.data);
   const runDir = resolve(cfg.out);
+  // resuming reads a run directory; it never makes one
+  if (cfg.resume && !existsSync(runDir)) throw new CheckpointError(`${runDir}: no such run directory to resume`);
   const train = await ImageFolder.open(roots.train, { transform: cfg.trainTransform ?? Transform.imagenetTrain(cfg.imageSize), onError: 'skip' });
   const val = roots.val ? await ImageFolder.open(roots.val, { transform: cfg.valTransform ?? evalTransform(cfg.imageSize), onError: 'skip' }) : undefined;
   if (val && val.classes.join('\n') !== train.classes.join('\n'))
     throw new DatasetError(`${roots.val}: classes (${val.classes.join(', ')}) differ from train/ (${train.classes.join(', ')})`);
+  if (train.classes.length < 2)
+    throw new DatasetError(`${roots.train}: ${train.classes.length === 1 ? `one class folder (${train.classes[0]})` : 'no class folders'}; training a classifier needs at least two`);
   for (const s of [...train.skipped, ...(val?.skipped ?? [])]) out.log(`${label}skipped ${s.path}: ${s.reason}`);
   const maxSkipped = cfg.maxSkipped === undefined ? DEFAULT_MAX_SKIPPED : v.numberInRange('maxSkipped', cfg.maxSkipped, 0, 1);
   const stop = new AbortController();
@@ -184,7 +221,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
     if (signal.aborted) stop.abort();
     else signal.addEventListener('abort', () => stop.abort(), { once: true });
   }
-  const guard = new SkipGuard(maxSkipped, stop);
+  const guard = new SkipGuard(maxSkipped, stop, cfg.workers);
 
   const seed = cfg.trainer.seed ?? 0;
   manualSeed(seed);
@@ -212,21 +249,25 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       close();
     }
     const seconds = (performance.now() - t0) / 1000;
-    if (guard.failure) throw guard.failure;
+    const failure = await guard.failure();
+    if (failure) throw failure;
     const rank = resolveDistributed(cfg.trainer.distributed)?.rank ?? 0;
-    if (rank !== 0) return { summary: { history: fit.history, best: fit.best, seconds } as RunSummary, reportPath: '', bestWeights: '', rank };
-    const bestWeights = join(runDir, existsSync(join(runDir, 'best.pth')) ? 'best.pth' : 'last.pth');
-    if (existsSync(bestWeights)) await model.loadWeights(bestWeights);
-    const evaluation = valLoader ? await trainer.evaluate(valLoader) : undefined;
+    if (rank !== 0) return { summary: { history: fit.history, best: fit.best, seconds } as RunSummary, reportPath: '', rank };
+    const bestWeights = await finalWeights(runDir);
+    // interrupted: report what is complete and leave at once (no evaluation of a half-trained model)
+    const interrupted = !!signal?.aborted;
+    if (bestWeights && !interrupted) await model.loadWeights(bestWeights);
+    const evaluation = valLoader && !interrupted ? await trainer.evaluate(valLoader) : undefined;
     // labelled target data (its class folders are the source's): how the adapted model does there
     let targetEvaluation: RunSummary['targetEvaluation'];
-    if (targetRoot && target && target.classes.join('\n') === train.classes.join('\n')) {
+    if (targetRoot && target && !interrupted && target.classes.join('\n') === train.classes.join('\n')) {
       const t = await ImageFolder.open(targetRoot, { transform: cfg.valTransform ?? evalTransform(cfg.imageSize), onError: 'skip' });
       const rep = await trainer.evaluate(new DataLoader(t, { batchSize: cfg.batchSize, workers: cfg.workers }));
       targetEvaluation = { data: targetRoot, accuracy: rep.accuracy, loss: rep.loss, count: rep.count };
       out.log(`${label}target accuracy ${(100 * rep.accuracy).toFixed(1)}% on ${rep.count} images of ${targetRoot}`);
     }
-    if (guard.failure) throw guard.failure;
+    const lateFailure = await guard.failure();
+    if (lateFailure) throw lateFailure;
     const skipped = { train: guard.summary('train', train), val: val ? guard.summary('val', val) : undefined };
     for (const [name, k] of Object.entries(skipped)) {
       const line = k && describeSkips(name, k);
@@ -239,6 +280,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       const crop = val.transform.ops.find((op) => op.op === 'centerCrop');
       const ratio = first?.op === 'resize' && crop?.op === 'centerCrop' ? Math.max(...first.size) / Math.max(...crop.size) : 1;
       for (const err of evaluation.errors.slice(0, cfg.maxThumbnails ?? 24)) {
+        if (signal?.aborted) break;
         const path = val.samples[err.index].path;
         const m: RunSummary['misclassified'][number] = { path, label: val.classes[err.label], predicted: val.classes[err.predicted] };
         try {
@@ -273,11 +315,12 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       evaluation,
       ...(targetEvaluation ? { targetEvaluation } : {}),
       misclassified,
-      bestWeights,
+      ...(bestWeights ? { bestWeights } : {}),
+      ...(interrupted ? { interrupted: true } : {}),
       skipped,
     };
     const reportPath = await writeRunReport(runDir, summary);
-    return { summary, reportPath, bestWeights };
+    return { summary, reportPath, bestWeights, ...(interrupted ? { interrupted: true } : {}) };
   } finally {
     model.dispose();
   }
