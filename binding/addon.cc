@@ -155,6 +155,11 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   tl::set_num_threads(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
 }
+Napi::Value SetComputeNice(const Napi::CallbackInfo& info) {
+  tl::set_compute_nice(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+Napi::Value GetComputeNice(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tl::compute_nice()); }
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tl::get_num_threads()); }
 Napi::Value Architectures(const Napi::CallbackInfo& info) { return strings_to_js(info.Env(), tl::architectures()); }
 // allreduceBenchmark({rank, worldSize, masterAddr, masterPort, timeoutMs, bucketBytes, numel, iterations}):
@@ -231,6 +236,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("allowTF32", Napi::Function::New(env, guarded<AllowTF32>));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, guarded<CudaDeviceCount>));
   exports.Set("setNumThreads", Napi::Function::New(env, guarded<SetNumThreads>));
+  exports.Set("setComputeNice", Napi::Function::New(env, guarded<SetComputeNice>));
+  exports.Set("getComputeNice", Napi::Function::New(env, guarded<GetComputeNice>));
   exports.Set("getNumThreads", Napi::Function::New(env, guarded<GetNumThreads>));
   exports.Set("architectures", Napi::Function::New(env, guarded<Architectures>));
   exports.Set("transformOps", Napi::Function::New(env, guarded<TransformOps>));

@@ -20,6 +20,8 @@ namespace tl {
 namespace {
 
 std::atomic<int> g_threads{0};
+// nice value of native compute threads; lib/device.ts sets it at load (COMPUTE_NICE_DEFAULT) and setComputeNice
+std::atomic<int> g_nice{10};
 
 std::string cpu_flags() {
   static const std::string flags = [] {
@@ -82,15 +84,23 @@ int get_num_threads() {
   return n;
 }
 
+void set_compute_nice(int nice) {
+  if (nice < 0 || nice > 19) throw std::invalid_argument("compute nice must be in 0..19");
+  g_nice = nice;
+}
+
+int compute_nice() { return g_nice.load(); }
+
 void lower_thread_priority() {
 #ifdef __linux__
-  thread_local bool done = false;
-  if (done) return;
-  done = true;
-  // Background compute yields to the JS thread (nice +10 for this thread and the OpenMP team it creates).
+  // Background compute yields to the JS thread: this thread (and the OpenMP team it creates from now on) at the
+  // compute nice value. A thread is only ever lowered: raising its priority back needs CAP_SYS_NICE.
+  thread_local int applied = -1;
+  const int want = g_nice.load();
+  if (applied == want) return;
+  applied = want;
   const int tid = static_cast<int>(::syscall(SYS_gettid));
-  const int current = ::getpriority(PRIO_PROCESS, tid);
-  if (current < 10) ::setpriority(PRIO_PROCESS, tid, 10);
+  if (::getpriority(PRIO_PROCESS, tid) < want) ::setpriority(PRIO_PROCESS, tid, want);
 #endif
 }
 

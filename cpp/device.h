@@ -35,6 +35,9 @@ int get_num_threads();
 void apply_threads();
 // Lowers the calling worker thread's scheduling priority once, so the JS thread stays responsive.
 void lower_thread_priority();
+// Nice value (0..19) that lower_thread_priority() gives native compute threads.
+void set_compute_nice(int nice);
+int compute_nice();
 
 bool cpu_has_bf16();
 bool cpu_has_avx512();

@@ -1,4 +1,4 @@
-import { CpuCacheStats, CudaDeviceInfo, getNative, NativeVersion } from './native';
+import { computeNice, CpuCacheStats, CudaDeviceInfo, getNative, NativeVersion } from './native';
 import { bool, nonNegativeInt, positiveInt } from './validate';
 import { DeviceError } from './errors';
 
@@ -45,6 +45,23 @@ export const cuda = {
 /** Sets the intra-op thread count used by every native call (default: all cores). */
 export function setNumThreads(n: number): void {
   getNative().setNumThreads(positiveInt('threads', n));
+}
+
+/**
+ * Scheduling priority of native compute (intra-op threads, loader threads, the thread running each call) as a
+ * Linux nice value 0–19; the JS thread keeps its own. Default 10 (`COMPUTE_NICE_DEFAULT`): compute yields to the
+ * event loop, so timers and requests are served within milliseconds even when other processes saturate the cores
+ * (measured: test/native/responsive.test.ts), at the price of a smaller CPU share against other busy processes.
+ * 0 competes on equal terms (dedicated training machines). Applies to threads from their next call on; a thread
+ * already lowered is not raised again (that needs CAP_SYS_NICE). Also settable as TORCH_RESNET_TL_COMPUTE_NICE.
+ */
+export function setComputePriority(nice: number): void {
+  getNative().setComputeNice(computeNice('nice', nice));
+}
+
+/** The nice value of native compute threads (see setComputePriority). */
+export function getComputePriority(): number {
+  return getNative().getComputeNice();
 }
 
 /** The intra-op thread count (default: all cores). */

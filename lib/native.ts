@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fromNative, NativeLoadError } from './errors';
+import { fromNative, InvalidOptionError, NativeLoadError } from './errors';
 
 /** A tensor crossing the native boundary: flat data plus shape. */
 export interface TensorData {
@@ -233,6 +233,8 @@ export interface NativeAddon {
   setAllowTF32(on: boolean): void;
   allowTF32(): boolean;
   setNumThreads(n: number): void;
+  setComputeNice(nice: number): void;
+  getComputeNice(): number;
   getNumThreads(): number;
   architectures(): string[];
   /** The native transform op table's names (cpp/data/transforms.h). */
@@ -305,7 +307,19 @@ export function getNative(): NativeAddon {
   // as PyTorch: OMP_NUM_THREADS, when set (the launcher sets a share of the cores per rank), is the intra-op threads
   const omp = Number(process.env.OMP_NUM_THREADS);
   if (Number.isInteger(omp) && omp > 0) addon.setNumThreads(omp);
+  const nice = process.env.TORCH_RESNET_TL_COMPUTE_NICE;
+  addon.setComputeNice(nice === undefined || nice === '' ? COMPUTE_NICE_DEFAULT : computeNice('TORCH_RESNET_TL_COMPUTE_NICE', Number(nice)));
   return addon;
+}
+
+/** Nice value of native compute threads unless setComputePriority / TORCH_RESNET_TL_COMPUTE_NICE say otherwise. */
+export const COMPUTE_NICE_DEFAULT = 10;
+
+/** A compute nice value (integer 0..19), else an InvalidOptionError naming `name`. */
+export function computeNice(name: string, nice: unknown): number {
+  if (typeof nice !== 'number' || !Number.isInteger(nice) || nice < 0 || nice > 19)
+    throw new InvalidOptionError(name, `Expected an integer in 0..19 for ${name} but received ${JSON.stringify(nice)}`);
+  return nice;
 }
 
 /**
