@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fromNative, InvalidOptionError, NativeLoadError } from './errors';
+import { debianPackages, distribution, findLibtorch, LibtorchInfo, libtorchLibraries, pickBinary, PLATFORM, prebuiltTags, selectedKind } from './binary';
 
 /** A tensor crossing the native boundary: flat data plus shape. */
 export interface TensorData {
@@ -261,48 +262,65 @@ export function packageRoot(): string {
   }
 }
 
-/**
- * The libtorch variant to load, from `TORCH_RESNET_TL_LIBTORCH`: unset or `system` = Debian's libtorch-dev (build/,
- * prebuilds/); `pypi` = PyPI's current torch (build-pypi/, variants/pypi/prebuilds/); any other value is a libtorch
- * folder (build-custom/). scripts/setup.sh builds each variant into its own folder.
- */
-export function libtorchVariant(): 'system' | 'pypi' | 'custom' {
-  const v = process.env.TORCH_RESNET_TL_LIBTORCH;
-  if (!v || v === 'system') return 'system';
-  return v === 'pypi' ? 'pypi' : 'custom';
+/** What getNative() loaded: the libtorch found and the binary that fits it. */
+export interface LoadedBinary {
+  libtorch: LibtorchInfo;
+  path: string;
+  source: 'local build' | 'prebuilt';
+}
+let loaded: LoadedBinary | undefined;
+
+/** The libtorch and binary in use (after the first native call), for `doctor` and error messages. */
+export function loadedBinary(): LoadedBinary | undefined {
+  return loaded;
 }
 
-/** Loads the addon once: the local build of the selected libtorch variant, else its prebuilt binary. */
+/** The fixes for this machine, as commands: the set-up command first, then what it would run. */
+function fixes(kind: ReturnType<typeof selectedKind>): string {
+  const d = distribution();
+  const pk = debianPackages(kind);
+  const apt = ['debian', 'ubuntu'].includes(d.id) ? `sudo apt-get install ${pk.runtime.join(' ')}` : 'install libtorch, libjpeg-turbo and libpng with your package manager';
+  return (
+    'Possible fixes:\n' +
+    `  - \`npx torch-resnet-tl setup\` installs what is missing for this libtorch (${d.name || 'unknown system'}: ${apt}),\n` +
+    '    builds from source when no prebuilt binary fits, and checks itself; `npx torch-resnet-tl doctor` shows what it finds\n' +
+    '  - your own PyTorch instead: TORCH_RESNET_TL_LIBTORCH=python (the python3 on PATH, or TORCH_RESNET_TL_PYTHON=/path/to/python)\n' +
+    '  - a libtorch folder (PyTorch\'s zip, CPU or CUDA): TORCH_RESNET_TL_LIBTORCH=/path/to/libtorch, then `npx torch-resnet-tl setup`\n' +
+    '  - in a source checkout: `bash scripts/setup.sh`\n'
+  );
+}
+
+/** Loads the addon once: the binary made for the libtorch found (a local build, else the package's prebuilt). */
 export function getNative(): NativeAddon {
   if (addon) return addon;
   const root = packageRoot();
-  const variant = libtorchVariant();
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    if (variant === 'system') addon = load(root);
-    else {
-      const local = join(root, `build-${variant}`, 'Release', 'torch_resnet_tl.node');
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      addon = existsSync(local) ? (require(local) as NativeAddon) : load(join(root, 'variants', variant));
-    }
-  } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
+  const kind = selectedKind();
+  const { found, why } = findLibtorch(root);
+  if (!found)
+    throw new NativeLoadError(`Could not load the torch-resnet-tl native addon: no libtorch found for TORCH_RESNET_TL_LIBTORCH=${process.env.TORCH_RESNET_TL_LIBTORCH || 'system'}: ${why}\n${fixes(kind)}`);
+  const bin = pickBinary(root, found);
+  if (!bin) {
+    const tags = prebuiltTags(root);
     throw new NativeLoadError(
-      `Could not load the torch-resnet-tl native addon: ${msg}\n` +
-        'Possible fixes:\n' +
-        '  - libtorch missing (e.g. "libtorch_cpu.so…: cannot open shared object file"): on Debian/Ubuntu install it with\n' +
-        '    `sudo apt-get install libtorch-dev libturbojpeg0-dev libpng-dev` (the prebuilt binary links to these)\n' +
-        '  - or use the official libtorch zip from pytorch.org (CPU or CUDA): set LIBTORCH=/path/to/libtorch and build from\n' +
-        '    source in the package folder: `npx cmake-js compile` (needs cmake and a C++17 compiler)\n' +
-        '  - no prebuilt binary for this platform ("No native build was found"): build from source as above\n' +
-        '  - from a source checkout: `bash scripts/setup.sh` installs everything and builds\n' +
-        `  - libtorch variant in use: ${variant} (TORCH_RESNET_TL_LIBTORCH=${process.env.TORCH_RESNET_TL_LIBTORCH ?? ''}); a binary built\n` +
-        '    against another libtorch fails with undefined symbols: rebuild with that variant, e.g.\n' +
-        '    `TORCH_RESNET_TL_LIBTORCH=pypi bash scripts/setup.sh` (PyPI\'s current torch), or unset it for Debian\'s libtorch\n',
-      { cause: err },
+      `Could not load the torch-resnet-tl native addon: no binary for libtorch ${found.version} (${found.kind}, ${found.libDir}); ` +
+        `this package has prebuilt binaries for ${tags.length ? tags.join(', ') : 'no libtorch on this platform'} (${PLATFORM}).\n` +
+        `Build one for it: \`npx torch-resnet-tl setup\` (from source, against ${found.libDir}).\n${fixes(kind)}`,
     );
   }
+  try {
+    if (found.kind !== 'system') {
+      // the binary names libtorch by soname: load this environment's libraries first (no LD_LIBRARY_PATH needed)
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const preload = require(bin.preload as string) as { open(path: string): void };
+      for (const lib of libtorchLibraries(found)) preload.open(lib);
+    }
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    addon = require(bin.path) as NativeAddon;
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new NativeLoadError(`Could not load the torch-resnet-tl native addon ${bin.path} (${bin.source} for libtorch ${found.version}, ${found.libDir}): ${msg}\n${fixes(kind)}`, { cause: err });
+  }
+  loaded = { libtorch: found, path: bin.path, source: bin.source };
   addon = mapErrors(addon);
   // as PyTorch: OMP_NUM_THREADS, when set (the launcher sets a share of the cores per rank), is the intra-op threads
   const omp = Number(process.env.OMP_NUM_THREADS);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `torch-resnet-tl` command line: train, eval, predict, export, info, demo, experiment.
 // Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or options, 3 bad input (data, checkpoint, weights
-// file), 4 device unavailable, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); after either the newest complete
+// file), 4 device unavailable, 5 set-up needed (no libtorch / binary; `setup`, `doctor`), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); after either the newest complete
 // checkpoint generation is intact and metrics.json says interrupted.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -21,9 +21,10 @@ import { describeExit, launch, LAUNCH_DEFAULTS, LaunchOptions } from '../launch'
 import { Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
+import { addSetupCommands } from './setup';
 import { DEFAULT_MAX_SKIPPED, evalTransform, RunConfig, splitConfig, trainRun } from './run';
 
-const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, device: 4, interrupted: 130, terminated: 143 } as const;
+const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, device: 4, setup: 5, interrupted: 130, terminated: 143 } as const;
 
 const int = (min: number) => (value: string): number => {
   const n = Number(value);
@@ -87,6 +88,7 @@ function exitCodeOf(e: unknown): number {
   if (code === 'ERR_INVALID_OPTION') return EXIT.usage;
   if (code === 'ERR_DATASET' || code === 'ERR_CHECKPOINT' || code === 'ERR_WEIGHTS' || code === 'ENOENT') return EXIT.input;
   if (code === 'ERR_DEVICE') return EXIT.device;
+  if (code === 'ERR_SETUP' || code === 'ERR_NATIVE_LOAD') return EXIT.setup;
   if (code === 'ERR_RANK_FAILED') return (e as { exitCode: number }).exitCode; // the failed rank's own code
   return EXIT.failure;
 }
@@ -616,6 +618,7 @@ export function buildProgram(): Command {
   addDemoCommand(program, out);
   addExperimentCommand(program, out);
   addLaunchCommand(program, out);
+  addSetupCommands(program, out);
 
   // One-line error + the command's usage for bad arguments.
   const configure = (cmd: Command) => {
