@@ -19,18 +19,21 @@ while [ $# -gt 0 ]; do
 done
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(pickle pth safetensors decode)
 
-for p in clang-14 libclang-rt-14-dev; do
+# Debian 12 has clang 14, Debian 13 clang 19
+. /etc/os-release
+case "${VERSION_ID:-12}" in 12) V=14 ;; *) V=19 ;; esac
+for p in "clang-$V" "libclang-rt-$V-dev"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    echo "[fuzz] installing clang-14 and libFuzzer"
+    echo "[fuzz] installing clang-$V and libFuzzer"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends clang-14 libclang-rt-14-dev
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "clang-$V" "libclang-rt-$V-dev"
     break
   fi
 done
 
 if [ ! -f build-fuzz/build.ninja ]; then
-  CC=clang-14 CXX=clang++-14 cmake -S fuzz -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo > build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
+  CC="clang-$V" CXX="clang++-$V" cmake -S fuzz -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo > build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
 fi
 echo "[fuzz] building the harnesses (build-fuzz/)"
 ninja -C build-fuzz > build-fuzz/ninja.log 2>&1 || { tail -50 build-fuzz/ninja.log; exit 1; }

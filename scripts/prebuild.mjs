@@ -43,7 +43,7 @@ const have = existsSync(out) ? readdirSync(out).filter((t) => existsSync(join(ou
 const stale = have.filter((t) => JSON.parse(readFileSync(join(out, t, 'build.json'), 'utf8')).sources !== hash);
 for (const t of have) {
   const size = statSync(join(out, t, 'torch_resnet_tl.node')).size;
-  console.log(`[prebuilds] ${b.PLATFORM}/${t}: ${(size / 1e6).toFixed(1)} MB${stale.includes(t) ? ' (STALE: built from other sources)' : ''}`);
+  console.error(`[prebuilds] ${b.PLATFORM}/${t}: ${(size / 1e6).toFixed(1)} MB${stale.includes(t) ? ' (STALE: built from other sources)' : ''}`);
 }
 if (process.argv.includes('--require')) {
   if (!have.length) {

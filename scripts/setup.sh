@@ -30,7 +30,10 @@ pkgs=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libjpeg62-t
 # Debian's libtorch calls the generic libblas.so.3 for matrix products (Linear layers, the linear probe): without
 # OpenBLAS that is the reference BLAS (measured: 128×1024×1024 sgemm 44 ms; with OpenBLAS 2 ms)
 [ "$VARIANT" = system ] && pkgs+=(libtorch-dev libopenblas0-pthread)
-[ "$TEST" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-pil chromium clang-14 libclang-rt-14-dev iproute2)
+# clang + libFuzzer for the fuzz harnesses: Debian 12 has clang 14, Debian 13 clang 19 (the versioned names differ)
+. /etc/os-release
+case "${VERSION_ID:-12}" in 12) CLANG_V=14 ;; *) CLANG_V=19 ;; esac
+[ "$TEST" = 1 ] && pkgs+=(python3-torch python3-torchvision python3-pil chromium "clang-$CLANG_V" "libclang-rt-$CLANG_V-dev" iproute2)
 [ "$BENCH" = 1 ] && pkgs+=(libjemalloc2)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")

@@ -13,7 +13,7 @@ export interface Packed {
 
 export function pack(dest: string): Packed {
   const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dest], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const packed = JSON.parse(out.slice(out.indexOf('[')));
+  const packed = JSON.parse(out.slice(out.search(/^\[/m)));
   return { tarball: join(dest, packed[0].filename), files: packed[0].files.map((f: { path: string }) => f.path), size: packed[0].size };
 }
 
@@ -34,7 +34,7 @@ const { readFileSync } = require('node:fs');
   const m = await Model.create({ arch: 'squeezenet1_1', weights: ${JSON.stringify(sharedPath('weights', 'squeezenet1_1-imagenet.pth'))} });
   const [p] = await m.predict([${JSON.stringify(sharedPath('data', 'imagenet-samples', 'n01443537_goldfish.JPEG'))}], { topk: 2 });
   const maps = readFileSync('/proc/self/maps', 'utf8').split('\\n').map((l) => l.split(/\\s+/)[5]).filter((f) => f && /libtorch_cpu\\.so/.test(f));
-  console.log(JSON.stringify({ top: p, libtorch: version().libtorch, libtorchFiles: [...new Set(maps)], binary: require('torch-resnet-tl/dist/cjs/native.js').loadedBinary() }));
+  console.log(JSON.stringify({ top: p, libtorch: version().libtorch, libtorchFiles: [...new Set(maps)], binary: loadedBinary() }));
   m.dispose();
 })().catch((e) => { console.error(e); process.exit(1); });
 `;

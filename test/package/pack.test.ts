@@ -25,8 +25,8 @@ test('npm pack + install into an empty project: a real prediction from the prebu
   const pkg = join(app, 'node_modules', 'torch-resnet-tl');
   // nothing was compiled: no build folder in the installed package
   expect(readdirSync(pkg).filter((f) => f.startsWith('build'))).toEqual([]);
-  writeFileSync(join(app, 'esm.mjs'), predictScript(`import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);\nimport { Model, version } from 'torch-resnet-tl';`));
-  writeFileSync(join(app, 'cjs.cjs'), predictScript(`const { Model, version } = require('torch-resnet-tl');`));
+  writeFileSync(join(app, 'esm.mjs'), predictScript(`import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);\nimport { Model, version, loadedBinary } from 'torch-resnet-tl';`));
+  writeFileSync(join(app, 'cjs.cjs'), predictScript(`const { Model, version, loadedBinary } = require('torch-resnet-tl');`));
   for (const file of ['esm.mjs', 'cjs.cjs']) {
     const r = JSON.parse(execFileSync(process.execPath, [file], { cwd: app, encoding: 'utf8' }).trim().split('\n').pop()!);
     expect(r.top[0]).toMatchObject({ index: 1, label: 'goldfish' });

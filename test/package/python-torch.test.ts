@@ -20,7 +20,7 @@ test('TORCH_RESNET_TL_LIBTORCH=python: the venv torch 2.15.0 is used from the pr
   expect(packed.files).toContain(`prebuilds/linux-x64/torch-${torchVersion}/torch_resnet_tl.node`);
   const app = join(tmp, 'app');
   const seconds = installInto(app, packed.tarball);
-  writeFileSync(join(app, 'cjs.cjs'), predictScript(`const { Model, version } = require('torch-resnet-tl');`));
+  writeFileSync(join(app, 'cjs.cjs'), predictScript(`const { Model, version, loadedBinary } = require('torch-resnet-tl');`));
   const env = { ...process.env, TORCH_RESNET_TL_LIBTORCH: 'python', TORCH_RESNET_TL_PYTHON: python };
   const r = JSON.parse(execFileSync(process.execPath, ['cjs.cjs'], { cwd: app, encoding: 'utf8', env }).trim().split('\n').pop()!);
   console.log(`python torch ${torchVersion}: install ${seconds.toFixed(1)} s; ${r.top[0].label} ${r.top[0].probability.toFixed(4)}; libtorch ${r.libtorch} from ${r.libtorchFiles.join(', ')}; binary ${r.binary.path}`);
@@ -28,6 +28,6 @@ test('TORCH_RESNET_TL_LIBTORCH=python: the venv torch 2.15.0 is used from the pr
   expect(r.top[0]).toMatchObject({ index: 1, label: 'goldfish' });
   expect(r.binary).toMatchObject({ source: 'prebuilt', libtorch: { kind: 'python', version: torchVersion } });
   expect(r.libtorchFiles).toEqual([join(venvLib, 'libtorch_cpu.so')]);
-  const inModules = execFileSync('find', [join(app, 'node_modules'), '-name', 'libtorch*', '-o', '-name', 'libc10*'], { encoding: 'utf8' }).trim();
+  const inModules = execFileSync('find', [join(app, 'node_modules'), '-name', 'libtorch*.so*', '-o', '-name', 'libc10*.so*'], { encoding: 'utf8' }).trim();
   expect(inModules).toBe('');
 }, 300_000);
