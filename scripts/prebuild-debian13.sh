@@ -21,9 +21,11 @@ cp /usr/local/share/ca-certificates/* "$R/usr/local/share/ca-certificates/" 2>/d
 cp /etc/resolv.conf "$R/etc/resolv.conf"
 chroot "$R" bash -c "dpkg-query -W libtorch-dev nlohmann-json3-dev nodejs >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PKGS && update-ca-certificates)"
 # the sources as committed plus the working tree's changes (git ls-files), and the locked npm dependencies
-rm -rf "$R/src" && mkdir -p "$R/src"
-git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$R/src"
-chroot "$R" bash -c 'cd /src && ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null && node node_modules/cmake-js/bin/cmake-js compile --CDCMAKE_BUILD_TYPE=Release -- -j$(nproc) 2>&1 | tee /src/build.log | grep -E "warning|error|Error" || true'
+# (the build folder and node_modules are kept between runs: an incremental build; mtimes preserved)
+mkdir -p "$R/src"
+find "$R/src" -mindepth 1 -maxdepth 1 ! -name build ! -name node_modules ! -name .lock -exec rm -rf {} +
+git ls-files -co --exclude-standard -z | xargs -0 cp -p --parents -t "$R/src"
+chroot "$R" bash -c 'cd /src && { cmp -s package-lock.json .lock || { ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null && cp package-lock.json .lock; }; } && node node_modules/cmake-js/bin/cmake-js compile --CDCMAKE_BUILD_TYPE=Release -- -j$(nproc) 2>&1 | tee /src/build.log | grep -E "warning|error|Error" || true'
 ver="$(chroot "$R" bash -c "/sbin/ldconfig -p | sed -n 's/.*libtorch_cpu\.so\.\([0-9]*\.[0-9]*\) .*/\1/p' | head -1")"
 [ -f "$R/src/build/Release/torch_resnet_tl.node" ] || { echo "[debian13] build failed: $R/src/build.log"; exit 1; }
 dst="prebuilds/linux-x64/system-$ver"
