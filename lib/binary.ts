@@ -10,7 +10,7 @@
 //                   into a venv of its own
 //   <folder>        a libtorch folder (PyTorch's zip): always built from source for it
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -134,8 +134,7 @@ export const BUILD_TAG_FILE = 'libtorch-tag';
 export function prebuiltTags(packageRoot: string): string[] {
   const dir = join(packageRoot, 'prebuilds', PLATFORM);
   if (!existsSync(dir)) return [];
-  return (require('node:fs') as typeof import('node:fs'))
-    .readdirSync(dir)
+  return readdirSync(dir)
     .filter((t) => existsSync(join(dir, t, 'torch_resnet_tl.node')))
     .sort();
 }

@@ -5,6 +5,7 @@
 // data-parallel backends, devices and threads, each problem with its fix.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { Command, Option } from 'commander';
@@ -79,7 +80,7 @@ function buildFromSource(root: string, lt: LibtorchInfo, out: Output): void {
   const variant = lt.kind === 'python' ? 'python' : lt.kind === 'folder' ? 'custom' : lt.kind;
   const args = [cmakeJs, 'rebuild', '-O', dir, '--CDCMAKE_BUILD_TYPE=Release', `--CDTL_LIBTORCH_VARIANT=${variant}`, ...(lt.root ? [`--CDTL_LIBTORCH_ROOT=${lt.root}`] : [])];
   out.log(`[setup] building the addon from source for libtorch ${lt.version} (${lt.libDir}) into ${dir}`);
-  const r = spawnSync(process.execPath, [...args, '--', `-j${Math.max(1, require('node:os').cpus().length)}`], { cwd: root, stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [...args, '--', `-j${Math.max(1, cpus().length)}`], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) throw new SetupError(`the from-source build failed (exit ${r.status}); its output is above. Build packages: ${debianPackages(lt.kind).build.join(' ')}`);
   writeFileSync(join(dir, BUILD_TAG_FILE), `${lt.tag}\n`);
 }
