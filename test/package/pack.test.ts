@@ -6,6 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ROOT } from '../helpers';
 import { installInto, pack, predictScript } from './install-helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-pack-'));
@@ -56,3 +57,17 @@ test('without libtorch, loading fails with an error that lists the fixes (CLI ex
   expect(cli.status).toBe(5);
   expect(cli.stderr).toContain('npx torch-resnet-tl setup');
 });
+
+test('a from-source build that cannot decode JPEG or PNG is refused at configure time, naming the packages', () => {
+  const dir = join(tmp, 'cmake-no-decoders');
+  // the decoders hidden from CMake: no pkg-config modules, JPEG and PNG not searched
+  const r = spawnSync('cmake', ['-S', ROOT, '-B', dir, '-DCMAKE_DISABLE_FIND_PACKAGE_JPEG=ON', '-DCMAKE_DISABLE_FIND_PACKAGE_PNG=ON'], {
+    encoding: 'utf8',
+    env: { ...process.env, PKG_CONFIG_LIBDIR: join(tmp, 'no-pkg-config') },
+  });
+  expect(r.status).not.toBe(0);
+  const text = (r.stdout + r.stderr).replace(/\s+/g, ' '); // CMake wraps its messages
+  expect(text).toMatch(/missing required libraries: JPEG \(libturbojpeg or libjpeg\) PNG \(libpng\)/);
+  expect(text).toContain('libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev');
+  expect(existsSync(join(dir, 'Makefile')) || existsSync(join(dir, 'build.ninja'))).toBe(false);
+}, 120_000);
