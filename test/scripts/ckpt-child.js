@@ -26,7 +26,7 @@ const shared = process.env.TORCH_RESNET_TL_SHARED || join(__dirname, '..', '..',
   try {
     result = await trainer.fit(loader());
   } catch (e) {
-    if (!(mode === 'resume' && /no complete checkpoint generation/.test(e.message))) throw e;
+    if (!(mode === 'resume' && /no complete checkpoint generation|no such run directory/.test(e.message))) throw e; // killed before any generation (or before the folder existed)
     trainer = new Trainer(model, opts);
     result = await trainer.fit(loader());
   }
