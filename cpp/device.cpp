@@ -20,8 +20,8 @@ namespace tl {
 namespace {
 
 std::atomic<int> g_threads{0};
-// nice value of native compute threads; lib/device.ts sets it at load (COMPUTE_NICE_DEFAULT) and setComputeNice
-std::atomic<int> g_nice{10};
+// nice value of native compute threads: lib/ sets it when it loads the addon (COMPUTE_NICE_DEFAULT, the env var)
+std::atomic<int> g_nice{0};
 
 std::string cpu_flags() {
   static const std::string flags = [] {

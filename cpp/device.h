@@ -33,7 +33,7 @@ bool allow_tf32();
 void set_num_threads(int n);
 int get_num_threads();
 void apply_threads();
-// Lowers the calling worker thread's scheduling priority once, so the JS thread stays responsive.
+// Lowers the calling worker thread's scheduling priority to compute_nice(), so the JS thread stays responsive.
 void lower_thread_priority();
 // Nice value (0..19) that lower_thread_priority() gives native compute threads.
 void set_compute_nice(int nice);

@@ -127,7 +127,7 @@ export function buildDir(packageRoot: string, lt: LibtorchInfo): string {
   return join(packageRoot, `build-${lt.tag.replace(/[^\w.+-]/g, '_')}`);
 }
 
-/** The file recording which libtorch a local build was made for (written by `setup --build` and scripts/setup.sh). */
+/** The file recording which libtorch a local build was made for (written by `setup`'s from-source build). */
 export const BUILD_TAG_FILE = 'libtorch-tag';
 
 /** Tags of the prebuilt binaries this package carries. */
@@ -139,16 +139,19 @@ export function prebuiltTags(packageRoot: string): string[] {
     .sort();
 }
 
-/** The addon binary for `lt`: a local build made for it, else the prebuilt with its tag; with where it came from. */
-export function pickBinary(packageRoot: string, lt: LibtorchInfo): { path: string; preload?: string; source: 'local build' | 'prebuilt' } | undefined {
+/**
+ * The addon binary for `lt`: a local build made for it, else the prebuilt with its tag; with where it came from.
+ * tl_preload.node lies next to it.
+ */
+export function pickBinary(packageRoot: string, lt: LibtorchInfo): { path: string; source: 'local build' | 'prebuilt' } | undefined {
   const local = buildDir(packageRoot, lt);
   const localAddon = join(local, 'Release', 'torch_resnet_tl.node');
   const tagFile = join(local, BUILD_TAG_FILE);
   // a local build without a tag file comes from a checkout's scripts/setup.sh for this kind: it is the current one
   const localTag = existsSync(tagFile) ? readFileSync(tagFile, 'utf8').trim() : lt.tag;
-  if (existsSync(localAddon) && localTag === lt.tag) return { path: localAddon, preload: join(local, 'Release', 'tl_preload.node'), source: 'local build' };
+  if (existsSync(localAddon) && localTag === lt.tag) return { path: localAddon, source: 'local build' };
   const pre = join(packageRoot, 'prebuilds', PLATFORM, lt.tag, 'torch_resnet_tl.node');
-  if (existsSync(pre)) return { path: pre, preload: join(packageRoot, 'prebuilds', PLATFORM, lt.tag, 'tl_preload.node'), source: 'prebuilt' };
+  if (existsSync(pre)) return { path: pre, source: 'prebuilt' };
   return undefined;
 }
 

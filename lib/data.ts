@@ -92,6 +92,16 @@ function datasetOptions(opts: unknown): DatasetOptions & { extensions?: string[]
   return o as DatasetOptions & { extensions?: string[] };
 }
 
+/**
+ * Refuses training data with fewer than two classes (a classifier of one class learns nothing and reports 100 %):
+ * a DatasetError naming `where`, e.g. "<root>: one class folder (ants); training a classifier needs at least two".
+ */
+export function needTwoClasses(where: string, classes: string[], noun: 'class' | 'class folder'): void {
+  if (classes.length >= 2) return;
+  const plural = noun === 'class' ? 'classes' : 'class folders';
+  throw new DatasetError(`${where}: ${classes.length ? `one ${noun} (${classes[0]})` : `no ${plural}`}; training a classifier needs at least two${noun === 'class' ? ' classes' : ''}`);
+}
+
 /** torchvision's ImageFolder: `root/<class>/**\/<image>`, classes in sorted folder order. */
 export class ImageFolder extends ImageDataset {
   readonly root: string;

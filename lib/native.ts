@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fromNative, InvalidOptionError, NativeLoadError } from './errors';
+import { fromNative, NativeLoadError } from './errors';
+import { nonNegativeInt, numberInRange } from './validate';
 import { debianPackages, distribution, findLibtorch, LibtorchInfo, libtorchLibraries, pickBinary, PLATFORM, prebuiltTags, selectedKind } from './binary';
 
 /** A tensor crossing the native boundary: flat data plus shape. */
@@ -311,7 +312,7 @@ export function getNative(): NativeAddon {
     if (found.kind !== 'system') {
       // the binary names libtorch by soname: load this environment's libraries first (no LD_LIBRARY_PATH needed)
       // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const preload = require(bin.preload as string) as { open(path: string): void };
+      const preload = require(join(dirname(bin.path), 'tl_preload.node')) as { open(path: string): void };
       for (const lib of libtorchLibraries(found)) preload.open(lib);
     }
     // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -335,9 +336,7 @@ export const COMPUTE_NICE_DEFAULT = 10;
 
 /** A compute nice value (integer 0..19), else an InvalidOptionError naming `name`. */
 export function computeNice(name: string, nice: unknown): number {
-  if (typeof nice !== 'number' || !Number.isInteger(nice) || nice < 0 || nice > 19)
-    throw new InvalidOptionError(name, `Expected an integer in 0..19 for ${name} but received ${JSON.stringify(nice)}`);
-  return nice;
+  return numberInRange(name, nonNegativeInt(name, nice), 0, 19);
 }
 
 /**

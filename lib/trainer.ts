@@ -3,10 +3,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DataLoader, ImageFolder } from './data';
+import { DataLoader, ImageFolder, needTwoClasses } from './data';
 import { DistributedOptions, resolveDistributed, ResolvedDistributed } from './distributed';
 import { cleanStaleTemporaries, commitGeneration, GENERATIONS, latestGeneration } from './durable';
-import { CheckpointError, DatasetError, InvalidOptionError } from './errors';
+import { CheckpointError, InvalidOptionError } from './errors';
 import { EvalReport, MetricAccumulator } from './metrics';
 import { Model, Precision } from './model';
 import { assessBank, Assessment, AssessOptions, ASSESS_DEFAULTS, Collapse, detectCollapse, embedDataset, probeConfig, ProbeOptions, Recommendation, validateAssessOptions, validateProbeOptions } from './transfer';
@@ -226,11 +226,6 @@ export interface FitResult {
 }
 
 /** Every Trainer option (the one list: the CLI's --config keys derive from it). */
-/** How errors name a loader's data: its folder, or what kind of list it is. */
-function datasetName(loader: DataLoader): string {
-  return loader.dataset instanceof ImageFolder ? loader.dataset.root : `the training data (${loader.dataset.constructor.name}, ${loader.dataset.length} samples)`;
-}
-
 export const TRAINER_OPTION_KEYS = ['strategy', 'trainFrom', 'probe', 'assess', 'unfreeze', 'epochs', 'optimizer', 'lr', 'backboneLr', 'weightDecay', 'noDecayNormBias', 'momentum', 'nesterov', 'dampening', 'betas', 'eps', 'alpha', 'schedule', 'labelSmoothing', 'clipGradNorm', 'accumulate', 'precision', 'lossScale', 'freezeBatchNormStats', 'monitor', 'earlyStopping', 'checkpointDir', 'resumeFrom', 'signal', 'seed', 'tta', 'featureCache', 'featureCacheViews', 'featureCacheMaxBytes', 'distributed', 'domainAdaptation'] as const;
 const KEYS = TRAINER_OPTION_KEYS;
 
@@ -535,9 +530,10 @@ export class Trainer extends EventEmitter {
     if (options.probeData !== undefined && !(options.probeData instanceof DataLoader)) throw v.invalid('probeData', 'DataLoader', options.probeData);
     if (options.probeData !== undefined && !this.probing) throw new InvalidOptionError('probeData', "probeData applies to strategies 'linear-probe', 'lp-ft' and 'auto'");
     if (!(train instanceof DataLoader)) throw v.invalid('train', 'DataLoader', train);
-    const classes = train.dataset.classes;
-    if (classes.length === 1 || (classes.length === 0 && this.model.numClasses < 2))
-      throw new DatasetError(`${datasetName(train)}: ${classes.length === 1 ? `one class (${classes[0]})` : `a ${this.model.numClasses}-class model`}; training a classifier needs at least two classes`);
+    // data without class names (buffers) has the model's classes
+    const ds = train.dataset;
+    const where = ds instanceof ImageFolder ? ds.root : `the training data (${ds.constructor.name}, ${ds.length} samples)`;
+    needTwoClasses(where, ds.classes.length ? ds.classes : Array.from({ length: this.model.numClasses }, (_, i) => String(i)), 'class');
     // one fit per model at a time; calls from outside it that would change the model are refused meanwhile
     return this.model._fit(this, async () => {
       // temporary folders made for this fit are removed however it ends (result, error, abort)
@@ -551,7 +547,6 @@ export class Trainer extends EventEmitter {
   }
 
   private async fitEpochs(train: DataLoader, val: DataLoader | undefined, temporary: string[], probeData: DataLoader): Promise<FitResult> {
-    if (!(train instanceof DataLoader)) throw v.invalid('train', 'DataLoader', train);
     if (val !== undefined && !(val instanceof DataLoader)) throw v.invalid('val', 'DataLoader', val);
     if (this.options.strategy === 'auto' && this.model.head !== 'linear' && this.model.arch === 'squeezenet1_1') {
       // every recommendation starts with a linear probe: squeezenet1_1 gets a linear head on its pooled features

@@ -98,12 +98,6 @@ let interruptedBy: 'SIGINT' | 'SIGTERM' | undefined;
 const INTERRUPT_EXIT = { SIGINT: EXIT.interrupted, SIGTERM: EXIT.terminated } as const;
 
 /**
- * Ctrl-C or SIGTERM stops training at the next step boundary: what is complete is kept (checkpoint generations,
- * metrics.json and report.html marked interrupted) and the command exits 130 (SIGINT) or 143 (SIGTERM). A second
- * signal exits at once with the same code; checkpoint files are written atomically, so the newest complete
- * generation stays intact.
- */
-/**
  * Ends the process now with `code`, without waiting for native work in flight (a training step can take seconds):
  * every file is written atomically, so nothing half-written is left behind.
  */
@@ -112,6 +106,12 @@ function exitNow(code: number): never {
   process.exit(code);
 }
 
+/**
+ * Ctrl-C or SIGTERM stops training at the next step boundary: what is complete is kept (checkpoint generations,
+ * metrics.json and report.html marked interrupted) and the command exits 130 (SIGINT) or 143 (SIGTERM). A second
+ * signal exits at once with the same code; checkpoint files are written atomically, so the newest complete
+ * generation stays intact.
+ */
 function interruptSignal(out: Output): AbortSignal {
   const ac = new AbortController();
   // the listeners stay for the life of the command: removing the last one would restore the default action (death
@@ -260,7 +260,7 @@ function addTrainCommand(program: Command, out: () => Output): void {
     print(
       output,
       () =>
-        r.interrupted
+        r.summary.interrupted
           ? `${historyTable(r)}\n\n${interruptedLine(r)}`
           : `${historyTable(r)}\n\nval accuracy ${pct(r.summary.evaluation?.accuracy)}${r.summary.targetEvaluation ? `, target accuracy ${pct(r.summary.targetEvaluation.accuracy)}` : ''} (best weights ${r.bestWeights ?? 'none written'}); report ${r.reportPath}`,
       () => ({ ...r.summary, misclassified: r.summary.misclassified.map(({ thumbnail, ...m }) => m), reportPath: r.reportPath }),
@@ -473,7 +473,7 @@ function addDemoCommand(program: Command, out: () => Output): void {
       print(
         output,
         () =>
-          r.interrupted
+          r.summary.interrupted
             ? `\n${historyTable(r)}\n\n${interruptedLine(r)}`
             : `\n${historyTable(r)}\n\nvalidation accuracy ${pct(r.summary.evaluation?.accuracy)} in ${r.summary.seconds.toFixed(1)} s\nbest weights: ${r.bestWeights ?? 'none written'}\nreport: ${r.reportPath}`,
         () => ({ accuracy: r.summary.evaluation?.accuracy, seconds: r.summary.seconds, history: r.summary.history, bestWeights: r.bestWeights, reportPath: r.reportPath }),

@@ -2,9 +2,9 @@
 // requested weights, Trainer with checkpoints in the run directory, evaluation of the best weights, report.
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DataLoader, ImageFolder } from '../data';
+import { DataLoader, ImageFolder, needTwoClasses } from '../data';
 import { manualSeed, version, getNumThreads } from '../device';
-import { CheckpointError, DatasetError, InvalidOptionError } from '../errors';
+import { DatasetError, InvalidOptionError } from '../errors';
 import { latestGeneration } from '../durable';
 import { thumbnailJpeg } from '../image';
 import { ARCHS, Arch, HeadKind, Model, Precision } from '../model';
@@ -65,8 +65,6 @@ export interface RunResult {
   reportPath: string;
   /** The weights file the run ended with (best.pth, else the newest checkpoint generation's); undefined when none was written. */
   bestWeights?: string;
-  /** The run stopped on its signal (Ctrl-C / SIGTERM in the CLI) before its epochs were done. */
-  interrupted?: boolean;
   /** Data-parallel ranks other than 0 train only: rank 0 evaluates and writes the run directory. */
   rank?: number;
 }
@@ -206,14 +204,12 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
   if (cfg.adapt !== undefined && !cfg.targetData) throw new InvalidOptionError('adapt', '--adapt needs --target-data');
   const roots = dataRoots(cfg.data);
   const runDir = resolve(cfg.out);
-  // resuming reads a run directory; it never makes one
-  if (cfg.resume && !existsSync(runDir)) throw new CheckpointError(`${runDir}: no such run directory to resume`);
   const train = await ImageFolder.open(roots.train, { transform: cfg.trainTransform ?? Transform.imagenetTrain(cfg.imageSize), onError: 'skip' });
   const val = roots.val ? await ImageFolder.open(roots.val, { transform: cfg.valTransform ?? evalTransform(cfg.imageSize), onError: 'skip' }) : undefined;
   if (val && val.classes.join('\n') !== train.classes.join('\n'))
     throw new DatasetError(`${roots.val}: classes (${val.classes.join(', ')}) differ from train/ (${train.classes.join(', ')})`);
-  if (train.classes.length < 2)
-    throw new DatasetError(`${roots.train}: ${train.classes.length === 1 ? `one class folder (${train.classes[0]})` : 'no class folders'}; training a classifier needs at least two`);
+  // refused before the model is made (the Trainer refuses it too, for any caller)
+  needTwoClasses(roots.train, train.classes, 'class folder');
   for (const s of [...train.skipped, ...(val?.skipped ?? [])]) out.log(`${label}skipped ${s.path}: ${s.reason}`);
   const maxSkipped = cfg.maxSkipped === undefined ? DEFAULT_MAX_SKIPPED : v.numberInRange('maxSkipped', cfg.maxSkipped, 0, 1);
   const stop = new AbortController();
@@ -320,7 +316,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       skipped,
     };
     const reportPath = await writeRunReport(runDir, summary);
-    return { summary, reportPath, bestWeights, ...(interrupted ? { interrupted: true } : {}) };
+    return { summary, reportPath, bestWeights };
   } finally {
     model.dispose();
   }

@@ -156,7 +156,8 @@ export interface DoctorReport {
   devices?: string[];
   threads?: number;
   computeNice?: number;
-  problems: { problem: string; fix: string }[];
+  /** `warning`: works, but slower or without an optional capability (reference BLAS, no data-parallel backend). */
+  problems: { problem: string; fix: string; warning?: true }[];
 }
 
 /** What this machine has and lacks for torch-resnet-tl; loads the addon when it can. */
@@ -194,12 +195,12 @@ export async function doctor(): Promise<DoctorReport> {
   }
   const blas = blasKind(found);
   r.blas = blas.kind;
-  if (blas.warning) r.problems.push({ problem: `BLAS: ${blas.kind}`, fix: blas.warning });
+  if (blas.warning) r.problems.push({ problem: `BLAS: ${blas.kind}`, fix: blas.warning, warning: true });
   const dec = await decoders();
   r.decoders = { jpeg: dec.jpeg, png: dec.png };
   if (!dec.jpeg) r.problems.push({ problem: `JPEG decoding fails: ${dec.jpegError ?? 'wrong output'}`, fix: 'npx torch-resnet-tl setup --build (a build with libjpeg-turbo)' });
   if (!dec.png) r.problems.push({ problem: `PNG decoding fails: ${dec.pngError ?? 'wrong output'}`, fix: 'npx torch-resnet-tl setup --build (a build with libpng)' });
-  if (!r.distributed?.length) r.problems.push({ problem: 'no data-parallel backend in this binary', fix: 'sudo apt-get install libgloo-dev, then npx torch-resnet-tl setup --build (only needed for multi-process training)' });
+  if (!r.distributed?.length) r.problems.push({ problem: 'no data-parallel backend in this binary', fix: 'sudo apt-get install libgloo-dev, then npx torch-resnet-tl setup --build (only needed for multi-process training)', warning: true });
   return r;
 }
 
@@ -222,7 +223,7 @@ function printDoctor(out: Output, r: DoctorReport): void {
   if (r.devices) rows.push(['devices', r.devices.join(', ')]);
   if (r.threads !== undefined) rows.push(['threads / compute nice', `${r.threads} / ${r.computeNice}`]);
   process.stdout.write(`${table(['item', 'value'], rows)}\n`);
-  if (r.problems.length) process.stdout.write(`\nproblems:\n${r.problems.map((p) => `  - ${p.problem}\n    fix: ${p.fix}`).join('\n')}\n`);
+  if (r.problems.length) process.stdout.write(`\nproblems:\n${r.problems.map((p) => `  - ${p.warning ? 'warning: ' : ''}${p.problem}\n    fix: ${p.fix}`).join('\n')}\n`);
   else process.stdout.write('\nno problems found\n');
 }
 
@@ -246,7 +247,7 @@ export function addSetupCommands(program: Command, out: () => Output): void {
       else output.log(`[setup] ${bin.source} binary for libtorch ${found.version}: ${bin.path}`);
       const report = await doctor();
       printDoctor(output, report);
-      const fatal = report.problems.filter((p) => !p.problem.startsWith('no data-parallel') && !p.problem.startsWith('BLAS'));
+      const fatal = report.problems.filter((p) => !p.warning);
       if (fatal.length) throw new SetupError(`set-up check failed: ${fatal.map((p) => p.problem).join('; ')}`);
     });
   program
@@ -256,6 +257,6 @@ export function addSetupCommands(program: Command, out: () => Output): void {
       const output = out();
       const report = await doctor();
       printDoctor(output, report);
-      if (report.problems.some((p) => !p.problem.startsWith('no data-parallel'))) process.exitCode = 5;
+      if (report.problems.some((p) => !p.warning)) process.exitCode = 5;
     });
 }
