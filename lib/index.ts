@@ -33,11 +33,11 @@ export {
 } from './errors';
 export { DISTRIBUTED_DEFAULTS, rankDevice } from './distributed';
 export type { DistributedOptions } from './distributed';
-export { Trainer, TRAINER_DEFAULTS, DOMAIN_ADAPTATION_DEFAULTS } from './trainer';
+export { Trainer, TRAINER_DEFAULTS, DOMAIN_ADAPTATION_DEFAULTS, resolveTrainerOptions, STRATEGIES, OPTIMIZERS, MONITORS, DOMAIN_ADAPTATION_METHODS } from './trainer';
 export { LOADER_DEFAULTS } from './data';
 export { PREDICT_DEFAULTS } from './model';
 export { IMAGENET_CLASSES } from './imagenet-classes';
-export type { TrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, AllReduceStats, BatchEndEvent, FitResult, DomainAdaptationOptions } from './trainer';
+export type { TrainerOptions, ResolvedTrainerOptions, Strategy, Optimizer, Monitor, EpochRecord, AllReduceStats, BatchEndEvent, FitResult, DomainAdaptationOptions, DomainAdaptationMethod } from './trainer';
 export { Scheduler, SCHEDULE_DEFAULTS } from './schedule';
 export { launch, LAUNCH_DEFAULTS } from './launch';
 export type { LaunchOptions, LaunchResult, RankExit } from './launch';

@@ -32,7 +32,7 @@ export type ResNetArch = Exclude<Arch, 'squeezenet1_1'>;
 /** Numeric precision of a forward pass. `auto`: bf16 on CPUs with native BF16 and on CUDA, else fp32. */
 /** `'fp16'` (autocast to half with dynamic loss scaling when training) needs a CUDA device. */
 export type Precision = 'fp32' | 'bf16' | 'fp16' | 'auto';
-const PRECISIONS = ['fp32', 'bf16', 'fp16', 'auto'] as const;
+export const PRECISIONS = ['fp32', 'bf16', 'fp16', 'auto'] as const;
 
 export interface ModelOptions extends HubOptions {
   /** Architecture name as in torchvision. */

@@ -8,6 +8,7 @@ import type { EvalReport } from './metrics';
 import { HeadKind, Model, Precision } from './model';
 import { getNative, NativeFeatureBank, NativeProbeConfig } from './native';
 import * as v from './validate';
+import { TRAINER_DEFAULTS } from './trainer/defaults';
 
 /** Settings of the linear probe (`strategy: 'linear-probe' | 'lp-ft'`, `assess`). */
 export interface ProbeOptions {
@@ -215,10 +216,10 @@ export function recommend(model: Model, f: Omit<Assessment, 'seconds' | 'recomme
   if (small && similar)
     return { strategy: 'linear-probe', head, epochs: 0, lr: 0, backboneLr: 0, reason: `${facts}: a linear probe on the frozen features (fine-tuning few images risks overfitting what already works).${headNote}` };
   if (small)
-    return { strategy: 'lp-ft', trainFrom: lastBackbone, head, epochs: 10, lr: 1e-4, backboneLr: 1e-4, reason: `${facts}: a linear probe, then fine-tune from ${lastBackbone} at a low rate (LP-FT; the early stages stay frozen with little data).${headNote}` };
+    return { strategy: 'lp-ft', trainFrom: lastBackbone, head, epochs: 2 * TRAINER_DEFAULTS.lpftEpochs, lr: TRAINER_DEFAULTS.lpftLr, backboneLr: TRAINER_DEFAULTS.lpftLr, reason: `${facts}: a linear probe, then fine-tune from ${lastBackbone} at a low rate (LP-FT; the early stages stay frozen with little data).${headNote}` };
   if (similar)
-    return { strategy: 'lp-ft', trainFrom: stages[0], head, epochs: 5, lr: 1e-4, backboneLr: 1e-4, reason: `${facts}: a linear probe, then fine-tune every layer at a low rate (LP-FT keeps the pretrained features from being distorted by a random head).${headNote}` };
-  return { strategy: 'lp-ft', trainFrom: stages[0], head, epochs: 10, lr: 1e-3, backboneLr: 1e-4, reason: `${facts}: a linear probe, then fine-tune every layer (enough data to move far from the pretrained features).${headNote}` };
+    return { strategy: 'lp-ft', trainFrom: stages[0], head, epochs: TRAINER_DEFAULTS.lpftEpochs, lr: TRAINER_DEFAULTS.lpftLr, backboneLr: TRAINER_DEFAULTS.lpftLr, reason: `${facts}: a linear probe, then fine-tune every layer at a low rate (LP-FT keeps the pretrained features from being distorted by a random head).${headNote}` };
+  return { strategy: 'lp-ft', trainFrom: stages[0], head, epochs: 2 * TRAINER_DEFAULTS.lpftEpochs, lr: TRAINER_DEFAULTS.lr, backboneLr: TRAINER_DEFAULTS.lpftLr, reason: `${facts}: a linear probe, then fine-tune every layer (enough data to move far from the pretrained features).${headNote}` };
 }
 
 /** A validation epoch where the model predicts (almost) one class. */

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { DataLoader, ImageFolder, LOADER_DEFAULTS } from '../data';
 import { devices, getNumThreads, setNumThreads, version } from '../device';
 import { InvalidOptionError, TorchResNetError } from '../errors';
-import { ARCHS, Arch, HEAD_KINDS, Model } from '../model';
+import { ARCHS, Arch, HEAD_KINDS, Model, PRECISIONS } from '../model';
 import { assess } from '../transfer';
 import { ONNX_DEFAULTS } from '../onnx';
 import { writeFileDurable } from '../durable';
@@ -18,7 +18,7 @@ import { ExperimentRow, renderExperimentReport } from '../report';
 import { makeSyntheticDataset } from '../synthetic';
 import { Schedule, validateSchedule } from '../schedule';
 import { describeExit, launch, LAUNCH_DEFAULTS, LaunchOptions } from '../launch';
-import { Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
+import { DOMAIN_ADAPTATION_METHODS, OPTIMIZERS, STRATEGIES, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
 import { addSetupCommands } from './setup';
@@ -185,12 +185,12 @@ function commonTrainOptions(cmd: Command): Command {
     .option('--batch-size <n>', `batch size (default ${C.batchSize})`, int(1))
     .option('--lr <x>', `head learning rate (default ${D.lr})`, positive)
     .option('--backbone-lr <x>', `learning rate of trainable layers before the head (default lr × ${D.backboneLrFactor})`, positive)
-    .addOption(new Option('--optimizer <name>', `optimizer (default ${D.optimizer})`).choices(['sgd', 'adam', 'adamw', 'rmsprop']))
+    .addOption(new Option('--optimizer <name>', `optimizer (default ${D.optimizer})`).choices([...OPTIMIZERS]))
     .option('--weight-decay <x>', `L2 weight decay (decoupled for adamw; default ${D.weightDecay}; norm and bias parameters excluded)`, nonNegative)
     .option('--label-smoothing <x>', `label smoothing in [0, 1) (default ${D.labelSmoothing})`, nonNegative)
     .option('--schedule <spec>', "learning-rate schedule: constant (default) | step:stepSize=7,gamma=0.1 | multistep:milestones=5+8,gamma=0.1 | exponential:gamma=0.9 | cosine[:warmupEpochs=1,warmupStartFactor=0.01,minLr=1e-6] | onecycle[:pctStart=0.3] | plateau[:factor=0.1,patience=2]", scheduleArg)
     .option('--early-stopping <patience>', 'stop after this many epochs without improvement of the monitored metric and restore the best weights (default off)', int(1))
-    .addOption(new Option('--precision <p>', "'auto' = bf16 autocast where the CPU has BF16 (default: the model's, auto)").choices(['auto', 'fp32', 'bf16']))
+    .addOption(new Option('--precision <p>', "'auto' = bf16 autocast where the CPU has BF16; fp16 needs a CUDA device (default: the model's, auto)").choices([...PRECISIONS]))
     .option('--image-size <n>', `training crop size (default ${C.imageSize})`, int(16))
     .option('--workers <n>', 'data-loading threads (default: cores)', int(1))
     .option('--seed <n>', 'seed of initialisation, shuffling and augmentation (default 0)', int(0));
@@ -204,18 +204,11 @@ function addTrainCommand(program: Command, out: () => Output): void {
       .description('fine-tune a model on an image folder (train/ and val/, one sub-folder per class) and write a run directory')
       .option('--data <root>', 'folder with train/ (and val/), or with the class folders themselves')
       .option('--target-data <dir>', 'domain adaptation: target-domain images (class folders, or with train/); labels, when the classes match, only score the result')
-      .addOption(new Option('--adapt <method>', 'domain adaptation method with --target-data (default dann)').choices(['dann', 'mmd']))
+      .addOption(new Option('--adapt <method>', 'domain adaptation method with --target-data (default dann)').choices([...DOMAIN_ADAPTATION_METHODS]))
       .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
       .option('--weights <w>', `IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file | none (default ${C.weights})`, weightsArg)
       .addOption(
-        new Option('--strategy <s>', "which layers train: feature-extract | partial | full | linear-probe (closed-form head on frozen features) | lp-ft (probe, then fine-tune) | auto (assess the data, choose, recover from collapse); default feature-extract with weights, else full").choices([
-          'feature-extract',
-          'partial',
-          'full',
-          'linear-probe',
-          'lp-ft',
-          'auto',
-        ]),
+        new Option('--strategy <s>', "which layers train: feature-extract | partial | full | linear-probe (closed-form head on frozen features) | lp-ft (probe, then fine-tune) | auto (assess the data, choose, recover from collapse); default feature-extract with weights, else full").choices([...STRATEGIES]),
       )
       .option('--train-from <stage>', 'first trainable stage for --strategy partial or lp-ft (e.g. layer3)')
       .addOption(new Option('--head <kind>', "classifier head: torchvision (the arch's own, default) | linear (one Linear layer on the pooled features; what probes need)").choices([...HEAD_KINDS]))

@@ -10,7 +10,8 @@ import { thumbnailJpeg } from '../image';
 import { ARCHS, Arch, HeadKind, Model, Precision } from '../model';
 import { RunSummary, SkipSummary, writeRunReport } from '../report';
 import { rankDevice, resolveDistributed } from '../distributed';
-import { Trainer, TRAINER_OPTION_KEYS, TrainerOptions } from '../trainer';
+import { DOMAIN_ADAPTATION_METHODS, DomainAdaptationMethod, Trainer, TRAINER_OPTION_KEYS, TrainerOptions } from '../trainer';
+import type { EvalReport } from '../metrics';
 import { Transform } from '../transform';
 import * as v from '../validate';
 import { attachProgress, Output } from './progress';
@@ -28,7 +29,7 @@ export interface RunConfig {
   /** Unlabelled (or labelled) target-domain images for domain adaptation: a folder of class folders, or with train/. */
   targetData?: string;
   /** Domain adaptation method with targetData. Default 'dann'. */
-  adapt?: 'dann' | 'mmd';
+  adapt?: DomainAdaptationMethod;
   out: string;
   arch: Arch;
   /** WeightsName, file path, or null (random initialisation). */
@@ -197,13 +198,9 @@ async function finalWeights(runDir: string): Promise<string | undefined> {
   return gen && existsSync(gen.files.model) ? gen.files.model : undefined;
 }
 
-/** Trains, evaluates the best weights, writes best.pth, metrics.json and report.html into `cfg.out`. */
-export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal, label = ''): Promise<RunResult> {
-  if (!ARCHS.includes(cfg.arch)) throw v.invalid('arch', ARCHS.join(' | '), cfg.arch);
-  v.positiveInt('imageSize', cfg.imageSize);
-  if (cfg.adapt !== undefined && !cfg.targetData) throw new InvalidOptionError('adapt', '--adapt needs --target-data');
+/** The training and validation folders of a run (skipped files logged), refused before any model is made. */
+async function openRunData(cfg: RunConfig, out: Output, label: string): Promise<{ roots: ReturnType<typeof dataRoots>; train: ImageFolder; val?: ImageFolder }> {
   const roots = dataRoots(cfg.data);
-  const runDir = resolve(cfg.out);
   const train = await ImageFolder.open(roots.train, { transform: cfg.trainTransform ?? Transform.imagenetTrain(cfg.imageSize), onError: 'skip' });
   const val = roots.val ? await ImageFolder.open(roots.val, { transform: cfg.valTransform ?? evalTransform(cfg.imageSize), onError: 'skip' }) : undefined;
   if (val && val.classes.join('\n') !== train.classes.join('\n'))
@@ -211,24 +208,78 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
   // refused before the model is made (the Trainer refuses it too, for any caller)
   needTwoClasses(roots.train, train.classes, 'class folder');
   for (const s of [...train.skipped, ...(val?.skipped ?? [])]) out.log(`${label}skipped ${s.path}: ${s.reason}`);
-  const maxSkipped = cfg.maxSkipped === undefined ? DEFAULT_MAX_SKIPPED : v.numberInRange('maxSkipped', cfg.maxSkipped, 0, 1);
-  const stop = new AbortController();
-  if (signal) {
-    if (signal.aborted) stop.abort();
-    else signal.addEventListener('abort', () => stop.abort(), { once: true });
-  }
-  const guard = new SkipGuard(maxSkipped, stop, cfg.workers);
+  return { roots, train, val };
+}
 
+/** --target-data: the target images and the Trainer's domainAdaptation option. */
+async function openTarget(cfg: RunConfig, seed: number, out: Output, label: string): Promise<{ root: string; data: ImageFolder; option: NonNullable<TrainerOptions['domainAdaptation']> } | undefined> {
+  if (!cfg.targetData) return undefined;
+  const root = dataRoots(cfg.targetData).train;
+  const data = await ImageFolder.open(root, { transform: cfg.trainTransform ?? Transform.imagenetTrain(cfg.imageSize), onError: 'skip' });
+  const option = { method: cfg.adapt ?? DOMAIN_ADAPTATION_METHODS[0], target: new DataLoader(data, { batchSize: cfg.batchSize, shuffle: true, seed: seed + 1, workers: cfg.workers, dropLast: true }) };
+  out.log(`${label}domain adaptation (${option.method}) to ${data.length} target images in ${root}`);
+  return { root, data, option };
+}
+
+/** Labelled target data (its class folders are the source's): how the adapted model does there. */
+async function evaluateTarget(cfg: RunConfig, trainer: Trainer, target: NonNullable<Awaited<ReturnType<typeof openTarget>>>, classes: string[], out: Output, label: string): Promise<RunSummary['targetEvaluation']> {
+  if (target.data.classes.join('\n') !== classes.join('\n')) return undefined;
+  const t = await ImageFolder.open(target.root, { transform: cfg.valTransform ?? evalTransform(cfg.imageSize), onError: 'skip' });
+  const rep = await trainer.evaluate(new DataLoader(t, { batchSize: cfg.batchSize, workers: cfg.workers }));
+  out.log(`${label}target accuracy ${(100 * rep.accuracy).toFixed(1)}% on ${rep.count} images of ${target.root}`);
+  return { data: target.root, accuracy: rep.accuracy, loss: rep.loss, count: rep.count };
+}
+
+/** The report's misclassified validation images: thumbnails framed as the eval transform frames them, with Grad-CAM. */
+async function misclassifiedExamples(model: Model, val: ImageFolder, evaluation: EvalReport, max: number, signal?: AbortSignal): Promise<RunSummary['misclassified']> {
+  const misclassified: RunSummary['misclassified'] = [];
+  // the eval transform's resize-to-crop ratio, so the Grad-CAM map lies on the thumbnail
+  const first = val.transform.ops[0];
+  const crop = val.transform.ops.find((op) => op.op === 'centerCrop');
+  const ratio = first?.op === 'resize' && crop?.op === 'centerCrop' ? Math.max(...first.size) / Math.max(...crop.size) : 1;
+  for (const err of evaluation.errors.slice(0, max)) {
+    if (signal?.aborted) break;
+    const path = val.samples[err.index].path;
+    const m: RunSummary['misclassified'][number] = { path, label: val.classes[err.label], predicted: val.classes[err.predicted] };
+    try {
+      m.thumbnail = (await thumbnailJpeg(path, 112, 80, Math.round(112 * ratio))).toString('base64');
+      const x = await model.explain(path, { classIndex: err.predicted, transform: val.transform });
+      m.probability = x.probability;
+      m.trueProbability = x.probabilities[err.label];
+      m.cam = { size: CAM_GRID, data: poolMap(x.heatmap, x.height, x.width, CAM_GRID) };
+    } catch {
+      // an unreadable file is still listed, without a picture
+    }
+    misclassified.push(m);
+  }
+  return misclassified;
+}
+
+/** An AbortController that follows `signal` (the CLI's Ctrl-C) and that the skip guard can trip. */
+function stopFollowing(signal?: AbortSignal): AbortController {
+  const stop = new AbortController();
+  if (signal?.aborted) stop.abort();
+  else signal?.addEventListener('abort', () => stop.abort(), { once: true });
+  return stop;
+}
+
+/** Trains, evaluates the best weights, writes best.pth, metrics.json and report.html into `cfg.out`. */
+export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal, label = ''): Promise<RunResult> {
+  if (!ARCHS.includes(cfg.arch)) throw v.invalid('arch', ARCHS.join(' | '), cfg.arch);
+  v.positiveInt('imageSize', cfg.imageSize);
+  if (cfg.adapt !== undefined && !cfg.targetData) throw new InvalidOptionError('adapt', '--adapt needs --target-data');
+  const runDir = resolve(cfg.out);
+  const { roots, train, val } = await openRunData(cfg, out, label);
+  const maxSkipped = cfg.maxSkipped === undefined ? DEFAULT_MAX_SKIPPED : v.numberInRange('maxSkipped', cfg.maxSkipped, 0, 1);
+  const stop = stopFollowing(signal);
+  const guard = new SkipGuard(maxSkipped, stop, cfg.workers);
   const seed = cfg.trainer.seed ?? 0;
   manualSeed(seed);
   const model = await createModel(cfg, train.classes, out, label);
   try {
     out.log(`${label}${model.arch}: ${model.loadReport.message}; ${train.length} training / ${val?.length ?? 0} validation images, ${train.classes.length} classes`);
-    const targetRoot = cfg.targetData ? dataRoots(cfg.targetData).train : undefined;
-    const target = targetRoot ? await ImageFolder.open(targetRoot, { transform: cfg.trainTransform ?? Transform.imagenetTrain(cfg.imageSize), onError: 'skip' }) : undefined;
-    const domainAdaptation = target ? { method: cfg.adapt ?? ('dann' as const), target: new DataLoader(target, { batchSize: cfg.batchSize, shuffle: true, seed: seed + 1, workers: cfg.workers, dropLast: true }) } : undefined;
-    if (target) out.log(`${label}domain adaptation (${domainAdaptation?.method}) to ${target.length} target images in ${targetRoot}`);
-    const trainer = new Trainer(model, { ...cfg.trainer, ...(domainAdaptation ? { domainAdaptation } : {}), seed, checkpointDir: runDir, resumeFrom: cfg.resume ? runDir : undefined, signal: stop.signal });
+    const target = await openTarget(cfg, seed, out, label);
+    const trainer = new Trainer(model, { ...cfg.trainer, ...(target ? { domainAdaptation: target.option } : {}), seed, checkpointDir: runDir, resumeFrom: cfg.resume ? runDir : undefined, signal: stop.signal });
     const loader = new DataLoader(train, { batchSize: cfg.batchSize, shuffle: true, seed, workers: cfg.workers, cache: cfg.cache, mixup: cfg.mixup, cutmix: cfg.cutmix });
     const valLoader = val ? new DataLoader(val, { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
     guard.watch('train', train, loader);
@@ -238,8 +289,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
     let fit;
     try {
       // the linear probe of the probing strategies embeds centre crops of the training images, not random crops
-      const probing = ['linear-probe', 'lp-ft', 'auto'].includes(String(trainer.options.strategy));
-      const probeData = probing ? new DataLoader(await ImageFolder.open(roots.train, { transform: evalTransform(cfg.imageSize), onError: 'skip' }), { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
+      const probeData = trainer.resolvedOptions.probing ? new DataLoader(await ImageFolder.open(roots.train, { transform: evalTransform(cfg.imageSize), onError: 'skip' }), { batchSize: cfg.batchSize, workers: cfg.workers }) : undefined;
       fit = await trainer.fit(loader, valLoader, { probeData });
     } finally {
       close();
@@ -254,14 +304,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
     const interrupted = !!signal?.aborted;
     if (bestWeights && !interrupted) await model.loadWeights(bestWeights);
     const evaluation = valLoader && !interrupted ? await trainer.evaluate(valLoader) : undefined;
-    // labelled target data (its class folders are the source's): how the adapted model does there
-    let targetEvaluation: RunSummary['targetEvaluation'];
-    if (targetRoot && target && !interrupted && target.classes.join('\n') === train.classes.join('\n')) {
-      const t = await ImageFolder.open(targetRoot, { transform: cfg.valTransform ?? evalTransform(cfg.imageSize), onError: 'skip' });
-      const rep = await trainer.evaluate(new DataLoader(t, { batchSize: cfg.batchSize, workers: cfg.workers }));
-      targetEvaluation = { data: targetRoot, accuracy: rep.accuracy, loss: rep.loss, count: rep.count };
-      out.log(`${label}target accuracy ${(100 * rep.accuracy).toFixed(1)}% on ${rep.count} images of ${targetRoot}`);
-    }
+    const targetEvaluation = target && !interrupted ? await evaluateTarget(cfg, trainer, target, train.classes, out, label) : undefined;
     const lateFailure = await guard.failure();
     if (lateFailure) throw lateFailure;
     const skipped = { train: guard.summary('train', train), val: val ? guard.summary('val', val) : undefined };
@@ -269,40 +312,9 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       const line = k && describeSkips(name, k);
       if (line) out.log(`${label}${line}`);
     }
-    const misclassified: RunSummary['misclassified'] = [];
-    if (evaluation && val) {
-      // thumbnails framed as the eval transform frames the image (its resize-to-crop ratio), so the Grad-CAM map lies on them
-      const first = val.transform.ops[0];
-      const crop = val.transform.ops.find((op) => op.op === 'centerCrop');
-      const ratio = first?.op === 'resize' && crop?.op === 'centerCrop' ? Math.max(...first.size) / Math.max(...crop.size) : 1;
-      for (const err of evaluation.errors.slice(0, cfg.maxThumbnails ?? 24)) {
-        if (signal?.aborted) break;
-        const path = val.samples[err.index].path;
-        const m: RunSummary['misclassified'][number] = { path, label: val.classes[err.label], predicted: val.classes[err.predicted] };
-        try {
-          m.thumbnail = (await thumbnailJpeg(path, 112, 80, Math.round(112 * ratio))).toString('base64');
-          const x = await model.explain(path, { classIndex: err.predicted, transform: val.transform });
-          m.probability = x.probability;
-          m.trueProbability = x.probabilities[err.label];
-          m.cam = { size: CAM_GRID, data: poolMap(x.heatmap, x.height, x.width, CAM_GRID) };
-        } catch {
-          // an unreadable file is still listed, without a picture
-        }
-        misclassified.push(m);
-      }
-    }
-    const ver = version();
+    const misclassified = evaluation && val ? await misclassifiedExamples(model, val, evaluation, cfg.maxThumbnails ?? 24, signal) : [];
     const summary: RunSummary = {
-      title: cfg.title ?? `${model.arch} · ${trainer.options.strategy} · ${cfg.data}`,
-      createdAt: new Date().toISOString(),
-      arch: model.arch,
-      strategy: String(trainer.options.strategy),
-      weights: model.loadReport.source,
-      classes: train.classes,
-      trainSamples: train.length,
-      valSamples: val?.length ?? 0,
-      options: { ...cfg.trainer, imageSize: cfg.imageSize, batchSize: cfg.batchSize, weights: cfg.weights },
-      environment: { libtorch: ver.libtorch, threads: getNumThreads(), device: model.device, precision: cfg.trainer.precision ?? 'auto', bf16: ver.cpu.bf16 },
+      ...runHeader(cfg, model, trainer, train, val),
       history: fit.history,
       best: fit.best,
       ...(fit.assessment ? { assessment: fit.assessment } : {}),
@@ -320,4 +332,21 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
   } finally {
     model.dispose();
   }
+}
+
+/** What the run was: title, model, data and environment. */
+function runHeader(cfg: RunConfig, model: Model, trainer: Trainer, train: ImageFolder, val?: ImageFolder) {
+  const ver = version();
+  return {
+    title: cfg.title ?? `${model.arch} · ${trainer.options.strategy} · ${cfg.data}`,
+    createdAt: new Date().toISOString(),
+    arch: model.arch,
+    strategy: String(trainer.options.strategy),
+    weights: model.loadReport.source,
+    classes: train.classes,
+    trainSamples: train.length,
+    valSamples: val?.length ?? 0,
+    options: { ...cfg.trainer, imageSize: cfg.imageSize, batchSize: cfg.batchSize, weights: cfg.weights },
+    environment: { libtorch: ver.libtorch, threads: getNumThreads(), device: model.device, precision: cfg.trainer.precision ?? 'auto', bf16: ver.cpu.bf16 },
+  };
 }
