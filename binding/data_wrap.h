@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "../cpp/data/loader.h"
-#include "errors.h"
+#include "js_errors.h"
 
 namespace tlb {
 

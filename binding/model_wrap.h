@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "../cpp/runtime/model_runner.h"
-#include "errors.h"
+#include "js_errors.h"
 
 namespace tlb {
 

@@ -4,7 +4,7 @@
 #include <functional>
 #include <vector>
 
-#include "errors.h"
+#include "js_errors.h"
 
 namespace tlb {
 

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { BusyError, DatasetError, DisposedError, InvalidOptionError, fromNative, native } from './errors';
+import { BusyError, DatasetError, DisposedError, InvalidOptionError } from './errors';
 import { getNative, NativeBatch, NativeDecodeOptions, NativeLoader, NativeSamples, TensorData } from './native';
 import { decodeOptions } from './decode-options';
 import { Transform } from './transform';
@@ -122,7 +122,7 @@ export class ImageFolder extends ImageDataset {
     if (opts.extensions !== undefined && (!Array.isArray(opts.extensions) || opts.extensions.some((e) => typeof e !== 'string' || !e.startsWith('.'))))
       throw v.invalid('extensions', "array of extensions such as '.jpg'", opts.extensions);
     const abs = resolve(root);
-    const scan = await native(() => getNative().scanImageFolder(abs, opts.extensions));
+    const scan = await getNative().scanImageFolder(abs, opts.extensions);
     return new ImageFolder(abs, { paths: scan.paths, labels: scan.labels }, scan.classes, scan.skipped, opts);
   }
 }
@@ -394,12 +394,7 @@ export class DataLoader extends EventEmitter {
     try {
       await this.loader.start(this.epoch++);
       for (;;) {
-        let nb: NativeBatch | null;
-        try {
-          nb = await this.loader.next();
-        } catch (e) {
-          throw fromNative(e);
-        }
+        const nb: NativeBatch | null = await this.loader.next();
         if (!nb) return;
         const batch = new Batch(nb);
         for (const s of batch.skipped) {

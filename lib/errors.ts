@@ -127,12 +127,3 @@ export function fromNative(err: unknown): Error {
       return err as Error;
   }
 }
-
-/** Awaits a native promise, mapping its rejection to a typed error. */
-export async function native<T>(p: () => Promise<T>): Promise<T> {
-  try {
-    return await p();
-  } catch (e) {
-    throw fromNative(e);
-  }
-}

@@ -1,4 +1,4 @@
-import { InvalidOptionError, native } from './errors';
+import { InvalidOptionError } from './errors';
 import { getNative } from './native';
 import { Transform } from './transform';
 import * as v from './validate';
@@ -19,7 +19,7 @@ export async function encodeJpeg(image: RgbImage, quality = 90): Promise<Buffer>
   const [c, h, w] = image.shape;
   if (!(c === 1 || c === 3) || !(h > 0) || !(w > 0) || image.data.length !== c * h * w)
     throw new InvalidOptionError('image', `Expected image.shape [3|1, H, W] matching data length ${image.data.length} but received ${JSON.stringify(image.shape)}`);
-  return native(() => getNative().encodeJpeg(image.data, image.shape, quality));
+  return getNative().encodeJpeg(image.data, image.shape, quality);
 }
 
 /**

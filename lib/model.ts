@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { extname, resolve as resolvePath } from 'node:path';
 import { getNumThreads, resolveDevice, version } from './device';
 import { Transform } from './transform';
-import { BusyError, CheckpointError, DisposedError, InvalidOptionError, native } from './errors';
+import { BusyError, CheckpointError, DisposedError, InvalidOptionError } from './errors';
 import { getNative, NativeModel, TensorData } from './native';
 import * as v from './validate';
 import { fetchWeights, HubOptions, WeightsName } from './weights';
@@ -244,15 +244,13 @@ export class Model {
   protected static async build(options: ModelOptions): Promise<Model> {
     const o = validateModelOptions(options);
     const n = getNative();
-    const handle = await native(() =>
-      n.createModel({ arch: o.arch, numClasses: o.numClasses, dropout: o.dropout ?? (o.arch === 'squeezenet1_1' ? 0.5 : 0), device: o.device, channelsLast: o.channelsLast, head: o.head ?? 'torchvision' }),
-    );
+    const handle = await n.createModel({ arch: o.arch, numClasses: o.numClasses, dropout: o.dropout ?? (o.arch === 'squeezenet1_1' ? 0.5 : 0), device: o.device, channelsLast: o.channelsLast, head: o.head ?? 'torchvision' });
     let report: LoadReport = { source: null, headReinitialized: [], message: 'random initialisation' };
     let classes = o.classes;
     if (o.weights !== undefined && o.weights !== null) {
       try {
         const path = await resolveWeightsPath(o.arch, o.weights, o);
-        const r = await native(() => handle.loadWeights(path, true));
+        const r = await handle.loadWeights(path, true);
         report = {
           source: path,
           headReinitialized: r.skippedHead,
@@ -279,7 +277,7 @@ export class Model {
     v.nonEmptyString('path', path);
     const abs = resolvePath(path);
     if (!existsSync(abs)) throw new CheckpointError(`${abs}: no such file`);
-    const meta = checkpointMetadata(abs, await native(() => getNative().readCheckpointMetadata(abs)));
+    const meta = checkpointMetadata(abs, await getNative().readCheckpointMetadata(abs));
     const Target = meta.arch !== 'squeezenet1_1' ? ResNetCtor() : Model;
     const model = await Target.build({ ...meta, weights: abs, device: options.device, channelsLast: options.channelsLast, precision: options.precision });
     if (model.loadReport.headReinitialized.length) {
@@ -303,8 +301,8 @@ export class Model {
   protected enqueue<T>(fn: (h: NativeModel) => Promise<T>): Promise<T> {
     const h = this.native();
     const run = this.queue.then(
-      () => native(() => fn(h)),
-      () => native(() => fn(h)),
+      () => fn(h),
+      () => fn(h),
     );
     this.queue = run.catch(() => undefined);
     return run;

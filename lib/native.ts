@@ -340,38 +340,77 @@ export function computeNice(name: string, nice: unknown): number {
 }
 
 /**
- * The addon's functions and classes with every error mapped to its class (fromNative) at one place: what a function
- * throws synchronously, what its promise rejects with, and what a constructor throws. Objects the addon returns are
- * left as they are (the addon recognises its own objects by identity).
+ * The one place where errors crossing the addon become typed (fromNative): every function and constructor of the
+ * addon, and every method of every object it returns (models, loaders, batches, trainers, feature banks), whether
+ * the error is thrown synchronously or rejects a promise. Returned native objects are handed out behind a proxy that
+ * does the mapping; a proxy passed back as an argument is replaced by its object (the addon recognises its own
+ * objects by identity).
  */
-function mapErrors(raw: NativeAddon): NativeAddon {
+export function mapErrors(raw: NativeAddon): NativeAddon {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(raw as unknown as Record<string, unknown>)) {
-    if (typeof value !== 'function') {
-      out[name] = value;
-    } else if (/^Native[A-Z]/.test(name)) {
-      out[name] = new Proxy(value, {
-        construct(target, args) {
-          try {
-            return Reflect.construct(target, args) as object;
-          } catch (e) {
-            throw fromNative(e);
-          }
-        },
-      });
-    } else {
-      out[name] = (...args: unknown[]) => {
-        let r: unknown;
-        try {
-          r = (value as (...a: unknown[]) => unknown).apply(raw, args);
-        } catch (e) {
-          throw fromNative(e);
-        }
-        // duck-typed: the addon's promises may come from another realm (e.g. under a test sandbox)
-        const thenable = r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function';
-        return thenable ? (r as Promise<unknown>).then(undefined, (e: unknown) => Promise.reject(fromNative(e))) : r;
-      };
-    }
+    if (typeof value !== 'function') out[name] = value;
+    else if (/^Native[A-Z]/.test(name)) out[name] = mappedClass(value as new (...a: unknown[]) => object);
+    else out[name] = mappedFunction(value as (...a: unknown[]) => unknown, raw);
   }
   return out as unknown as NativeAddon;
+}
+
+/** Native object → its proxy, and back. */
+const proxyOf = new WeakMap<object, object>();
+const targetOf = new WeakMap<object, object>();
+
+/** An instance of one of the addon's classes (NativeModel, NativeBatch, …), not plain data. */
+function isNativeObject(v: unknown): v is object {
+  if (v === null || typeof v !== 'object' || targetOf.has(v)) return false;
+  const ctor = (Object.getPrototypeOf(v) as { constructor?: { name?: string } } | null)?.constructor;
+  return typeof ctor?.name === 'string' && /^Native[A-Z]/.test(ctor.name);
+}
+
+const unwrapArg = (a: unknown): unknown => (a !== null && typeof a === 'object' && targetOf.get(a)) || a;
+const wrapResult = (v: unknown): unknown => (isNativeObject(v) ? mappedObject(v) : v);
+
+/** `fn` with `self` as `this`: proxies in its arguments unwrapped, errors mapped, native objects it returns wrapped. */
+function mappedFunction(fn: (...a: unknown[]) => unknown, self: unknown): (...a: unknown[]) => unknown {
+  return (...args: unknown[]) => {
+    let r: unknown;
+    try {
+      r = fn.apply(self, args.map(unwrapArg));
+    } catch (e) {
+      throw fromNative(e);
+    }
+    // duck-typed: the addon's promises may come from another realm (e.g. under a test sandbox)
+    const thenable = r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function';
+    return thenable ? (r as Promise<unknown>).then(wrapResult, (e: unknown) => Promise.reject(fromNative(e))) : wrapResult(r);
+  };
+}
+
+function mappedClass(ctor: new (...a: unknown[]) => object): unknown {
+  return new Proxy(ctor, {
+    construct(target, args) {
+      try {
+        return mappedObject(Reflect.construct(target, args.map(unwrapArg)) as object);
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+  });
+}
+
+/** The proxy of a native object (one per object): each method mapped, the same function on every read. */
+function mappedObject<T extends object>(obj: T): T {
+  const known = proxyOf.get(obj);
+  if (known) return known as T;
+  const methods = new Map<PropertyKey, unknown>();
+  const proxy = new Proxy(obj, {
+    get(target, key) {
+      const v = Reflect.get(target, key, target);
+      if (typeof v !== 'function' || key === 'constructor') return v;
+      if (!methods.has(key)) methods.set(key, mappedFunction(v as (...a: unknown[]) => unknown, target));
+      return methods.get(key);
+    },
+  });
+  proxyOf.set(obj, proxy);
+  targetOf.set(proxy, obj);
+  return proxy;
 }

@@ -150,16 +150,18 @@ function collapseHtml(s: RunSummary): string {
   return `<h2>Collapse</h2><div class="warn"><p>The model collapsed to predicting one class:</p><ul>${items}</ul>${rec ? `<p>Recovery:</p><ul>${rec}</ul>` : '<p>Consider a linear head (<code>head: \'linear\'</code>), a lower learning rate or <code>strategy: \'auto\'</code>.</p>'}</div>`;
 }
 
-/** The report.html of one run. */
-export function renderRunReport(s: RunSummary): string {
-  const e = s.evaluation;
-  const last = s.history[s.history.length - 1];
-  const perClass = e
+/** Precision, recall, F1 and support per class. */
+function perClassHtml(e: RunSummary['evaluation']): string {
+  return e
     ? `<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>${e.perClass
         .map((c) => `<tr><td>${escapeHtml(c.class)}</td><td>${c.precision.toFixed(3)}</td><td>${c.recall.toFixed(3)}</td><td>${c.f1.toFixed(3)}</td><td>${c.support}</td></tr>`)
         .join('')}</table>`
     : '<p>No validation data.</p>';
-  const thumbs = s.misclassified.length
+}
+
+/** Thumbnails of misclassified validation images, with a canvas for the Grad-CAM overlay where a map exists. */
+function misclassifiedHtml(s: RunSummary): string {
+  return s.misclassified.length
     ? `<div class="thumbs">${s.misclassified
         .map(
           (m) =>
@@ -167,28 +169,10 @@ export function renderRunReport(s: RunSummary): string {
         )
         .join('')}</div>`
     : '<p>None.</p>';
-  const body = `<h1>${escapeHtml(s.title)}</h1>
-<p class="meta">${escapeHtml(s.arch)} · ${escapeHtml(s.strategy)} · weights: ${escapeHtml(s.weights ?? 'random initialisation')} · ${s.classes.length} classes ·
-${s.trainSamples} training / ${s.valSamples} validation images · ${s.history.length} epochs in ${s.seconds.toFixed(1)} s ·
-libtorch ${escapeHtml(s.environment.libtorch)}, ${s.environment.threads} threads, ${escapeHtml(s.environment.device)}, precision ${escapeHtml(s.environment.precision)} · ${escapeHtml(s.createdAt)}</p>
-<table><tr><th>metric</th><th>value</th></tr>
-<tr><td>validation accuracy (final)</td><td>${pct(e?.accuracy)}</td></tr>
-${e?.top5 !== undefined ? `<tr><td>validation top-5</td><td>${pct(e.top5)}</td></tr>` : ''}
-<tr><td>validation loss</td><td>${e ? e.loss.toFixed(4) : '–'}</td></tr>
-<tr><td>best epoch (${s.best ? 'monitored' : '–'})</td><td>${s.best ? `${s.best.epoch + 1} (${s.best.value.toFixed(4)})` : '–'}</td></tr>
-<tr><td>training accuracy (last epoch)</td><td>${pct(last?.accuracy)}</td></tr>
-${s.targetEvaluation ? `<tr><td>target-domain accuracy (${s.targetEvaluation.count} images)</td><td>${pct(s.targetEvaluation.accuracy)}</td></tr>` : ''}
-${last?.adaptation ? `<tr><td>adaptation loss (last epoch)${last.adaptation.domainAccuracy !== undefined ? ' / domain-classifier accuracy' : ''}</td><td>${last.adaptation.loss.toFixed(4)}${last.adaptation.domainAccuracy !== undefined ? ` / ${pct(last.adaptation.domainAccuracy)}` : ''}</td></tr>` : ''}</table>
-${skippedHtml(s)}
-${s.interrupted ? `<div class="warn interrupted"><p><b>Interrupted</b> after ${s.history.length} complete epoch${s.history.length === 1 ? '' : 's'}: ${s.bestWeights ? `the weights file is ${escapeHtml(s.bestWeights)}` : 'no epoch finished, so no weights were written'}; the model was not evaluated. Resume with <code>train --resume</code> on this run's folder.</p></div>` : ''}
-${assessmentHtml(s)}
-${collapseHtml(s)}
-<h2>Curves</h2>
-<div class="grid"><div id="chart-loss" class="chart"></div><div id="chart-accuracy" class="chart"></div>
-<div id="chart-lr" class="chart"></div><div id="chart-confusion" class="chart"></div></div>
-<h2>Per class</h2>${perClass}
-<h2>Misclassified validation images</h2>${s.misclassified.some((m) => m.cam) ? '<p class="meta">Overlay: Grad-CAM of the predicted class (red: where the image drove the wrong answer). In brackets: the probability of the true and of the predicted class.</p>' : ''}${thumbs}`;
-  const script = `
+}
+
+// The run report's charts (ECharts) and Grad-CAM overlays, drawn in the page from DATA.
+const RUN_REPORT_SCRIPT = `
 const H = DATA.history, ep = H.map((r) => r.epoch + 1);
 const line = (name, ys) => ({ name, type: 'line', data: ys.map((y) => (y === undefined || y === null ? null : y)), showSymbol: true });
 const axes = (yname) => ({ tooltip: { trigger: 'axis' }, legend: { top: 4, right: 10 }, grid: { top: 56, left: 56, right: 20, bottom: 36 },
@@ -233,7 +217,33 @@ document.querySelectorAll('canvas.gradcam').forEach((canvas, i) => {
   if (!cam || !img) return;
   pending.push(img.decode().then(() => drawCam(canvas, img, cam), () => undefined));
 });`;
-  return page(s.title, body, script, { history: s.history, evaluation: e ? { classes: e.classes, confusion: e.confusion } : null, cams: s.misclassified.filter((m) => m.cam && m.thumbnail).map((m) => m.cam) });
+
+/** The report.html of one run. */
+export function renderRunReport(s: RunSummary): string {
+  const e = s.evaluation;
+  const last = s.history[s.history.length - 1];
+  const body = `<h1>${escapeHtml(s.title)}</h1>
+<p class="meta">${escapeHtml(s.arch)} · ${escapeHtml(s.strategy)} · weights: ${escapeHtml(s.weights ?? 'random initialisation')} · ${s.classes.length} classes ·
+${s.trainSamples} training / ${s.valSamples} validation images · ${s.history.length} epochs in ${s.seconds.toFixed(1)} s ·
+libtorch ${escapeHtml(s.environment.libtorch)}, ${s.environment.threads} threads, ${escapeHtml(s.environment.device)}, precision ${escapeHtml(s.environment.precision)} · ${escapeHtml(s.createdAt)}</p>
+<table><tr><th>metric</th><th>value</th></tr>
+<tr><td>validation accuracy (final)</td><td>${pct(e?.accuracy)}</td></tr>
+${e?.top5 !== undefined ? `<tr><td>validation top-5</td><td>${pct(e.top5)}</td></tr>` : ''}
+<tr><td>validation loss</td><td>${e ? e.loss.toFixed(4) : '–'}</td></tr>
+<tr><td>best epoch (${s.best ? 'monitored' : '–'})</td><td>${s.best ? `${s.best.epoch + 1} (${s.best.value.toFixed(4)})` : '–'}</td></tr>
+<tr><td>training accuracy (last epoch)</td><td>${pct(last?.accuracy)}</td></tr>
+${s.targetEvaluation ? `<tr><td>target-domain accuracy (${s.targetEvaluation.count} images)</td><td>${pct(s.targetEvaluation.accuracy)}</td></tr>` : ''}
+${last?.adaptation ? `<tr><td>adaptation loss (last epoch)${last.adaptation.domainAccuracy !== undefined ? ' / domain-classifier accuracy' : ''}</td><td>${last.adaptation.loss.toFixed(4)}${last.adaptation.domainAccuracy !== undefined ? ` / ${pct(last.adaptation.domainAccuracy)}` : ''}</td></tr>` : ''}</table>
+${skippedHtml(s)}
+${s.interrupted ? `<div class="warn interrupted"><p><b>Interrupted</b> after ${s.history.length} complete epoch${s.history.length === 1 ? '' : 's'}: ${s.bestWeights ? `the weights file is ${escapeHtml(s.bestWeights)}` : 'no epoch finished, so no weights were written'}; the model was not evaluated. Resume with <code>train --resume</code> on this run's folder.</p></div>` : ''}
+${assessmentHtml(s)}
+${collapseHtml(s)}
+<h2>Curves</h2>
+<div class="grid"><div id="chart-loss" class="chart"></div><div id="chart-accuracy" class="chart"></div>
+<div id="chart-lr" class="chart"></div><div id="chart-confusion" class="chart"></div></div>
+<h2>Per class</h2>${perClassHtml(e)}
+<h2>Misclassified validation images</h2>${s.misclassified.some((m) => m.cam) ? '<p class="meta">Overlay: Grad-CAM of the predicted class (red: where the image drove the wrong answer). In brackets: the probability of the true and of the predicted class.</p>' : ''}${misclassifiedHtml(s)}`;
+  return page(s.title, body, RUN_REPORT_SCRIPT, { history: s.history, evaluation: e ? { classes: e.classes, confusion: e.confusion } : null, cams: s.misclassified.filter((m) => m.cam && m.thumbnail).map((m) => m.cam) });
 }
 
 /** metrics.json + report.html in `dir`. Returns the report path. */

@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { native } from './errors';
 import { getNative, TensorData } from './native';
 import { nonEmptyString } from './validate';
 
@@ -11,5 +10,5 @@ export async function readStateDict(
   path: string,
 ): Promise<{ keys: string[]; tensors: Record<string, TensorData>; metadata: Record<string, string> }> {
   const abs = resolve(nonEmptyString('path', path));
-  return native(() => getNative().readCheckpoint(abs));
+  return getNative().readCheckpoint(abs);
 }

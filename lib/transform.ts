@@ -1,5 +1,4 @@
 import { decodeOptions } from './decode-options';
-import { native } from './errors';
 import { getNative, TensorData } from './native';
 import * as v from './validate';
 
@@ -15,7 +14,7 @@ export type TransformOp =
   | { op: 'randomRotation'; degrees: number[]; interpolation: Interpolation; fill: number }
   | { op: 'randomHorizontalFlip'; p: number }
   | { op: 'randomVerticalFlip'; p: number }
-  | { op: 'colorJitter'; brightness?: number[]; contrast?: number[]; saturation?: number[]; hue?: number[] }
+  | { op: 'colorJitter'; brightness: number[]; contrast: number[]; saturation: number[]; hue: number[] }
   | { op: 'randomGrayscale'; p: number }
   | { op: 'randomErasing'; p: number; scale: number[]; ratio: number[]; value: number }
   | { op: 'toTensor' }
@@ -50,9 +49,9 @@ function probability(name: string, p: unknown, fallback = 0.5): number {
   return p === undefined ? fallback : v.numberInRange(name, p, 0, 1);
 }
 
-/** Jitter amount → factor range as torchvision's ColorJitter: b → [max(0, 1-b), 1+b]; or an explicit range. */
-function jitter(name: string, value: unknown, center: number, bound?: number): number[] | undefined {
-  if (value === undefined || value === 0) return undefined;
+/** Jitter amount → factor range as torchvision's ColorJitter: b → [max(0, 1-b), 1+b]; or an explicit range; [] not jittered. */
+function jitter(name: string, value: unknown, center: number, bound?: number): number[] {
+  if (value === undefined || value === 0) return [];
   if (typeof value === 'number') {
     v.numberInRange(name, value, 0, bound ?? Number.MAX_VALUE);
     return [Math.max(center === 0 ? -value : 0, center - value), center + value];
@@ -216,6 +215,6 @@ export class Transform {
     if (!samples) throw v.invalid('image', 'file path or Buffer', image);
     const seed = opts.seed === undefined ? 0 : v.nonNegativeInt('seed', opts.seed);
     const json = JSON.stringify(this.ops);
-    return native(() => getNative().transformImage(samples, json, seed, decodeOptions(opts))) as never;
+    return getNative().transformImage(samples, json, seed, decodeOptions(opts)) as never;
   }
 }

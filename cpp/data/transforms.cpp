@@ -2,7 +2,9 @@
 
 #include "data/batch_augment.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -442,6 +444,113 @@ bool TransformSpec::deterministic() const {
   return true;
 }
 
+namespace {
+
+// The fields each op's spec carries, all required: lib/transform.ts writes every one (its builders hold the
+// defaults); a missing or unknown field is an error naming it.
+const std::vector<std::string>& op_fields(Op op) {
+  static const std::map<Op, std::vector<std::string>> fields = {
+      {Op::Resize, {"size", "interpolation", "antialias"}},
+      {Op::CenterCrop, {"size"}},
+      {Op::RandomCrop, {"size", "padding", "padIfNeeded", "fill"}},
+      {Op::RandomResizedCrop, {"size", "scale", "ratio", "interpolation", "antialias"}},
+      {Op::RandomRotation, {"degrees", "interpolation", "fill"}},
+      {Op::RandomHorizontalFlip, {"p"}},
+      {Op::RandomVerticalFlip, {"p"}},
+      {Op::ColorJitter, {"brightness", "contrast", "saturation", "hue"}},
+      {Op::RandomGrayscale, {"p"}},
+      {Op::RandomErasing, {"p", "scale", "ratio", "value"}},
+      {Op::ToTensor, {}},
+      {Op::Normalize, {"mean", "std"}},
+  };
+  return fields.at(op);
+}
+
+// Reads field `k` of `o` as T; it must be present.
+template <typename T>
+T need(const nlohmann::json& o, const char* k, const std::string& where) {
+  if (!o.contains(k)) throw std::invalid_argument(where + ": missing field " + k);
+  return o.at(k).get<T>();
+}
+
+// A [min, max] pair.
+std::vector<double> need_pair(const nlohmann::json& o, const char* k, const std::string& where) {
+  auto v = need<std::vector<double>>(o, k, where);
+  if (v.size() != 2) throw std::invalid_argument(where + ": " + k + " must be [min, max]");
+  return v;
+}
+
+TransformOp parse_op_spec(const nlohmann::json& o, const std::string& where) {
+  if (!o.is_object()) throw std::invalid_argument(where + ": expected an object");
+  TransformOp op;
+  op.kind = parse_op(need<std::string>(o, "op", where), where);
+  const auto& fields = op_fields(op.kind);
+  for (const auto& [key, value] : o.items())
+    if (key != "op" && std::find(fields.begin(), fields.end(), key) == fields.end())
+      throw std::invalid_argument(where + ": unknown field " + key + " for op " + op_name(op.kind));
+  switch (op.kind) {
+    case Op::Resize:
+    case Op::RandomResizedCrop:
+      op.size = need<std::vector<int64_t>>(o, "size", where);
+      op.interp = parse_interp(need<std::string>(o, "interpolation", where), where);
+      op.antialias = need<bool>(o, "antialias", where);
+      if (op.kind == Op::RandomResizedCrop) {
+        op.scale = need_pair(o, "scale", where);
+        op.ratio = need_pair(o, "ratio", where);
+      }
+      break;
+    case Op::CenterCrop:
+      op.size = need<std::vector<int64_t>>(o, "size", where);
+      break;
+    case Op::RandomCrop:
+      op.size = need<std::vector<int64_t>>(o, "size", where);
+      op.padding = need<std::vector<int64_t>>(o, "padding", where);
+      op.pad_if_needed = need<bool>(o, "padIfNeeded", where);
+      op.fill = need<double>(o, "fill", where);
+      break;
+    case Op::RandomRotation: {
+      auto deg = need_pair(o, "degrees", where);
+      op.deg_min = deg[0];
+      op.deg_max = deg[1];
+      op.interp = parse_interp(need<std::string>(o, "interpolation", where), where);
+      op.fill = need<double>(o, "fill", where);
+      break;
+    }
+    case Op::RandomHorizontalFlip:
+    case Op::RandomVerticalFlip:
+    case Op::RandomGrayscale:
+      op.p = need<double>(o, "p", where);
+      break;
+    case Op::ColorJitter: {  // [min, max], or [] where that property is not jittered
+      auto range = [&](const char* k) {
+        auto v = need<std::vector<double>>(o, k, where);
+        if (!v.empty() && v.size() != 2) throw std::invalid_argument(where + ": " + k + " must be [min, max] or []");
+        return v;
+      };
+      op.brightness = range("brightness");
+      op.contrast = range("contrast");
+      op.saturation = range("saturation");
+      op.hue = range("hue");
+      break;
+    }
+    case Op::RandomErasing:
+      op.p = need<double>(o, "p", where);
+      op.scale = need_pair(o, "scale", where);
+      op.ratio = need_pair(o, "ratio", where);
+      op.erase_value = need<double>(o, "value", where);
+      break;
+    case Op::ToTensor:
+      break;
+    case Op::Normalize:
+      op.mean = need<std::vector<double>>(o, "mean", where);
+      op.std = need<std::vector<double>>(o, "std", where);
+      break;
+  }
+  return op;
+}
+
+}  // namespace
+
 TransformSpec parse_transform_spec(const std::string& text) {
   TransformSpec spec;
   nlohmann::json j;
@@ -454,37 +563,11 @@ TransformSpec parse_transform_spec(const std::string& text) {
   size_t idx = 0;
   for (const auto& o : j) {
     const std::string where = "transform[" + std::to_string(idx++) + "]";
-    TransformOp op;
     try {
-      op.kind = parse_op(o.at("op").get<std::string>(), where);
-      auto num = [&](const char* k, double def) { return o.contains(k) ? o.at(k).get<double>() : def; };
-      auto vec = [&](const char* k) { return o.contains(k) ? o.at(k).get<std::vector<double>>() : std::vector<double>{}; };
-      auto ivec = [&](const char* k) { return o.contains(k) ? o.at(k).get<std::vector<int64_t>>() : std::vector<int64_t>{}; };
-      op.size = ivec("size");
-      if (o.contains("interpolation")) op.interp = parse_interp(o.at("interpolation").get<std::string>(), where);
-      if (o.contains("antialias")) op.antialias = o.at("antialias").get<bool>();
-      op.padding = ivec("padding");
-      if (o.contains("padIfNeeded")) op.pad_if_needed = o.at("padIfNeeded").get<bool>();
-      op.fill = num("fill", 0);
-      if (o.contains("scale")) op.scale = vec("scale");
-      if (o.contains("ratio")) op.ratio = vec("ratio");
-      auto deg = vec("degrees");
-      if (deg.size() == 2) {
-        op.deg_min = deg[0];
-        op.deg_max = deg[1];
-      }
-      op.p = num("p", 0.5);
-      op.brightness = vec("brightness");
-      op.contrast = vec("contrast");
-      op.saturation = vec("saturation");
-      op.hue = vec("hue");
-      op.mean = vec("mean");
-      op.std = vec("std");
-      op.erase_value = num("value", 0);
+      spec.ops.push_back(parse_op_spec(o, where));
     } catch (const nlohmann::json::exception& e) {
       throw std::invalid_argument(where + ": " + e.what());
     }
-    spec.ops.push_back(std::move(op));
   }
   return spec;
 }

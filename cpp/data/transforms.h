@@ -41,25 +41,27 @@ std::vector<std::string> op_names();
 // true for ops that draw random parameters per sample
 bool is_random_op(Op op);
 
+// One op of a spec, every field set by parse_transform_spec from the JSON lib/transform.ts writes (no defaults here:
+// the TS builders hold them).
 struct TransformOp {
   Op kind{};
   // resize / crops
   std::vector<int64_t> size;  // [s] shorter side, or [h, w]
-  Interp interp = Interp::Bilinear;
-  bool antialias = true;
+  Interp interp{};
+  bool antialias{};
   std::vector<int64_t> padding;  // randomCrop: [l, t, r, b]
-  bool pad_if_needed = false;
-  double fill = 0;
-  std::vector<double> scale{0.08, 1.0}, ratio{3.0 / 4.0, 4.0 / 3.0};
+  bool pad_if_needed{};
+  double fill{};
+  std::vector<double> scale, ratio;
   // rotation
-  double deg_min = 0, deg_max = 0;
-  // flips, grayscale, erasing, mixing probability
-  double p = 0.5;
-  // color jitter: [min, max] factors; hue [min, max]
+  double deg_min{}, deg_max{};
+  // flips, grayscale, erasing
+  double p{};
+  // color jitter: [min, max] factors; hue [min, max]; empty: not jittered
   std::vector<double> brightness, contrast, saturation, hue;
   // normalize
   std::vector<double> mean, std;
-  double erase_value = 0;
+  double erase_value{};
 };
 
 struct TransformSpec {

@@ -9,6 +9,6 @@ const std::vector<std::string>& architectures();
 // ResNets, whose head is already one).
 const std::vector<std::string>& head_kinds();
 // Throws std::invalid_argument naming the arch (or head) when it is unknown.
-Classifier create_model(const std::string& arch, int64_t num_classes, double dropout, const std::string& head = "torchvision");
+Classifier create_model(const std::string& arch, int64_t num_classes, double dropout, const std::string& head);
 
 }  // namespace tl

@@ -10,13 +10,14 @@ namespace tl {
 
 Precision parse_precision(const std::string& s);  // "fp32" | "bf16" | "fp16"
 
+// Every field is set by the binding from the JS options (lib/model.ts holds the defaults).
 struct ModelConfig {
   std::string arch;
-  int64_t num_classes = 1000;
-  double dropout = 0.0;
-  std::string device = "cpu";
-  bool channels_last = true;
-  std::string head = "torchvision";  // see create_model
+  int64_t num_classes{};
+  double dropout{};
+  std::string device;
+  bool channels_last{};
+  std::string head;  // "torchvision" | "linear", see create_model
 };
 
 class ModelRunner {

@@ -7,7 +7,7 @@ import { manualSeed, version, getNumThreads } from '../device';
 import { DatasetError, InvalidOptionError } from '../errors';
 import { latestGeneration } from '../durable';
 import { thumbnailJpeg } from '../image';
-import { ARCHS, Arch, HeadKind, Model, Precision } from '../model';
+import { ARCHS, Arch, HeadKind, Model } from '../model';
 import { RunSummary, SkipSummary, writeRunReport } from '../report';
 import { rankDevice, resolveDistributed } from '../distributed';
 import { DOMAIN_ADAPTATION_METHODS, DomainAdaptationMethod, Trainer, TRAINER_OPTION_KEYS, TrainerOptions } from '../trainer';

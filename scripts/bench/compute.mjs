@@ -1,13 +1,11 @@
 // bench:compute — ResNet-18/50, 224², batch 32: inference and one SGD training step, ours vs Python torchvision
 // in the same run on the same machine. Prints img/s and ratios.
 // usage: node scripts/bench/compute.mjs [--archs resnet18,resnet50] [--batch 32] [--iters 3]
-import { runPython } from './peer.mjs';
-import { createRequire } from 'node:module';
+import { lib, runPython, throughput } from './common.mjs';
 import { parseArgs } from 'node:util';
 import { cpus } from 'node:os';
 
-const require = createRequire(import.meta.url);
-const { ResNet, getNumThreads, version } = require('../../dist/cjs/index.js');
+const { ResNet, getNumThreads, version } = lib;
 // forward FLOPs per 224² image (2 × multiply-adds), for the share of the bf16 convolution peak
 const GFLOP = { resnet18: 3.64, resnet34: 7.34, resnet50: 8.18, resnet101: 15.6, resnet152: 23.1 };
 const { values } = parseArgs({
@@ -17,12 +15,7 @@ const batch = Number(values.batch);
 const iters = Number(values.iters);
 const threads = getNumThreads();
 
-async function timeit(fn) {
-  await fn();
-  const t0 = performance.now();
-  for (let i = 0; i < iters; i++) await fn();
-  return (batch * iters) / ((performance.now() - t0) / 1000);
-}
+const timeit = (fn) => throughput(batch, iters, fn);
 
 const rows = [];
 const bestRows = [];

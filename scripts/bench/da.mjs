@@ -4,17 +4,15 @@
 // weights (mean ± sd over seeds) beside the published figures, and writes bench-da.json.
 // usage: node scripts/bench/da.mjs [--epochs 8] [--seeds 0,1,2] [--methods none,dann,mmd] [--out bench-da.json]
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { lib, seconds as timed, sharedPath } from './common.mjs';
 
-const require = createRequire(import.meta.url);
-const { DataLoader, ImageFolder, ResNet, Trainer, Transform, manualSeed, version } = require('../../dist/cjs/index.js');
+const { DataLoader, ImageFolder, ResNet, Trainer, Transform, manualSeed, version } = lib;
 const { values } = parseArgs({
   options: { epochs: { type: 'string', default: '8' }, seeds: { type: 'string', default: '0,1,2' }, methods: { type: 'string', default: 'none,dann,mmd' }, out: { type: 'string', default: 'bench-da.json' }, lr: { type: 'string', default: '0.001' } },
 });
-const shared = resolve(process.env.TORCH_RESNET_TL_SHARED ?? join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..', '..', '..', 'shared'));
-const root = join(shared, 'data', 'mnist_usps');
+const root = sharedPath('data', 'mnist_usps');
 const epochs = Number(values.epochs);
 const seeds = values.seeds.split(',').map(Number);
 const methods = values.methods.split(',');
@@ -42,9 +40,10 @@ for (const method of methods) {
       precision: 'fp32',
       ...(method === 'none' ? {} : { domainAdaptation: { method, target } }),
     });
-    const t0 = performance.now();
-    const fit = await trainer.fit(train);
-    const seconds = (performance.now() - t0) / 1000;
+    let fit;
+    const seconds = await timed(async () => {
+      fit = await trainer.fit(train);
+    });
     const rep = await trainer.evaluate(new DataLoader(usps, { batchSize: 256 }));
     const last = fit.history[fit.history.length - 1];
     const row = { method, seed, targetAccuracy: rep.accuracy, sourceTrainAccuracy: last.accuracy, adaptation: last.adaptation ?? null, seconds };

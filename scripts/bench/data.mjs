@@ -1,15 +1,12 @@
 // bench:data — the document's training transforms over hymenoptera/train, batch 32: ours vs torchvision's
 // DataLoader in the same run. Best epoch of --epochs (default 2) per setting.
 // usage: node scripts/bench/data.mjs [--data ../shared/data/hymenoptera/train] [--epochs 2]
-import { execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { lib, runPython, seconds, sharedPath } from './common.mjs';
 import { parseArgs } from 'node:util';
 import { cpus } from 'node:os';
 
-const require = createRequire(import.meta.url);
-const { ImageFolder, DataLoader, Transform } = require('../../dist/cjs/index.js');
-const shared = process.env.TORCH_RESNET_TL_SHARED ?? '../shared';
-const { values } = parseArgs({ options: { data: { type: 'string', default: `${shared}/data/hymenoptera/train` }, epochs: { type: 'string', default: '2' } } });
+const { ImageFolder, DataLoader, Transform } = lib;
+const { values } = parseArgs({ options: { data: { type: 'string', default: sharedPath('data', 'hymenoptera', 'train') }, epochs: { type: 'string', default: '2' } } });
 const epochs = Number(values.epochs);
 
 async function ours(workers, opts = {}) {
@@ -17,21 +14,21 @@ async function ours(workers, opts = {}) {
   const loader = new DataLoader(ds, { batchSize: 32, shuffle: true, seed: 1, workers, ...opts.loader });
   let best = 0;
   for (let e = 0; e < epochs + (opts.warm ? 1 : 0); e++) {
-    const t0 = performance.now();
     let n = 0;
-    for await (const b of loader) {
-      n += b.size;
-      b.dispose(); // as the Trainer does after each step
-    }
+    const s = await seconds(async () => {
+      for await (const b of loader) {
+        n += b.size;
+        b.dispose(); // as the Trainer does after each step
+      }
+    });
     if (opts.warm && e === 0) continue;
-    best = Math.max(best, n / ((performance.now() - t0) / 1000));
+    best = Math.max(best, n / s);
   }
   return best;
 }
 
 function python(workers) {
-  const out = execFileSync('/usr/bin/python3', ['scripts/bench/data_py.py', values.data, String(workers), String(epochs)], { encoding: 'utf8' });
-  return JSON.parse(out.trim().split('\n').pop()).img_per_s;
+  return runPython('default', ['scripts/bench/data_py.py', values.data, String(workers), String(epochs)]).pop().img_per_s;
 }
 
 const cores = cpus().length;

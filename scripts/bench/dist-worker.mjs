@@ -2,11 +2,9 @@
 // usage: node scripts/bench/dist-worker.mjs train DATA_DIR BATCH_PER_RANK EPOCHS [overlap|after]
 //        node scripts/bench/dist-worker.mjs allreduce NUMEL ITERATIONS
 // Prints one JSON line (rank 0, or the single process).
-import { createRequire } from 'node:module';
+import { lib, native } from './common.mjs';
 
-const require = createRequire(import.meta.url);
-const { ImageFolder, DataLoader, Model, Trainer, Transform, getNumThreads } = require('../../dist/cjs/index.js');
-const { getNative } = require('../../dist/cjs/native.js');
+const { ImageFolder, DataLoader, Model, Trainer, Transform, getNumThreads } = lib;
 const [mode, ...args] = process.argv.slice(2);
 const rank = Number(process.env.RANK ?? 0);
 
@@ -25,7 +23,7 @@ if (mode === 'train') {
   model.dispose();
 } else if (mode === 'allreduce') {
   const [numel, iterations] = [Number(args[0]), Number(args[1])];
-  const times = await getNative().allreduceBenchmark({
+  const times = await native().allreduceBenchmark({
     rank,
     worldSize: Number(process.env.WORLD_SIZE),
     masterAddr: process.env.MASTER_ADDR,

@@ -7,11 +7,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
+import { lib } from './common.mjs';
 
-const require = createRequire(import.meta.url);
-const { makeSyntheticDataset, launch } = require('../../dist/cjs/index.js');
+const { makeSyntheticDataset, launch } = lib;
 const { values } = parseArgs({ options: { ranks: { type: 'string', default: '2' }, epochs: { type: 'string', default: '2' }, iterations: { type: 'string', default: '5' } } });
 const ranks = Number(values.ranks);
 const WORKER = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, 'dist-worker.mjs');

@@ -1,22 +1,19 @@
 // bench:train — hymenoptera, the document's training transforms, batch 32, Adam 1e-3: ours vs the tutorial-style
 // Python loop (torchvision DataLoader num_workers=2) in the same run.
 // usage: node scripts/bench/train.mjs [--full-epochs 2] [--fe-epochs 25] [--full-arch resnet18]
-import { runPython } from './peer.mjs';
-import { createRequire } from 'node:module';
+import { lib, runPython, seconds, sharedPath } from './common.mjs';
 import { parseArgs } from 'node:util';
 
-const require = createRequire(import.meta.url);
-const { Model, Trainer, ImageFolder, DataLoader, Transform, getNumThreads } = require('../../dist/cjs/index.js');
-const shared = process.env.TORCH_RESNET_TL_SHARED ?? '../shared';
+const { Model, Trainer, ImageFolder, DataLoader, Transform, getNumThreads } = lib;
 const { values } = parseArgs({
   options: {
-    data: { type: 'string', default: `${shared}/data/hymenoptera` },
+    data: { type: 'string', default: sharedPath('data', 'hymenoptera') },
     'full-epochs': { type: 'string', default: '2' },
     'fe-epochs': { type: 'string', default: '25' },
     'full-arch': { type: 'string', default: 'resnet18' },
   },
 });
-const weights = `${shared}/weights/squeezenet1_1-imagenet.pth`;
+const weights = sharedPath('weights', 'squeezenet1_1-imagenet.pth');
 const threads = getNumThreads();
 
 function python(arch, strategy, epochs, w, kind = 'default') {
@@ -28,9 +25,10 @@ async function ours(arch, strategy, epochs, w, extra = {}, trainTransform = Tran
   const val = await ImageFolder.open(`${values.data}/val`, { transform: Transform.imagenetEval() });
   const model = await Model.create({ arch, numClasses: 2, classes: train.classes, weights: w, channelsLast: extra.channelsLast ?? true });
   const trainer = new Trainer(model, { strategy, epochs, lr: 1e-3, backboneLr: 1e-3, seed: 0, precision: extra.precision ?? 'auto', featureCache: extra.featureCache });
-  const t0 = performance.now();
-  const res = await trainer.fit(new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0 }), new DataLoader(val, { batchSize: 32 }));
-  const total = (performance.now() - t0) / 1000;
+  let res;
+  const total = await seconds(async () => {
+    res = await trainer.fit(new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0 }), new DataLoader(val, { batchSize: 32 }));
+  });
   model.dispose();
   return { epoch_seconds: res.history.map((h) => h.seconds), total, val_accuracy: res.history.at(-1).valAccuracy };
 }

@@ -2,6 +2,9 @@
 import { execFileSync } from 'node:child_process';
 import { Schedule, Scheduler, validateSchedule } from '../../lib/schedule';
 import { PYTHON } from '../helpers';
+import { noAddon } from './no-addon';
+
+noAddon();
 
 interface Case {
   name: string;

@@ -1,5 +1,5 @@
-import { ResNet, Model, InvalidOptionError, DeviceError, devices, cuda, setNumThreads, getNumThreads, version, TorchResNetError, ARCHS, BusyError, DisposedError } from '../../lib';
-import { TRANSFORM_OPS } from '../../lib/transform';
+import { ResNet, Model, InvalidOptionError, DeviceError, devices, cuda, setNumThreads, getNumThreads, version, TorchResNetError, ARCHS, BusyError, DisposedError, encodeJpeg } from '../../lib';
+import { Transform, TRANSFORM_OPS } from '../../lib/transform';
 import { getNative } from '../../lib/native';
 
 describe('option validation (before any native work)', () => {
@@ -112,5 +112,37 @@ describe('native errors map to their classes everywhere', () => {
     expect((raw as TorchResNetError).code).toBe('ERR_DISPOSED');
     expect(fromNative(raw)).toBeInstanceOf(DisposedError);
     expect(fromNative(Object.assign(new Error('busy'), { code: 'ERR_BUSY' }))).toBeInstanceOf(BusyError);
+  });
+});
+
+describe('native transform specs are strict', () => {
+  test('every builder writes every field the native parser needs; a missing or unknown field is an error naming it', async () => {
+    const img = await encodeJpeg({ data: new Uint8Array(3 * 16 * 16).fill(120), shape: [3, 16, 16] });
+    const all = Transform.compose([
+      Transform.resize(12),
+      Transform.randomCrop(12, { padding: 1 }),
+      Transform.randomResizedCrop(10),
+      Transform.randomRotation(10),
+      Transform.centerCrop(8),
+      Transform.randomHorizontalFlip(),
+      Transform.randomVerticalFlip(),
+      Transform.colorJitter({ brightness: 0.2 }),
+      Transform.randomGrayscale(),
+      Transform.toTensor(),
+      Transform.normalize(),
+      Transform.randomErasing(),
+    ]);
+    expect(new Set(all.ops.map((o) => o.op)).size).toBe(TRANSFORM_OPS.length);
+    expect((await all.apply(img)).shape).toEqual([3, 8, 8]);
+    const run = async (spec: unknown[]) => getNative().transformImage({ paths: ['<buffer>'], buffers: [img] }, JSON.stringify(spec), 0, { maxPixels: 1e8, fastDecodeMinSide: 0, strict: false });
+    const erasing = all.ops.find((o) => o.op === 'randomErasing')!;
+    const { scale, ...noScale } = erasing as { scale: number[] };
+    void scale;
+    await expect(run([{ op: 'toTensor' }, noScale])).rejects.toThrow(/transform\[1\]: missing field scale/);
+    await expect(run([{ op: 'randomHorizontalFlip' }])).rejects.toThrow(/transform\[0\]: missing field p/);
+    await expect(run([{ op: 'centerCrop', size: [4], fill: 0 }])).rejects.toThrow(/transform\[0\]: unknown field fill for op centerCrop/);
+    const err = await run([{ op: 'colorJitter', brightness: [1], contrast: [], saturation: [], hue: [] }]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TorchResNetError);
+    expect((err as Error).message).toMatch(/brightness must be \[min, max\] or \[\]/);
   });
 });

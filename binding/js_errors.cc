@@ -1,8 +1,7 @@
-#include "errors.h"
+#include "js_errors.h"
 
 #include <c10/util/Exception.h>
 
-#include "errors.h"
 #include "../cpp/errors.h"
 #include "../cpp/data/dataset.h"
 #include "../cpp/dist/process_group.h"
