@@ -65,8 +65,18 @@ export class DisposedError extends TorchResNetError {
 
 /** The object is in use by another operation (e.g. a DataLoader iterated twice at the same time). */
 export class BusyError extends TorchResNetError {
-  constructor(message: string) {
+  /** When a bounded queue refused the work: seconds after which a retry is likely to be accepted. */
+  readonly retryAfterSeconds?: number;
+  constructor(message: string, retryAfterSeconds?: number) {
     super(message, 'ERR_BUSY');
+    if (retryAfterSeconds !== undefined) this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** Work whose deadline passed before it was computed (it was dropped, not run). */
+export class TimeoutError extends TorchResNetError {
+  constructor(message: string) {
+    super(message, 'ERR_TIMEOUT');
   }
 }
 

@@ -27,6 +27,7 @@ export {
   DatasetError,
   DisposedError,
   BusyError,
+  TimeoutError,
   NativeError,
   OutOfMemoryError,
   DistributedError,
@@ -49,3 +50,7 @@ export { makeSyntheticDataset, drawSynthetic, SYNTHETIC_CLASSES } from './synthe
 export type { SyntheticOptions } from './synthetic';
 export { writeRunReport, renderRunReport, renderExperimentReport } from './report';
 export type { RunSummary, ExperimentRow } from './report';
+export { BatchPredictor, BATCH_PREDICTOR_DEFAULTS } from './serve/predictor';
+export type { BatchPredictorOptions, BatchPredictOptions, BatchEvent } from './serve/predictor';
+export { PredictionServer, SERVER_DEFAULTS } from './serve/http';
+export type { PredictionServerOptions } from './serve/http';

@@ -416,7 +416,7 @@ export class Model {
         buffers.push(it);
       } else throw v.invalid(single ? 'input' : `inputs[${i}]`, 'file path or Buffer', it);
     });
-    const decode = decodeOptions(options, resizeFloor(transform));
+    const decode = decodeOptions(options, transform.resizeFloor);
     const tta = options.tta === undefined ? PREDICT_DEFAULTS.tta : v.bool('tta', options.tta);
     const json = JSON.stringify(transform.ops);
     const raw = await this.enqueue((h) => h.predict({ paths, buffers }, json, decode, { topk, precision, batchSize, workers: getNumThreads(), prefetch: LOADER_DEFAULTS.prefetch, tta }));
@@ -522,12 +522,6 @@ export class Model {
     this.handle = null;
     if (h) void this.queue.then(() => h.dispose());
   }
-}
-
-/** Shorter side a JPEG may be DCT-downscaled to when the pipeline starts with a resize (0: no safe floor). */
-function resizeFloor(t: Transform): number {
-  const first = t.ops[0];
-  return first && first.op === 'resize' ? Math.max(...first.size) : 0;
 }
 
 let resnetCtor: typeof Model | undefined;

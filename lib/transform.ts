@@ -156,6 +156,12 @@ export class Transform {
     ]);
   }
 
+  /** @internal Shorter side a JPEG may be DCT-downscaled to when the pipeline starts with a resize (0: no safe floor). */
+  get resizeFloor(): number {
+    const first = this.ops[0];
+    return first && first.op === 'resize' ? Math.max(...first.size) : 0;
+  }
+
   /** uint8 → float in [0, 1]. */
   static toTensor(): Transform {
     return new Transform([{ op: 'toTensor' }]);
@@ -210,7 +216,7 @@ export class Transform {
    * Runs the pipeline on one image (a file path or an encoded Buffer). Before `toTensor` the result is uint8
    * `[3, H, W]`; after it, float32.
    */
-  async apply(image: string | Buffer, opts: { seed?: number; maxPixels?: number; strict?: boolean } = {}): Promise<TensorData & { dtype: string; data: Float32Array | Uint8Array }> {
+  async apply(image: string | Buffer, opts: { seed?: number; maxPixels?: number; strict?: boolean; fastDecodeMinSide?: number } = {}): Promise<TensorData & { dtype: string; data: Float32Array | Uint8Array }> {
     const samples = typeof image === 'string' ? { paths: [image] } : Buffer.isBuffer(image) ? { paths: ['<buffer>'], buffers: [image] } : undefined;
     if (!samples) throw v.invalid('image', 'file path or Buffer', image);
     const seed = opts.seed === undefined ? 0 : v.nonNegativeInt('seed', opts.seed);

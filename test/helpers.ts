@@ -78,19 +78,25 @@ export function python(code: string, args: string[] = []): string {
 }
 
 /**
- * For a test file that runs examples/serve.ts: a scratch folder and `start(model, flags)` → base URL; the server is
- * stopped and the folder removed after the file's tests.
+ * For a test file that runs a prediction server — `torch-resnet-tl serve` (the CLI) or examples/serve.ts — a scratch
+ * folder and `start(model, flags)` → base URL; `proc()` is the running server. It is stopped and the folder removed
+ * after the file's tests.
  */
-export function serveHarness(prefix: string): { tmp: string; start: (modelPath: string, extra: string[]) => Promise<string> } {
+export function serveHarness(prefix: string, what: 'cli' | 'example' = 'cli'): { tmp: string; start: (modelPath: string, extra: string[]) => Promise<string>; proc: () => ChildProcess } {
   const tmp = mkdtempSync(join(tmpdir(), prefix));
   let proc: ChildProcess | undefined;
   afterAll(() => {
-    proc?.kill('SIGTERM');
+    // tsx runs the example in a child process and relays SIGTERM to it (a SIGKILL would orphan that child)
+    proc?.kill(what === 'cli' ? 'SIGKILL' : 'SIGTERM');
     rmSync(tmp, { recursive: true, force: true });
   });
   const start = (modelPath: string, extra: string[]) =>
     new Promise<string>((resolvePromise, reject) => {
-      proc = spawn(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(ROOT, 'examples', 'serve.ts'), '--model', modelPath, '--port', '0', ...extra], { cwd: ROOT });
+      const args =
+        what === 'cli'
+          ? [join(ROOT, 'dist', 'cjs', 'cli', 'index.js'), 'serve', '--model', modelPath, '--port', '0', ...extra]
+          : [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(ROOT, 'examples', 'serve.ts'), modelPath, '0', ...extra];
+      proc = spawn(process.execPath, args, { cwd: ROOT });
       let out = '';
       let err = '';
       proc.stdout!.on('data', (d) => {
@@ -101,5 +107,5 @@ export function serveHarness(prefix: string): { tmp: string; start: (modelPath: 
       proc.stderr!.on('data', (d) => (err += d));
       proc.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)));
     });
-  return { tmp, start };
+  return { tmp, start, proc: () => proc! };
 }

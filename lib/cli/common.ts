@@ -1,5 +1,5 @@
 // What every command shares: exit codes, argument parsers, the CLI's own defaults, output, config files, Ctrl-C.
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { LOADER_DEFAULTS } from '../data';
 import { InvalidOptionError } from '../errors';
@@ -137,3 +137,6 @@ export const C = { arch: 'resnet18' as Arch, weights: 'DEFAULT', imageSize: 224,
 export function interruptedExit(): number | undefined {
   return interruptedBy ? INTERRUPT_EXIT[interruptedBy] : undefined;
 }
+
+/** `--arch <name>`, one of ARCHS. */
+export const archOption = (help = `architecture (default ${C.arch})`): Option => new Option('--arch <name>', help).choices([...ARCHS]);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `torch-resnet-tl` command line: train, eval, predict, export, info, demo, experiment.
+// The `torch-resnet-tl` command line: train, eval, predict, export, info, demo, experiment, launch, serve, setup, doctor.
 // Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or options, 3 bad input (data, checkpoint, weights
 // file), 4 device unavailable, 5 set-up needed (no libtorch / binary; `setup`, `doctor`), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); after either the newest complete
 // checkpoint generation is intact and metrics.json says interrupted.
@@ -11,6 +11,7 @@ import { addSetupCommands } from './setup';
 import { EXIT, exitCodeOf, int, interruptedExit } from './common';
 import { addAssessCommand, addEvalCommand, addExportCommand, addInfoCommand, addPredictCommand } from './model';
 import { addDemoCommand, addExperimentCommand, addLaunchCommand, addTrainCommand } from './train';
+import { addServeCommand } from './serve';
 
 export function buildProgram(): Command {
   const program = new Command('torch-resnet-tl')
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   addDemoCommand(program, out);
   addExperimentCommand(program, out);
   addLaunchCommand(program, out);
+  addServeCommand(program, out);
   addSetupCommands(program, out);
 
   // One-line error + the command's usage for bad arguments.

@@ -1,5 +1,5 @@
 // The commands about a model and its data outside training: assess, eval, predict, export, info.
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,7 +12,7 @@ import { ONNX_DEFAULTS } from '../onnx';
 import { Trainer } from '../trainer';
 import { Output, table } from './progress';
 import { evalTransform } from './run';
-import { C, int, pct, print, weightsArg, weightsOf } from './common';
+import { archOption, C, int, pct, print, weightsArg, weightsOf } from './common';
 
 /** `assess` */
 export function addAssessCommand(program: Command, out: () => Output): void {
@@ -20,7 +20,7 @@ export function addAssessCommand(program: Command, out: () => Output): void {
     .command('assess')
     .description('measure how well a pretrained backbone fits a labelled image folder (k-NN and linear-probe accuracy, LogME, BatchNorm shift, class counts) and recommend a strategy')
     .requiredOption('--data <dir>', 'folder with train/ (or one sub-folder per class)')
-    .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
+    .addOption(archOption())
     .option('--weights <w>', `IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file (default ${C.weights})`, weightsArg)
     .option('--image-size <n>', `centre-crop size (default ${C.imageSize})`, int(16))
     .option('--batch-size <n>', `batch size (default ${C.batchSize})`, int(1))
@@ -127,7 +127,7 @@ export function addExportCommand(program: Command, out: () => Output): void {
     .description('convert weights between .pth and .safetensors (PyTorch-readable), or to .onnx (onnxruntime), keeping arch and class names')
     .requiredOption('--model <file>', 'a file saved by torch-resnet-tl, or a torchvision state dict with --arch')
     .requiredOption('--to <file>', 'output .pth, .safetensors or .onnx')
-    .addOption(new Option('--arch <name>', 'arch of a plain torchvision state dict').choices(ARCHS as unknown as string[]))
+    .addOption(archOption('arch of a plain torchvision state dict'))
     .option('--num-classes <n>', 'outputs of a plain state dict (default 1000)', int(1))
     .option('--opset <n>', `ONNX opset, 13–21 (default ${ONNX_DEFAULTS.opset})`, int(1))
     .option('--fixed-batch <n>', 'ONNX: a fixed batch size instead of a symbolic one', int(1))

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { getNumThreads, version } from '../device';
 import { InvalidOptionError } from '../errors';
-import { ARCHS, Arch, HEAD_KINDS, PRECISIONS } from '../model';
+import { Arch, HEAD_KINDS, PRECISIONS } from '../model';
 import { writeFileDurable } from '../durable';
 import { ExperimentRow, renderExperimentReport } from '../report';
 import { makeSyntheticDataset } from '../synthetic';
@@ -14,7 +14,7 @@ import { DOMAIN_ADAPTATION_METHODS, OPTIMIZERS, STRATEGIES, TRAINER_DEFAULTS, Tr
 import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
 import { DEFAULT_MAX_SKIPPED, RunConfig, trainRun } from './run';
-import { archList, C, EXIT, EXP_STRATEGIES, int, interruptSignal, nonNegative, pct, positive, print, readConfig, scheduleArg, share, strategyList, weightsArg, weightsOf } from './common';
+import { archList, archOption, C, EXIT, EXP_STRATEGIES, int, interruptSignal, nonNegative, pct, positive, print, readConfig, scheduleArg, share, strategyList, weightsArg, weightsOf } from './common';
 
 
 function historyTable(r: Awaited<ReturnType<typeof trainRun>>): string {
@@ -76,7 +76,7 @@ export function addTrainCommand(program: Command, out: () => Output): void {
       .option('--data <root>', 'folder with train/ (and val/), or with the class folders themselves')
       .option('--target-data <dir>', 'domain adaptation: target-domain images (class folders, or with train/); labels, when the classes match, only score the result')
       .addOption(new Option('--adapt <method>', 'domain adaptation method with --target-data (default dann)').choices([...DOMAIN_ADAPTATION_METHODS]))
-      .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
+      .addOption(archOption())
       .option('--weights <w>', `IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file | none (default ${C.weights})`, weightsArg)
       .addOption(
         new Option('--strategy <s>', "which layers train: feature-extract | partial | full | linear-probe (closed-form head on frozen features) | lp-ft (probe, then fine-tune) | auto (assess the data, choose, recover from collapse); default feature-extract with weights, else full").choices([...STRATEGIES]),
@@ -138,7 +138,7 @@ export function addDemoCommand(program: Command, out: () => Output): void {
     .command('demo')
     .description('offline demo: a synthetic shapes dataset (unless --data), training, a final table and report.html')
     .option('--data <root>', 'use this folder (train/ and val/) instead of the synthetic dataset')
-    .addOption(new Option('--arch <name>', `architecture (default ${C.arch})`).choices(ARCHS as unknown as string[]))
+    .addOption(archOption())
     .option('--weights <w>', `weights (default ${C.weights}: cached, else downloaded, else random init with a notice)`, weightsArg)
     .option('--epochs <n>', `epochs (default ${C.demoEpochs})`, int(1))
     .option('--image-size <n>', `image size (default ${C.demoImageSize} for the synthetic data, else ${C.imageSize})`, int(16))
