@@ -43,7 +43,9 @@ export interface BatchEvent {
 }
 
 interface Job {
-  tensor: Promise<TensorData>;
+  input: string | Buffer;
+  /** Decoding, once started (for the first `2 × maxBatch` waiting jobs only). */
+  tensor?: Promise<TensorData>;
   topk: number;
   deadline: number;
   signal?: AbortSignal;
@@ -137,12 +139,9 @@ export class BatchPredictor extends EventEmitter {
       const topk = options.topk === undefined ? Math.min(BATCH_PREDICTOR_DEFAULTS.topk, numClasses) : v.positiveInt('topk', options.topk);
       if (topk > numClasses) throw v.invalid('topk', `integer in 1..${numClasses}`, topk);
       const timeoutMs = options.timeoutMs === undefined ? this.o.timeoutMs : v.positiveNumber('timeoutMs', options.timeoutMs);
-      const t = this.o.transform;
-      // decoding starts now, on a native thread, while earlier batches compute
-      const tensor = t.apply(input, { maxPixels: this.o.maxPixels, fastDecodeMinSide: t.resizeFloor }) as Promise<TensorData>;
-      tensor.catch(() => undefined); // observed in run(); a call dropped before then must not leave an unhandled rejection
       return new Promise<Prediction[]>((resolve, reject) => {
-        this.queue.push({ tensor, topk, deadline: performance.now() + timeoutMs, signal: options.signal, resolve, reject });
+        this.queue.push({ input, topk, deadline: performance.now() + timeoutMs, signal: options.signal, resolve, reject });
+        this.decodeAhead();
         this.schedule();
       });
     } catch (e) {
@@ -172,6 +171,20 @@ export class BatchPredictor extends EventEmitter {
       if (!this.running) this.flush(); // answers the queue, or leaves it empty
       if (!this.running) return;
       await this.running;
+    }
+  }
+
+  /**
+   * Starts decoding (on a native thread, while the current batch computes) the images of the next two batches: the
+   * rest wait as encoded bytes, so a long queue neither holds thousands of decoded images nor decodes calls that
+   * are dropped at their deadline.
+   */
+  private decodeAhead(): void {
+    const t = this.o.transform;
+    for (const job of this.queue.slice(0, 2 * this.o.maxBatch)) {
+      if (job.tensor) continue;
+      job.tensor = t.apply(job.input, { maxPixels: this.o.maxPixels, fastDecodeMinSide: t.resizeFloor }) as Promise<TensorData>;
+      job.tensor.catch(() => undefined); // observed in run(); a call dropped before then must not leave an unhandled rejection
     }
   }
 
@@ -209,7 +222,9 @@ export class BatchPredictor extends EventEmitter {
     if (this.running) return;
     this.prune();
     if (!this.queue.length) return;
+    this.decodeAhead(); // the batch's own images, when pruning moved undecoded ones up
     const batch = this.queue.splice(0, this.o.maxBatch);
+    this.decodeAhead();
     this.running = this.run(batch).finally(() => {
       this.running = undefined;
       if (this.queue.length) this.schedule(this.queue.length >= this.o.maxBatch || this.draining);
@@ -217,7 +232,7 @@ export class BatchPredictor extends EventEmitter {
   }
 
   private async run(batch: Job[]): Promise<void> {
-    const tensors = await Promise.allSettled(batch.map((j) => j.tensor));
+    const tensors = await Promise.allSettled(batch.map((j) => j.tensor!));
     const ready: { job: Job; t: TensorData }[] = [];
     const now = performance.now();
     batch.forEach((job, i) => {
@@ -226,7 +241,7 @@ export class BatchPredictor extends EventEmitter {
         this.stats.failed++;
         job.reject(r.reason as Error);
       } else if (job.signal?.aborted || now > job.deadline) {
-        this.queue.unshift(job); // prune() answers it
+        this.queue.unshift(job); // prune() answers it (its tensor is kept: nothing is decoded twice)
       } else ready.push({ job, t: r.value });
     });
     this.prune();

@@ -1,4 +1,4 @@
-// bench:serve — squeezenet1_1 (ImageNet weights, re-headed for ants/bees) behind HTTP, the hymenoptera val photos
+// bench:serve — squeezenet1_1 (ImageNet weights, re-headed for ants/bees; --arch another model) behind HTTP, the hymenoptera val photos
 // as request bodies, closed-loop clients at concurrency 1, 16, 64, 256, all in this run on this machine:
 //   (a) `torch-resnet-tl serve --max-batch 1` (batching off)
 //   (b) `torch-resnet-tl serve` (dynamic batching, defaults: --max-batch 32 --max-delay-ms 5; the model's precision)
@@ -6,7 +6,7 @@
 //   (c) onnxruntime-node on the model's exported ONNX file, one session.run per request (scripts/bench/serve-ort.mjs)
 // Prints req/s and p50/p99 latency of the 200 answers per row, the targets at 64 clients, and writes bench-serve.json.
 // The queue bound is raised (--max-queue 4096) so that no row sheds: every row answers every request it is sent.
-// usage: node scripts/bench/serve.mjs [--seconds 6] [--warmup 2] [--concurrency 1,16,64,256] [--rows a,b,b32,c]
+// usage: node scripts/bench/serve.mjs [--arch squeezenet1_1] [--seconds 6] [--warmup 2] [--concurrency 1,16,64,256] [--rows a,b,b32,c]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -25,16 +25,21 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '1,16,64,256' },
     rows: { type: 'string', default: 'a,b,b32,c' },
     out: { type: 'string', default: 'bench-serve.json' },
+    arch: { type: 'string', default: 'squeezenet1_1' },
   },
 });
 const seconds = Number(values.seconds);
 const levels = values.concurrency.split(',').map(Number);
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-bench-serve-'));
-const modelPath = join(tmp, 'squeezenet-ants-bees.pth');
-const onnxPath = join(tmp, 'squeezenet-ants-bees.onnx');
+const arch = values.arch;
+const modelPath = join(tmp, `${arch}-ants-bees.pth`);
+const onnxPath = join(tmp, `${arch}-ants-bees.onnx`);
 {
-  const m = await lib.Model.create({ arch: 'squeezenet1_1', numClasses: 2, classes: ['ants', 'bees'], weights: sharedPath('weights', 'squeezenet1_1-imagenet.pth') });
+  // squeezenet1_1: its real ImageNet weights; other archs (no ResNet weights can be had offline here): random
+  // weights, which cost the same arithmetic
+  const weights = arch === 'squeezenet1_1' ? sharedPath('weights', 'squeezenet1_1-imagenet.pth') : null;
+  const m = await lib.Model.create({ arch, numClasses: 2, classes: ['ants', 'bees'], weights });
   await m.save(modelPath);
   await m.exportOnnx(onnxPath);
   m.dispose();
@@ -122,7 +127,7 @@ try {
 }
 
 const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–');
-console.log(`\nbench:serve — squeezenet1_1, hymenoptera val photos, ${seconds} s per point, ${lib.getNumThreads()} threads (${lib.version().libtorch} libtorch)\n`);
+console.log(`\nbench:serve — ${arch}, hymenoptera val photos, ${seconds} s per point, ${lib.getNumThreads()} threads (${lib.version().libtorch} libtorch)\n`);
 console.log('| server | clients | req/s | p50 ms | p99 ms |');
 console.log('|---|---|---|---|---|');
 for (const r of results) console.log(`| ${r.name} | ${r.concurrency} | ${f(r.reqPerSecond)} | ${f(r.p50, 0)} | ${f(r.p99, 0)} |`);
