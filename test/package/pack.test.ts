@@ -1,12 +1,13 @@
 // The package as users get it, on this machine (Debian 12, its libtorch-dev 1.13): npm pack → npm install of the
 // tarball into an empty project → ESM import and CommonJS require both predict with the shared squeezenet weights
-// from the prebuilt binary (nothing compiled at install), the CLI runs through the package bin, and without libtorch
+// from the prebuilt binary (nothing compiled at install), the CLI runs through the package bin (and serves over
+// HTTP), and without libtorch
 // loading fails with an error listing the fixes.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT } from '../helpers';
+import { ROOT, sharedPath } from '../helpers';
 import { installInto, pack, predictScript } from './install-helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-pack-'));
@@ -42,6 +43,29 @@ test('npm pack + install into an empty project: a real prediction from the prebu
   const info = JSON.parse(execFileSync(join(app, 'node_modules', '.bin', 'torch-resnet-tl'), ['--json', 'info'], { cwd: app, encoding: 'utf8' }));
   expect(info.devices).toContain('cpu');
 }, 300_000);
+
+test('the installed CLI serves: POST /predict answers goldfish, SIGTERM drains and exits 0', async () => {
+  const save = `const { Model } = require('torch-resnet-tl');\nModel.create({ arch: 'squeezenet1_1', weights: ${JSON.stringify(sharedPath('weights', 'squeezenet1_1-imagenet.pth'))} }).then((m) => m.save('sq.pth'));\n`;
+  writeFileSync(join(app, 'save.cjs'), save);
+  execFileSync(process.execPath, ['save.cjs'], { cwd: app });
+  const server = spawn(join(app, 'node_modules', '.bin', 'torch-resnet-tl'), ['serve', '--model', 'sq.pth', '--port', '0'], { cwd: app });
+  const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
+  const base = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    server.stdout!.on('data', (d) => {
+      out += d;
+      const m = /on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    server.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
+  });
+  const r = await fetch(`${base}/predict?topk=1`, { method: 'POST', body: readFileSync(sharedPath('data', 'imagenet-samples', 'n01443537_goldfish.JPEG')) });
+  expect(r.status).toBe(200);
+  expect(((await r.json()) as { predictions: { label: string }[] }).predictions[0].label).toBe('goldfish');
+  expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^tl_requests_total\{status="200"\} 1$/m);
+  server.kill('SIGTERM');
+  expect(await exited).toBe(0);
+}, 120_000);
 
 test('without libtorch, loading fails with an error that lists the fixes (CLI exit 5)', () => {
   expect(existsSync(join(app, 'cjs.cjs'))).toBe(true);
