@@ -207,6 +207,27 @@ export class Transform {
     return this.ops.every((o) => !o.op.startsWith('random') && o.op !== 'colorJitter');
   }
 
+  /**
+   * The same pipeline without its randomness, as torchvision's evaluation presets relate to their training ones:
+   * `randomResizedCrop(s)` becomes `resize(round(s·256/224))` + `centerCrop(s)`, `randomCrop(s)` becomes
+   * `centerCrop(s)`, the other random ops (rotation, flips, colour jitter, grayscale, erasing) are left out; resize,
+   * centre crop, toTensor and normalize stay. A deterministic pipeline is returned as it is.
+   */
+  withoutRandomness(): Transform {
+    if (this.deterministic) return this;
+    return new Transform(
+      this.ops.flatMap((o): TransformOp[] => {
+        if (o.op === 'randomResizedCrop')
+          return [
+            { op: 'resize', size: [Math.round((Math.min(...o.size) * 256) / 224)], interpolation: o.interpolation, antialias: o.antialias },
+            { op: 'centerCrop', size: [...o.size] },
+          ];
+        if (o.op === 'randomCrop') return [{ op: 'centerCrop', size: [...o.size] }];
+        return o.op.startsWith('random') || o.op === 'colorJitter' ? [] : [o];
+      }),
+    );
+  }
+
   /** Output size [h, w] when the pipeline fixes it, else undefined. */
   toJSON(): TransformOp[] {
     return [...this.ops];

@@ -94,9 +94,10 @@ export class Trainer extends EventEmitter {
   /**
    * Trains; returns the per-epoch history. Stops early on `signal` (aborted: true) or early stopping.
    * `options.probeData`: what the linear probe of `'linear-probe'`, `'lp-ft'` and `'auto'` embeds (and `'auto'`
-   * assesses). Default `train`; when `train` augments at random, a loader over the same images with a
-   * deterministic transform (e.g. `Transform.imagenetEval()`) gives a better probe (measured on ants/bees with
-   * squeezenet1_1: 0.915 with one random-crop pass, 0.935 with centre crops).
+   * assesses). Default: the training images through `train`'s transform without its randomness
+   * (`Transform.withoutRandomness()`: random crops become centre crops at the training size, flips, rotations and
+   * jitter are left out), in a loader of `train`'s batch size without MixUp/CutMix — `train` itself when its
+   * transform is deterministic and it does not mix. Embedding randomly augmented crops gives a worse probe.
    */
   async fit(train: DataLoader, val?: DataLoader, options: { probeData?: DataLoader } = {}): Promise<FitResult> {
     const o = v.plainObject('options', options);
@@ -114,7 +115,7 @@ export class Trainer extends EventEmitter {
       // temporary folders made for this fit are removed however it ends (result, error, abort)
       const temporary: string[] = [];
       try {
-        return await this.fitEpochs(train, val, temporary, options.probeData ?? train);
+        return await this.fitEpochs(train, val, temporary, options.probeData ?? (this.ctx.opts.probing ? probeView(train) : train));
       } finally {
         for (const d of temporary) await rm(d, { recursive: true, force: true });
       }
@@ -195,4 +196,11 @@ export class Trainer extends EventEmitter {
     }
     return acc.report();
   }
+}
+
+/** The default probe data: `train`'s images without random augmentation or mixing (see `fit`). */
+function probeView(train: DataLoader): DataLoader {
+  const t = train.dataset.transform;
+  if (t.deterministic && !train.mixing) return train;
+  return new DataLoader(train.dataset.withTransform(t.withoutRandomness()), { batchSize: train.batchSize, seed: train.seed });
 }

@@ -25,6 +25,27 @@ async function subset(n: number, transform: Transform) {
 }
 
 describe('linear probe, LP-FT and auto on ants/bees (squeezenet1_1, ImageNet weights)', () => {
+  test('without probeData the probe embeds the training images without random augmentation: ≥ 0.05 better than embedding the augmented crops', async () => {
+    // strong augmentation on a small set (40 training photos): tiny random crops, any rotation, heavy colour jitter
+    const strong = Transform.compose(Transform.randomResizedCrop(224, { scale: [0.02, 0.1] }), Transform.randomRotation(180), Transform.colorJitter({ brightness: 0.8, contrast: 0.8, saturation: 0.8, hue: 0.3 }), Transform.randomGrayscale(0.5), Transform.toTensor(), Transform.normalize());
+    const all = await hymenoptera('train');
+    const pick = all.samples.filter((_, i) => i % Math.floor(all.length / 40) === 0).slice(0, 40);
+    const train = ImageList.from(pick.map((s) => ({ path: s.path, label: all.classes[s.label] })), { transform: strong });
+    const val = new DataLoader(await hymenoptera('val'), { batchSize: 32 });
+    for (const seed of [0, 1]) {
+      const accuracy: Record<string, number> = {};
+      for (const mode of ['augmented', 'default']) {
+        const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 2, classes: train.classes, head: 'linear', weights: SQUEEZE() });
+        const loader = new DataLoader(train, { batchSize: 32, seed, shuffle: true });
+        const fit = await new Trainer(model, { strategy: 'linear-probe', seed }).fit(loader, val, mode === 'augmented' ? { probeData: loader } : {});
+        accuracy[mode] = fit.history[0].valAccuracy!;
+        model.dispose();
+      }
+      console.log(`probe views, seed ${seed}: val accuracy with the augmented crops ${accuracy.augmented.toFixed(3)}, default (no randomness) ${accuracy.default.toFixed(3)}`);
+      expect(accuracy.default - accuracy.augmented).toBeGreaterThanOrEqual(0.05);
+    }
+  }, 300_000);
+
   test("strategy 'linear-probe' reaches ≥ 0.92 validation accuracy in one fit (epoch 0)", async () => {
     const [train, val] = [await hymenoptera('train'), await hymenoptera('val')];
     const model = await Model.create({ arch: 'squeezenet1_1', numClasses: 2, classes: train.classes, head: 'linear', weights: SQUEEZE() });
