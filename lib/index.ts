@@ -51,6 +51,6 @@ export type { SyntheticOptions } from './synthetic';
 export { writeRunReport, renderRunReport, renderExperimentReport } from './report';
 export type { RunSummary, ExperimentRow } from './report';
 export { BatchPredictor, BATCH_PREDICTOR_DEFAULTS } from './serve/predictor';
-export type { BatchPredictorOptions, BatchPredictOptions, BatchEvent } from './serve/predictor';
+export type { BatchPredictorOptions, BatchPredictOptions, BatchEvent, BatchInput } from './serve/predictor';
 export { PredictionServer, SERVER_DEFAULTS } from './serve/http';
 export type { PredictionServerOptions } from './serve/http';

@@ -42,6 +42,9 @@ export interface BatchEvent {
   seconds: number;
 }
 
+/** What `predict` takes: a file path, an encoded JPEG/PNG, or an image already preprocessed to float `[3, H, W]`. */
+export type BatchInput = string | Buffer | TensorData;
+
 interface Job {
   input: string | Buffer;
   /** Decoding, once started (for the first `2 × maxBatch` waiting jobs only). */
@@ -127,12 +130,16 @@ export class BatchPredictor extends EventEmitter {
     return new BusyError(`busy: ${this.queue.length} images are waiting (maxQueue ${this.o.maxQueue})`, this.retryAfterSeconds());
   }
 
-  /** Top-k classes of one image (a file path or an encoded JPEG/PNG Buffer), computed in a batch with other calls. */
-  predict(input: string | Buffer, options: BatchPredictOptions = {}): Promise<Prediction[]> {
+  /**
+   * Top-k classes of one image, computed in a batch with other calls: a file path or an encoded JPEG/PNG Buffer
+   * (decoded and transformed natively), or an image you decoded and preprocessed yourself — `{ data: Float32Array,
+   * shape: [3, H, W] }`, the model's input as is (the transform is not applied; batched with images of its size).
+   */
+  predict(input: BatchInput, options: BatchPredictOptions = {}): Promise<Prediction[]> {
     try {
       const refused = this.refusal();
       if (refused) throw refused;
-      if (typeof input !== 'string' && !Buffer.isBuffer(input)) throw v.invalid('input', 'file path or Buffer', input);
+      const decoded = typeof input !== 'string' && !Buffer.isBuffer(input) ? preprocessed(input) : undefined;
       const o = v.plainObject('options', options);
       v.knownKeys('options', o, ['topk', 'signal', 'timeoutMs']);
       const numClasses = this.model.numClasses;
@@ -140,7 +147,7 @@ export class BatchPredictor extends EventEmitter {
       if (topk > numClasses) throw v.invalid('topk', `integer in 1..${numClasses}`, topk);
       const timeoutMs = options.timeoutMs === undefined ? this.o.timeoutMs : v.positiveNumber('timeoutMs', options.timeoutMs);
       return new Promise<Prediction[]>((resolve, reject) => {
-        this.queue.push({ input, topk, deadline: performance.now() + timeoutMs, signal: options.signal, resolve, reject });
+        this.queue.push({ input: decoded ? '<tensor>' : (input as string | Buffer), tensor: decoded && Promise.resolve(decoded), topk, deadline: performance.now() + timeoutMs, signal: options.signal, resolve, reject });
         this.decodeAhead();
         this.schedule();
       });
@@ -287,4 +294,12 @@ function topK(row: Float32Array, k: number, classes: readonly string[] | undefin
   for (let i = 0; i < row.length; i++) sum += p[i] = Math.exp(row[i] - max);
   const order = Array.from(p.keys()).sort((a, b) => p[b] - p[a] || a - b);
   return order.slice(0, k).map((index) => ({ index, label: classes?.[index] ?? String(index), probability: p[index] / sum }));
+}
+
+/** A caller's own preprocessed image: float32 `[3, H, W]` (copied: the caller may reuse its buffer). */
+function preprocessed(input: unknown): TensorData {
+  if (input === null || typeof input !== 'object' || !('data' in input) || !('shape' in input)) throw v.invalid('input', 'file path, Buffer or { data: Float32Array, shape: [3, H, W] }', input);
+  const t = v.tensorInput((input as TensorData).data, (input as TensorData).shape, 3);
+  if (t.shape[0] !== 3) throw v.invalid('input.shape', '[3, H, W]', t.shape);
+  return { data: new Float32Array(t.data), shape: [...t.shape] };
 }

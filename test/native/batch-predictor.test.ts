@@ -2,7 +2,7 @@
 // (fp32: equal to an unbatched Model.predict); the queue bound (BusyError at once); deadlines (dropped, not computed).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BatchPredictor, BusyError, InvalidOptionError, Model, TimeoutError } from '../../lib';
+import { BatchPredictor, BusyError, InvalidOptionError, Model, TimeoutError, Transform } from '../../lib';
 import { sharedPath } from '../helpers';
 
 let model: Model;
@@ -32,6 +32,25 @@ test('concurrent calls share forward passes; each gets its own top-k, equal to a
   expect(Math.max(...sizes)).toBe(8);
   expect(sizes.reduce((a, b) => a + b, 0)).toBe(photos.length);
   expect(p.stats).toMatchObject({ served: photos.length, batches: sizes.length, shed: 0, expired: 0 });
+});
+
+test('preprocessed images ({ data, shape: [3, H, W] }) are batched as they are, by size; their top-k equals a forward of the same tensor', async () => {
+  const p = new BatchPredictor(model, { maxBatch: 8, maxDelayMs: 20, precision: 'fp32' });
+  const sizes: number[] = [];
+  p.on('batch', (b: { size: number }) => sizes.push(b.size));
+  const t224 = Transform.imagenetEval();
+  const t160 = Transform.imagenetEval(160, 182);
+  const inputs = await Promise.all(photos.slice(0, 6).map((b, i) => (i % 2 ? t160 : t224).apply(b)));
+  const answers = await Promise.all(inputs.map((t) => p.predict({ data: t.data as Float32Array, shape: t.shape }, { topk: 3 })));
+  expect(sizes.sort()).toEqual([3, 3]); // one forward pass per image size
+  for (let i = 0; i < inputs.length; i++) {
+    const logits = await model.forward(inputs[i].data as Float32Array, [1, ...inputs[i].shape], { precision: 'fp32' });
+    const best = Array.from(logits.data.keys()).sort((a, b) => logits.data[b] - logits.data[a]).slice(0, 3);
+    expect(answers[i].map((q) => q.index)).toEqual(best);
+  }
+  await expect(p.predict({ data: new Float32Array(12), shape: [1, 3, 2, 2] })).rejects.toThrow(/shape/);
+  await expect(p.predict({ data: new Float32Array(8), shape: [2, 2, 2] })).rejects.toThrow(/input.shape/);
+  await expect(p.predict(42 as never)).rejects.toThrow(InvalidOptionError);
 });
 
 test('past maxQueue a typed BusyError at once, with a retry hint; what was accepted is answered', async () => {
