@@ -5,7 +5,7 @@
 //   npx tsx examples/serve.ts runs/ants/best.pth 8080
 //   curl --data-binary @photo.jpg http://127.0.0.1:8080/
 import { createServer } from 'node:http';
-import { BatchPredictor, Model } from 'torch-resnet-tl';
+import { BatchPredictor, errorResponse, Model } from 'torch-resnet-tl';
 
 async function main(modelPath: string, port: number): Promise<void> {
   const predictor = new BatchPredictor(await Model.load(modelPath), { maxBatch: 32, maxDelayMs: 5, maxQueue: 128 });
@@ -16,11 +16,9 @@ async function main(modelPath: string, port: number): Promise<void> {
       const predictions = await predictor.predict(Buffer.concat(chunks), { topk: Math.min(3, predictor.current.numClasses) });
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ predictions }));
     } catch (e) {
-      // typed errors: ERR_BUSY (queue full) and ERR_TIMEOUT (deadline passed) are the client's cue to retry later
-      const err = e as Error & { code?: string; retryAfterSeconds?: number };
-      const status = err.code === 'ERR_BUSY' || err.code === 'ERR_TIMEOUT' ? 503 : err.code === 'ERR_DATASET' ? 400 : 500;
-      const retry: Record<string, string> = status === 503 ? { 'retry-after': String(err.retryAfterSeconds ?? 1) } : {};
-      res.writeHead(status, { 'content-type': 'application/json', ...retry }).end(JSON.stringify({ error: { code: err.code, message: err.message } }));
+      // typed errors → status: ERR_BUSY (queue full) and ERR_TIMEOUT (deadline passed) are 503 + Retry-After
+      const r = errorResponse(e, predictor);
+      res.writeHead(r.status, { 'content-type': 'application/json', ...r.headers }).end(JSON.stringify(r.body));
     }
   });
   server.listen(port, '127.0.0.1', () => {

@@ -59,6 +59,9 @@ function jitter(name: string, value: unknown, center: number, bound?: number): n
   return range(name, value, center === 0 ? -0.5 : 0);
 }
 
+/** Whether an op draws random numbers. */
+const isRandom = (o: TransformOp): boolean => o.op.startsWith('random') || o.op === 'colorJitter';
+
 /**
  * A per-sample image pipeline. Builders validate their parameters (naming the one at fault) and produce a plain
  * spec that the native loader runs on its own threads, with torchvision's semantics (tensor backend).
@@ -204,7 +207,7 @@ export class Transform {
 
   /** True when no op draws random numbers (the same input always gives the same output). */
   get deterministic(): boolean {
-    return this.ops.every((o) => !o.op.startsWith('random') && o.op !== 'colorJitter');
+    return !this.ops.some(isRandom);
   }
 
   /**
@@ -223,7 +226,7 @@ export class Transform {
             { op: 'centerCrop', size: [...o.size] },
           ];
         if (o.op === 'randomCrop') return [{ op: 'centerCrop', size: [...o.size] }];
-        return o.op.startsWith('random') || o.op === 'colorJitter' ? [] : [o];
+        return isRandom(o) ? [] : [o];
       }),
     );
   }

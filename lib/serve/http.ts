@@ -41,11 +41,9 @@ const isImage = (b: Buffer): boolean =>
 export class PredictionServer {
   readonly server: Server;
   readonly registry = new Registry();
-  private draining = false;
   private readonly maxBytes: number;
   private readonly requests: Counter<'status'>;
   private readonly latency: Histogram<'status'>;
-  private readonly drainingGauge: Gauge;
 
   constructor(
     readonly predictor: BatchPredictor,
@@ -65,8 +63,9 @@ export class PredictionServer {
     new Gauge({ name: 'tl_queue_depth', help: 'Images waiting for a batch', registers: [this.registry], collect() {
       this.set(predictor.queued);
     } });
-    this.drainingGauge = new Gauge({ name: 'tl_draining', help: '1 while the server drains', registers: [this.registry] });
-    this.drainingGauge.set(0);
+    new Gauge({ name: 'tl_draining', help: '1 while the server drains', registers: [this.registry], collect() {
+      this.set(predictor.isDraining ? 1 : 0);
+    } });
     this.server = createServer({ requestTimeout: timeout, headersTimeout: Math.min(timeout, 10_000) }, (req, res) => void this.handle(req, res));
   }
 
@@ -84,8 +83,6 @@ export class PredictionServer {
    * answered or `graceMs` passed (then false), and the server is closed.
    */
   async drain(graceMs: number): Promise<boolean> {
-    this.draining = true;
-    this.drainingGauge.set(1);
     let timer: NodeJS.Timeout | undefined;
     const done = await Promise.race([
       this.predictor.drain().then(() => true),
@@ -109,7 +106,7 @@ export class PredictionServer {
         return this.get(req, res, 200, { ok: true, arch: m.arch, numClasses: m.numClasses, queued: this.predictor.queued, maxQueue: this.predictor.maxQueue, connections, rssBytes: process.memoryUsage().rss, ...this.predictor.stats });
       }
       if (url.pathname === '/readyz') {
-        const ready = !this.draining && !this.predictor.isDraining;
+        const ready = !this.predictor.isDraining;
         return this.get(req, res, ready ? 200 : 503, { ready, draining: !ready, queued: this.predictor.queued });
       }
       if (url.pathname === '/metrics') {
@@ -135,7 +132,7 @@ export class PredictionServer {
   private async predict(req: IncomingMessage, res: ServerResponse, url: URL) {
     const p = this.predictor;
     // refused before the body is read: the client learns at once and the server spends nothing on it
-    if (this.draining || p.isDraining) throw new HttpError(503, 'ERR_DRAINING', 'the server is shutting down', { 'retry-after': '5' });
+    if (p.isDraining) throw new HttpError(503, 'ERR_DRAINING', 'the server is shutting down', { 'retry-after': '5' });
     const refused = p.refusal();
     if (refused) throw refused;
     const topkParam = url.searchParams.get('topk');
@@ -157,14 +154,24 @@ export class PredictionServer {
   }
 
   private fail(res: ServerResponse, e: unknown, t0: number): void {
-    const err = e as Error & { code?: string; retryAfterSeconds?: number };
-    if (e instanceof HttpError) return this.reply(res, e.status, { error: { code: e.code, message: e.message } }, t0, e.headers);
-    const code = err.code ?? 'ERR_INTERNAL';
-    const status = code === 'ERR_BUSY' ? 503 : code === 'ERR_TIMEOUT' ? 503 : code === 'ERR_DATASET' ? 400 : code === 'ABORT_ERR' ? 499 : e instanceof TorchResNetError && code === 'ERR_INVALID_OPTION' ? 400 : 500;
-    const headers: Record<string, string> = status === 503 ? { 'retry-after': String(err.retryAfterSeconds ?? this.predictor.retryAfterSeconds()) } : {};
-    const message = code === 'ERR_DATASET' ? `cannot decode the image: ${err.message}` : err.message;
-    this.reply(res, status, { error: { code, message } }, t0, headers);
+    const r = errorResponse(e, this.predictor);
+    this.reply(res, r.status, r.body, t0, r.headers);
   }
+}
+
+/**
+ * The HTTP answer for an error of `BatchPredictor.predict` (or of this module): 503 + Retry-After for ERR_BUSY and
+ * ERR_TIMEOUT, 400 for an undecodable image or a bad option, 499 for an aborted call, else 500; the body is
+ * `{ error: { code, message } }`. For your own route behind express/fastify.
+ */
+export function errorResponse(e: unknown, predictor?: BatchPredictor): { status: number; headers: Record<string, string>; body: { error: { code: string; message: string } } } {
+  if (e instanceof HttpError) return { status: e.status, headers: e.headers, body: { error: { code: e.code, message: e.message } } };
+  const err = e as Error & { code?: string; retryAfterSeconds?: number };
+  const code = err.code ?? 'ERR_INTERNAL';
+  const status = code === 'ERR_BUSY' || code === 'ERR_TIMEOUT' ? 503 : code === 'ERR_DATASET' || (e instanceof TorchResNetError && code === 'ERR_INVALID_OPTION') ? 400 : code === 'ABORT_ERR' ? 499 : 500;
+  const headers: Record<string, string> = status === 503 ? { 'retry-after': String(err.retryAfterSeconds ?? predictor?.retryAfterSeconds() ?? 1) } : {};
+  const message = code === 'ERR_DATASET' ? `cannot decode the image: ${err.message}` : err.message;
+  return { status, headers, body: { error: { code, message } } };
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -46,8 +46,9 @@ export interface BatchEvent {
 export type BatchInput = string | Buffer | TensorData;
 
 interface Job {
-  input: string | Buffer;
-  /** Decoding, once started (for the first `2 × maxBatch` waiting jobs only). */
+  /** The encoded image (absent for a caller's own tensor). */
+  input?: string | Buffer;
+  /** The model's input: a caller's tensor, or decoding once started (for the first `2 × maxBatch` waiting jobs only). */
   tensor?: Promise<TensorData>;
   topk: number;
   deadline: number;
@@ -57,8 +58,8 @@ interface Job {
 }
 
 /**
- * Wraps a Model for serving. Each `predict` call starts decoding and resizing its image on a native thread at once
- * (so the images of the next batch are prepared while the current batch computes), then waits for a batch: up to
+ * Wraps a Model for serving. An image is decoded and resized on a native thread as soon as it is among the next two
+ * batches (so the next batch is prepared while the current one computes), then waits for its batch: up to
  * `maxBatch` images run in one forward pass, and each caller gets its own top-k. Emits `'batch'` (BatchEvent).
  */
 export class BatchPredictor extends EventEmitter {
@@ -147,7 +148,8 @@ export class BatchPredictor extends EventEmitter {
       if (topk > numClasses) throw v.invalid('topk', `integer in 1..${numClasses}`, topk);
       const timeoutMs = options.timeoutMs === undefined ? this.o.timeoutMs : v.positiveNumber('timeoutMs', options.timeoutMs);
       return new Promise<Prediction[]>((resolve, reject) => {
-        this.queue.push({ input: decoded ? '<tensor>' : (input as string | Buffer), tensor: decoded && Promise.resolve(decoded), topk, deadline: performance.now() + timeoutMs, signal: options.signal, resolve, reject });
+        const source = decoded ? { tensor: Promise.resolve(decoded) } : { input: input as string | Buffer };
+        this.queue.push({ ...source, topk, deadline: performance.now() + timeoutMs, signal: options.signal, resolve, reject });
         this.decodeAhead();
         this.schedule();
       });
@@ -189,7 +191,7 @@ export class BatchPredictor extends EventEmitter {
   private decodeAhead(): void {
     const t = this.o.transform;
     for (const job of this.queue.slice(0, 2 * this.o.maxBatch)) {
-      if (job.tensor) continue;
+      if (job.tensor || job.input === undefined) continue;
       job.tensor = t.apply(job.input, { maxPixels: this.o.maxPixels, fastDecodeMinSide: t.resizeFloor }) as Promise<TensorData>;
       job.tensor.catch(() => undefined); // observed in run(); a call dropped before then must not leave an unhandled rejection
     }
@@ -210,19 +212,22 @@ export class BatchPredictor extends EventEmitter {
   /** Drops aborted and expired calls before they cost a forward pass. */
   private prune(): void {
     const now = performance.now();
-    this.queue = this.queue.filter((j) => {
-      if (j.signal?.aborted) {
-        this.stats.cancelled++;
-        j.reject(Object.assign(new Error('the call was aborted before it was computed'), { name: 'AbortError', code: 'ABORT_ERR' }));
-        return false;
-      }
-      if (now > j.deadline) {
-        this.stats.expired++;
-        j.reject(new TimeoutError('the deadline passed before the image was computed; it was dropped'));
-        return false;
-      }
+    this.queue = this.queue.filter((j) => !this.dropped(j, now));
+  }
+
+  /** Rejects `job` (and counts it) when it was aborted or its deadline passed; whether it did. */
+  private dropped(job: Job, now: number): boolean {
+    if (job.signal?.aborted) {
+      this.stats.cancelled++;
+      job.reject(Object.assign(new Error('the call was aborted before it was computed'), { name: 'AbortError', code: 'ABORT_ERR' }));
       return true;
-    });
+    }
+    if (now > job.deadline) {
+      this.stats.expired++;
+      job.reject(new TimeoutError('the deadline passed before the image was computed; it was dropped'));
+      return true;
+    }
+    return false;
   }
 
   private flush(): void {
@@ -247,16 +252,15 @@ export class BatchPredictor extends EventEmitter {
       if (r.status === 'rejected') {
         this.stats.failed++;
         job.reject(r.reason as Error);
-      } else if (job.signal?.aborted || now > job.deadline) {
-        this.queue.unshift(job); // prune() answers it (its tensor is kept: nothing is decoded twice)
-      } else ready.push({ job, t: r.value });
+      } else if (!this.dropped(job, now)) ready.push({ job, t: r.value });
     });
-    this.prune();
     // images of one size form one forward pass (a fixed-size transform gives one group)
     const groups = new Map<string, { job: Job; t: TensorData }[]>();
     for (const r of ready) {
       const key = r.t.shape.join('x');
-      groups.set(key, [...(groups.get(key) ?? []), r]);
+      const group = groups.get(key);
+      if (group) group.push(r);
+      else groups.set(key, [r]);
     }
     for (const group of groups.values()) await this.forward(group);
   }
