@@ -30,6 +30,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   cfg.device = need_string(o, "device");
   cfg.channels_last = need_bool(o, "channelsLast");
   cfg.head = need_string(o, "head");
+  cfg.fuse = need_bool(o, "fuse");
   tl::parse_device(cfg.device);  // fail fast, on the JS thread, for a missing device
   auto out = std::make_shared<std::shared_ptr<tl::ModelRunner>>();
   return PromiseWorker::Start(

@@ -328,6 +328,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("numClasses", Napi::Number::New(env, static_cast<double>(r->config().num_classes)));
   o.Set("device", r->device_string());
   o.Set("channelsLast", r->config().channels_last);
+  o.Set("fuse", r->config().fuse);
   o.Set("featureDim", Napi::Number::New(env, static_cast<double>(r->module()->feature_dim())));
   o.Set("headPrefix", r->module()->head_prefix());
   o.Set("head", r->config().head);

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -30,6 +31,21 @@ inline void set_autocast(c10::DeviceType type, bool enabled, at::ScalarType dtyp
     at::autocast::set_cpu_enabled(enabled);
     if (enabled) at::autocast::set_autocast_cpu_dtype(dtype);
   }
+#endif
+}
+
+// The calling thread's autocast dtype for one device type, or nullopt when autocast is off there.
+inline std::optional<at::ScalarType> autocast_dtype(c10::DeviceType type) {
+#if TL_TORCH_AT_LEAST(2, 4)
+  if (!at::autocast::is_autocast_enabled(type)) return std::nullopt;
+  return at::autocast::get_autocast_dtype(type);
+#else
+  if (type == c10::DeviceType::CUDA) {
+    if (!at::autocast::is_enabled()) return std::nullopt;
+    return at::autocast::get_autocast_gpu_dtype();
+  }
+  if (!at::autocast::is_cpu_enabled()) return std::nullopt;
+  return at::autocast::get_autocast_cpu_dtype();
 #endif
 }
 

@@ -24,6 +24,7 @@ export interface NativeModelInfo {
   numClasses: number;
   device: string;
   channelsLast: boolean;
+  fuse: boolean;
   featureDim: number;
   headPrefix: string;
   /** 'torchvision' | 'linear' */
@@ -222,7 +223,7 @@ export interface NativeAddon {
   setCpuCacheLimit(bytes: number): void;
   emptyCpuCache(): void;
   cpuCacheStats(): CpuCacheStats;
-  createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean; head: string }): Promise<NativeModel>;
+  createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean; fuse: boolean; head: string }): Promise<NativeModel>;
   readCheckpoint(path: string): Promise<{ keys: string[]; tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   readCheckpointMetadata(path: string): Promise<Record<string, string>>;
   version(): NativeVersion;

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "export/graph.h"
+#include "models/fused.h"
 
 namespace tl {
 namespace {
@@ -27,6 +28,15 @@ class BlockBase : public torch::nn::Module {
       identity = g.batchnorm(g.conv(x, *c, prefix + ".downsample.0"), *bn, prefix + ".downsample.1");
     }
     return g.relu(g.add(out, identity));
+  }
+  // The block folded for inference: its convs (BatchNorm folded in) and the folded downsample.
+  FusedBlock fold_block(std::initializer_list<std::pair<const torch::nn::Conv2d*, const torch::nn::BatchNorm2d*>> layers,
+                        at::ScalarType dtype) const {
+    FusedBlock f;
+    for (const auto& [c, bn] : layers) f.convs.push_back(fold_conv_bn(**c, bn->get(), dtype));
+    if (downsample_)
+      f.downsample = fold_conv_bn(*(*downsample_)[0]->as<torch::nn::Conv2dImpl>(), (*downsample_)[1]->as<torch::nn::BatchNorm2dImpl>(), dtype);
+    return f;
   }
   void register_tail(torch::nn::Sequential downsample) {
     relu_ = register_module("relu", torch::nn::ReLU(torch::nn::ReLUOptions(true)));
@@ -56,6 +66,7 @@ class BasicBlockImpl : public BlockBase {
     out = g.batchnorm(g.conv(out, *conv2_, p + ".conv2"), *bn2_, p + ".bn2");
     return describe_tail(g, out, x, p);
   }
+  FusedBlock fold(at::ScalarType dtype) const { return fold_block({{&conv1_, &bn1_}, {&conv2_, &bn2_}}, dtype); }
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
@@ -89,6 +100,9 @@ class BottleneckImpl : public BlockBase {
     out = g.batchnorm(g.conv(out, *conv3_, p + ".conv3"), *bn3_, p + ".bn3");
     return describe_tail(g, out, x, p);
   }
+  FusedBlock fold(at::ScalarType dtype) const {
+    return fold_block({{&conv1_, &bn1_}, {&conv2_, &bn2_}, {&conv3_, &bn3_}}, dtype);
+  }
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
@@ -97,6 +111,11 @@ class BottleneckImpl : public BlockBase {
 TORCH_MODULE(Bottleneck);
 
 }  // namespace
+
+struct ResNetImpl::Fused {
+  FoldedConv stem;
+  std::vector<FusedBlock> blocks;
+};
 
 bool resnet_spec(const std::string& arch, ResNetSpec* out) {
   static const std::map<std::string, ResNetSpec> kArchs = {
@@ -165,9 +184,42 @@ torch::nn::Sequential ResNetImpl::make_layer(int64_t planes, int64_t blocks, int
   return layer;
 }
 
+ResNetImpl::Fused ResNetImpl::fold(at::ScalarType dtype) const {
+  Fused f{fold_conv_bn(*conv1_, bn1_.get(), dtype), {}};
+  for (const auto& layer : {layer1_, layer2_, layer3_, layer4_})
+    for (const auto& block : *layer) {
+      if (auto* b = block.ptr()->as<BasicBlockImpl>()) f.blocks.push_back(b->fold(dtype));
+      else f.blocks.push_back(block.ptr()->as<BottleneckImpl>()->fold(dtype));
+    }
+  return f;
+}
+
 torch::Tensor ResNetImpl::feature_map(torch::Tensor x) {
+  if (fuse_ && fusable(*this)) {
+    auto f = fused_->get(*this, compute_dtype(x), [this](at::ScalarType d) { return fold(d); });
+    x = maxpool_->forward(f->stem(x).relu_());
+    for (const auto& b : f->blocks) x = b.forward(x);
+    return x;
+  }
   x = maxpool_->forward(bn1_->forward(conv1_->forward(x)).relu_());
   return layer4_->forward(layer3_->forward(layer2_->forward(layer1_->forward(x))));
+}
+
+torch::Tensor ResNetImpl::prefix(torch::Tensor x, size_t stage) {
+  if (stage >= 5) return embed(x);
+  if (stage == 0) return x;
+  x = maxpool_->forward(bn1_->forward(conv1_->forward(x)).relu_());
+  torch::nn::Sequential layers[] = {layer1_, layer2_, layer3_};
+  for (size_t i = 0; i + 1 < stage; ++i) x = layers[i]->forward(x);
+  return x;
+}
+
+torch::Tensor ResNetImpl::suffix(torch::Tensor h, size_t stage) {
+  if (stage >= 5) return head(h);
+  if (stage == 0) return forward(h);
+  torch::nn::Sequential layers[] = {layer1_, layer2_, layer3_, layer4_};
+  for (size_t i = stage - 1; i < 4; ++i) h = layers[i]->forward(h);
+  return head_from_map(h);
 }
 
 torch::Tensor ResNetImpl::embed(torch::Tensor x) { return torch::flatten(avgpool_->forward(feature_map(x)), 1); }

@@ -1,6 +1,7 @@
 // ResNet family with torchvision's module names, shapes and initialisation.
 #pragma once
 #include "models/classifier.h"
+#include "models/fused.h"
 
 namespace tl {
 
@@ -26,12 +27,17 @@ class ResNetImpl : public ClassifierImpl {
   int64_t feature_dim() const override { return feature_dim_; }
   size_t stage_of(const std::string& name) const override;
   torch::Tensor feature_map(torch::Tensor x) override;
+  torch::Tensor prefix(torch::Tensor x, size_t stage) override;
+  torch::Tensor suffix(torch::Tensor h, size_t stage) override;
   torch::Tensor head_from_map(torch::Tensor map) override { return head(torch::flatten(avgpool_->forward(map), 1)); }
   torch::nn::Linear linear_head() const override { return fc_; }
   std::string describe(GraphBuilder& g, const std::string& input) override;
 
  private:
   torch::nn::Sequential make_layer(int64_t planes, int64_t blocks, int64_t stride);
+  struct Fused;
+  Fused fold(at::ScalarType dtype) const;
+  std::shared_ptr<FoldCache<Fused>> fused_ = std::make_shared<FoldCache<Fused>>();
   ResNetSpec spec_;
   int64_t inplanes_ = 64;
   int64_t feature_dim_ = 512;

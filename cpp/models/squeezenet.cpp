@@ -96,14 +96,33 @@ std::string SqueezeNetImpl::describe(GraphBuilder& g, const std::string& input) 
   return g.flatten(g.global_avg_pool(g.relu(g.conv(x, *final_conv_, "classifier.1"))));
 }
 
+namespace {
+constexpr size_t kStageStarts[] = {0, 3, 6, 9, 11};  // features.N where stages() 0..4 begin
+}
+
 size_t SqueezeNetImpl::stage_of(const std::string& name) const {
   if (name.rfind("classifier.", 0) == 0) return 5;
-  static const int kStarts[] = {0, 3, 6, 9, 11};
-  int index = name.rfind("features.", 0) == 0 ? std::atoi(name.c_str() + 9) : 0;
+  const size_t index = name.rfind("features.", 0) == 0 ? std::strtoul(name.c_str() + 9, nullptr, 10) : 0;
   size_t stage = 0;
   for (size_t i = 0; i < 5; ++i)
-    if (index >= kStarts[i]) stage = i;
+    if (index >= kStageStarts[i]) stage = i;
   return stage;
+}
+
+torch::Tensor SqueezeNetImpl::prefix(torch::Tensor x, size_t stage) {
+  if (stage >= 5) return backbone(x);
+  size_t i = 0;
+  for (auto& m : *features_)
+    if (i++ < kStageStarts[stage]) x = m.forward(x);
+  return x;
+}
+
+torch::Tensor SqueezeNetImpl::suffix(torch::Tensor h, size_t stage) {
+  if (stage >= 5) return head(h);
+  size_t i = 0;
+  for (auto& m : *features_)
+    if (i++ >= kStageStarts[stage]) h = m.forward(h);
+  return head(linear_ ? torch::flatten(torch::adaptive_avg_pool2d(h, {1, 1}), 1) : h);
 }
 
 std::vector<std::string> SqueezeNetImpl::stages() const {

@@ -19,6 +19,8 @@ class SqueezeNetImpl : public ClassifierImpl {
   size_t stage_of(const std::string& name) const override;
   torch::Tensor feature_map(torch::Tensor x) override { return features_->forward(x); }
   torch::Tensor head_from_map(torch::Tensor map) override;
+  torch::Tensor prefix(torch::Tensor x, size_t stage) override;
+  torch::Tensor suffix(torch::Tensor h, size_t stage) override;
   torch::nn::Linear linear_head() const override { return linear_; }
   std::string describe(GraphBuilder& g, const std::string& input) override;
 

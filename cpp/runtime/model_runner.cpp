@@ -26,6 +26,7 @@ ModelRunner::ModelRunner(const ModelConfig& config)
     : config_(config), device_(parse_device(config.device)) {
   apply_threads();
   model_ = create_model(config.arch, config.num_classes, config.dropout, config.head);
+  model_->set_fuse(config.fuse);
   model_->eval();
   model_->to(device_);
   if (config_.channels_last) to_channels_last(*model_);
@@ -63,6 +64,7 @@ void ModelRunner::set_head(const std::string& head) {
   auto fresh = create_model(config_.arch, config_.num_classes, config_.dropout, head);
   // every backbone tensor carried over; the head keys differ in shape and keep their fresh initialisation
   load_into_module(*fresh, module_state_dict(*model_), fresh->head_prefix(), true, "the current model");
+  fresh->set_fuse(config_.fuse);
   fresh->eval();
   fresh->to(device_);
   if (config_.channels_last) to_channels_last(*fresh);

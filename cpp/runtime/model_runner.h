@@ -18,6 +18,7 @@ struct ModelConfig {
   std::string device;
   bool channels_last{};
   std::string head;  // "torchvision" | "linear", see create_model
+  bool fuse{};       // fused inference (models/fused.h)
 };
 
 class ModelRunner {

@@ -92,6 +92,7 @@ void TrainSession::set_lrs(double head, double backbone) {
 void TrainSession::set_train_from(size_t stage) {
   if (stage == cfg_.train_from) return;
   cfg_.train_from = stage;
+  clear_cache();  // what the cache holds was computed by stages that now train
   rebuild_optimizer();
 }
 
@@ -171,7 +172,7 @@ StepResult TrainSession::step(const Batch& batch) {
   return run_step(runner_->prepare(batch.materialize(runner_->device())), to_device(batch.labels, runner_->device()), false);
 }
 
-StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only, const torch::Tensor* target,
+StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y, bool cached, const torch::Tensor* target,
                                   double lambda) {
   StepResult r;
   r.count = x.size(0);
@@ -188,7 +189,7 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
       logits = model->head(feats.narrow(0, 0, n));
       adapt = adapter_->loss(pooled.narrow(0, 0, n), pooled.narrow(0, n, pooled.size(0) - n), lambda);
     } else {
-      logits = head_only ? model->head(x) : model->forward(x);
+      logits = cached ? model->suffix(x, cache_stage_) : model->forward(x);
     }
   }
   logits = logits.to(torch::kFloat32);
@@ -234,11 +235,24 @@ StepResult TrainSession::run_step(const torch::Tensor& x, const torch::Tensor& y
   return r;
 }
 
+void TrainSession::check_cache_stage() {
+  auto model = runner_->module();
+  const size_t last = model->stages().size() - 1;
+  if (cfg_.train_from == 0)
+    throw std::invalid_argument("the frozen-prefix cache needs frozen stages (trainFrom above " + model->stages()[0] + ")");
+  // a stage's output only depends on the image when its BatchNorm layers use their running statistics
+  if (cfg_.train_from < last && cfg_.freeze_bn_stats == TrainConfig::BnFreeze::None)
+    throw std::invalid_argument("the frozen-prefix cache needs the frozen stages' BatchNorm statistics frozen (freezeBatchNormStats true or 'all')");
+  if (cache_.empty() && eval_cache_.empty()) cache_stage_ = cfg_.train_from;
+  else if (cache_stage_ != cfg_.train_from)
+    throw std::invalid_argument("the feature cache holds the outputs before " + model->stages()[cache_stage_] + "; clear it before caching at " +
+                                model->stages()[cfg_.train_from]);
+}
+
 int64_t TrainSession::cache_batch(const Batch& batch, int view) {
   apply_threads();
   auto model = runner_->module();
-  if (cfg_.train_from < model->stages().size() - 1)
-    throw std::invalid_argument("the feature cache needs a frozen backbone (strategy 'feature-extract')");
+  check_cache_stage();
   if (batch.labels.dim() != 1) throw std::invalid_argument("the feature cache does not support MixUp/CutMix batches");
   if (static_cast<int>(cache_.size()) <= view) cache_.resize(view + 1);
   if (batch.images.size(0) == 0) return cache_bytes_;
@@ -247,7 +261,7 @@ int64_t TrainSession::cache_batch(const Batch& batch, int view) {
     c10::InferenceMode guard;
     set_train_mode();  // frozen BatchNorm is in eval mode: the same features a training step computes
     AutocastScope ac(runner_->device(), cfg_.precision);
-    feats = model->backbone(runner_->prepare(batch.materialize(runner_->device())));
+    feats = model->prefix(runner_->prepare(batch.materialize(runner_->device())), cache_stage_);
   }
   // Leave inference mode: cached tensors are inputs of autograd graphs later.
   feats = feats.clone();
@@ -298,12 +312,13 @@ StepResult TrainSession::train_cached_epoch(uint64_t epoch, int64_t dataset_size
 int64_t TrainSession::cache_eval_batch(const Batch& batch) {
   apply_threads();
   auto model = runner_->module();
+  check_cache_stage();
   torch::Tensor feats;
   {
     c10::InferenceMode guard;
     model->eval();
     AutocastScope ac(runner_->device(), cfg_.precision);
-    feats = model->backbone(runner_->prepare(batch.materialize(runner_->device())));
+    feats = model->prefix(runner_->prepare(batch.materialize(runner_->device())), cache_stage_);
   }
   Batch meta;
   meta.labels = batch.labels.dim() == 2 ? batch.labels.argmax(1) : batch.labels;
@@ -321,7 +336,7 @@ EvalResult TrainSession::eval_cached(std::vector<int64_t>* indices) {
   std::vector<torch::Tensor> logits, labels;
   for (auto& entry : eval_cache_) {
     AutocastScope ac(runner_->device(), cfg_.precision);
-    logits.push_back(model->head(entry.first).to(torch::kFloat32));
+    logits.push_back(model->suffix(entry.first, cache_stage_).to(torch::kFloat32));
     labels.push_back(entry.second.labels);
     indices->insert(indices->end(), entry.second.indices.begin(), entry.second.indices.end());
   }

@@ -71,9 +71,11 @@ class TrainSession {
   void set_lrs(double head, double backbone);
   // Changes which stages train (gradual unfreezing); keeps optimizer state of parameters that stay trainable.
   void set_train_from(size_t stage);
-  // Feature cache (frozen backbone): stores backbone outputs of a batch as view `view`; returns bytes held.
+  // Feature cache: stores what the frozen stages (those before train_from) output for a batch as view `view` — the
+  // pooled features when only the head trains, else the feature map at the first trainable stage (frozen-prefix
+  // cache; needs the frozen stages' BatchNorm statistics frozen); returns bytes held.
   int64_t cache_batch(const Batch& batch, int view);
-  // One epoch of head training over cached features, in the order a loader with the same settings uses.
+  // One epoch of training the stages from train_from on (and the head) over cached prefix outputs, in the order a loader with the same settings uses.
   // Data-parallel: each rank trains on its shard of that order (the process group's rank and size).
   StepResult train_cached_epoch(uint64_t epoch, int64_t dataset_size, int64_t batch_size, bool shuffle, bool drop_last,
                                 uint64_t seed, int views, const std::vector<std::pair<double, double>>& lrs);
@@ -97,11 +99,14 @@ class TrainSession {
 
  private:
   void apply_freezing();
-  StepResult run_step(const torch::Tensor& x, const torch::Tensor& y, bool head_only, const torch::Tensor* target = nullptr,
+  // `cached`: x is what the frozen prefix output (the cache's stage), else images.
+  StepResult run_step(const torch::Tensor& x, const torch::Tensor& y, bool cached, const torch::Tensor* target = nullptr,
                       double lambda = 0);
   void rebuild_optimizer();
   void build_optimizer();
   void set_train_mode();
+  // Sets cache_stage_ to train_from for an empty cache; throws when caching cannot serve this configuration.
+  void check_cache_stage();
   std::shared_ptr<ModelRunner> runner_;
   TrainConfig cfg_;
   std::unique_ptr<torch::optim::Optimizer> opt_;
@@ -115,10 +120,11 @@ class TrainSession {
   int64_t bucket_bytes_ = 0;
   bool overlap_ = false;
   std::unique_ptr<GradReducer> reducer_;  // rebuilt when the trainable parameters change
-  std::vector<std::map<int64_t, torch::Tensor>> cache_;  // [view][sample index] -> backbone output
+  std::vector<std::map<int64_t, torch::Tensor>> cache_;  // [view][sample index] -> prefix output at cache_stage_
   std::map<int64_t, int64_t> cache_labels_;
   std::vector<std::pair<torch::Tensor, Batch>> eval_cache_;  // (features, batch labels/indices)
   int64_t cache_bytes_ = 0;
+  size_t cache_stage_ = 0;  // the stage whose input the cache holds (train_from when it was filled)
 };
 
 }  // namespace tl

@@ -7,7 +7,7 @@ import type { NativeReduceStats } from '../native';
 import { detectCollapse } from '../transfer';
 import { DOMAIN_ADAPTATION_DEFAULTS } from './defaults';
 import type { AllReduceStats, BatchEndEvent, EpochRecord } from './records';
-import type { FitContext, FitRun } from './run';
+import { cachesAt, FitContext, FitRun } from './run';
 
 export interface EpochTotals {
   /** domain adaptation: sums over steps of the adaptation loss and the domain accuracy, the steps, the last factor */
@@ -27,7 +27,7 @@ function lrsAt(ctx: FitContext, run: FitRun, epoch: number, step: number): { hea
   return { head: run.scheduler.lr(ctx.opts.lr, epoch, step), backbone: run.scheduler.lr(ctx.opts.backboneLr * run.lrScale, epoch, step) };
 }
 
-/** Gradual unfreezing due at `epoch`: training extends to the stage, the feature cache (if any) goes. */
+/** Gradual unfreezing due at `epoch`: training extends to the stage, the feature cache (if any) is dropped. */
 export async function unfreezeAt(ctx: FitContext, epoch: number, run: FitRun): Promise<void> {
   for (const u of ctx.opts.unfreeze.filter((u) => u.epoch === epoch && u.stage < run.trainFrom)) {
     ctx.trainable = await ctx.model._run(() => run.nt.setTrainFrom(u.stage));
@@ -35,8 +35,10 @@ export async function unfreezeAt(ctx: FitContext, epoch: number, run: FitRun): P
     run.lrScale = u.lrScale;
     ctx.emit('unfreeze', { epoch, from: u.from });
     if (run.cached) await ctx.model._run(() => run.nt.clearCache());
-    run.useCache = run.cached = run.valCached = false;
+    run.cached = run.valCached = false;
     run.cacheBytes = 0;
+    // the cache is rebuilt at the new boundary when it can serve it (LP-FT's and 'auto''s fine-tuning phase)
+    run.useCache = cachesAt(ctx, run);
   }
 }
 

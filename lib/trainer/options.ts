@@ -105,9 +105,14 @@ export interface TrainerOptions {
   /** Horizontal-flip test-time augmentation in validation. Default false. */
   tta?: boolean;
   /**
-   * Feature cache for `'feature-extract'`: the frozen backbone runs once per sample (or per augmented view) and the
-   * head trains on cached features. `'auto'` (default): on for feature-extract when the training transform is
-   * deterministic or `featureCacheViews` is set, and no MixUp/CutMix.
+   * Feature cache: the frozen stages run once per sample (or per augmented view) and training runs on what they
+   * output. With `'feature-extract'` (and the probing strategies' head phase) that is the pooled features; when later
+   * stages train too (`'partial'`, the fine-tuning phase of `'lp-ft'` and `'auto'`, after an `unfreeze` event) it is
+   * the feature map entering the first trainable stage (frozen-prefix cache), which needs the frozen stages'
+   * BatchNorm statistics frozen (`freezeBatchNormStats` true, the default, or 'all'). An unfreeze event drops the
+   * cache and rebuilds it at the new boundary. Numerics are the uncached path's given the same views. `'auto'`
+   * (default): on when the training transform is deterministic or `featureCacheViews` is set, with no MixUp/CutMix
+   * or domain adaptation; `true` asks for it whatever the transform (each cached view is reused every K epochs).
    */
   featureCache?: boolean | 'auto';
   /** Augmented views cached per sample (epoch e trains on view e mod K). Default 1. */
@@ -265,7 +270,9 @@ function resolveStrategy(model: Model, options: TrainerOptions): Strategy {
   if (options.assess !== undefined && strategy !== 'auto') throw new InvalidOptionError('assess', "assess applies to strategy 'auto'");
   if (options.assess !== undefined) validateAssessOptions(options.assess, 'assess');
   if (probing && options.unfreeze !== undefined) throw new InvalidOptionError('unfreeze', `unfreeze does not apply to strategy '${strategy}'`);
-  if (options.featureCache === true && strategy !== 'feature-extract') throw new InvalidOptionError('featureCache', "featureCache needs strategy 'feature-extract'");
+  if (options.featureCache === true && strategy === 'full') throw new InvalidOptionError('featureCache', "featureCache needs frozen stages: strategy 'full' trains all of them");
+  if (options.featureCache === true && options.freezeBatchNormStats === false && strategy !== 'feature-extract' && strategy !== 'linear-probe')
+    throw new InvalidOptionError('featureCache', 'the frozen-prefix cache needs the frozen stages\' BatchNorm statistics frozen (freezeBatchNormStats true or \'all\'), else their output changes with every batch');
   return strategy;
 }
 

@@ -60,6 +60,9 @@ export interface FitRun {
   views: number;
   /** the loss scale after the latest step (kept across epochs) */
   lossScale: number;
+  /** the data and options allow the feature cache (no domain adaptation or MixUp/CutMix; asked for, or 'auto' with a deterministic transform or featureCacheViews) */
+  cacheableData: boolean;
+  /** train through the feature cache (built at the next epoch) */
   useCache: boolean;
   cached: boolean;
   valCached: boolean;
@@ -124,11 +127,8 @@ export async function openRun(ctx: FitContext, nt: NativeTrainer, train: DataLoa
     lrScale: 1,
     views: o.featureCacheViews,
     lossScale: o.lossScale.initScale,
-    useCache:
-      !o.domainAdaptation &&
-      o.trainFrom === ctx.model.stages.length - 1 &&
-      !train.mixing &&
-      (o.featureCache === true || (o.featureCache === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViewsGiven))),
+    cacheableData: !o.domainAdaptation && !train.mixing && (o.featureCache === true || (o.featureCache === 'auto' && (train.dataset.transform.deterministic || o.featureCacheViewsGiven))),
+    useCache: false,
     cached: false,
     valCached: false,
     cacheBytes: 0,
@@ -136,6 +136,7 @@ export async function openRun(ctx: FitContext, nt: NativeTrainer, train: DataLoa
     recoveries: [],
     temporary,
   };
+  run.useCache = cachesAt(ctx, run);
   if (dir && writer) {
     await mkdir(dir, { recursive: true });
     // what a killed run left behind: partial generations, temporary files
@@ -146,6 +147,16 @@ export async function openRun(ctx: FitContext, nt: NativeTrainer, train: DataLoa
   if (!run.bestDir && writer && o.earlyStopping?.restoreBest) run.bestDir = await scratchDir(run, 'torch-resnet-tl-best-');
   if (o.resumeFrom) await resume(ctx, resolve(o.resumeFrom), run);
   return run;
+}
+
+/**
+ * Whether the feature cache serves training from `run.trainFrom`: the pooled features when only the head trains,
+ * else the frozen prefix's output (frozen-prefix cache), which needs the frozen stages' BatchNorm statistics frozen
+ * (then their output depends on the image alone).
+ */
+export function cachesAt(ctx: FitContext, run: FitRun): boolean {
+  const headOnly = run.trainFrom === ctx.model.stages.length - 1;
+  return run.cacheableData && run.trainFrom > 0 && (headOnly || ctx.opts.native.freezeBatchNormStats !== 'none');
 }
 
 /** Data-parallel: joins the process group (once per Trainer) and gives this rank its shard of the training data. */

@@ -236,6 +236,61 @@ describe('feature cache', () => {
     expect(maxAbsDiff(a.sd['classifier.1.weight'].data, (await readStateDict(start)).tensors['classifier.1.weight'].data)).toBeGreaterThan(0);
     a.res.history.forEach((h, i) => expect(Math.abs(h.loss - b.res.history[i].loss)).toBeLessThan(1e-5));
   });
+
+  // The frozen-prefix cache: the stages before trainFrom run once, the later ones (BatchNorm in train mode) and the
+  // head train on the cached feature maps; validation runs the suffix on cached maps too.
+  test.each([
+    ['resnet18', 'layer3'],
+    ['squeezenet1_1', 'features.9'],
+  ] as const)("frozen prefix (%s, 'partial' from %s) equals the uncached path (<= 1e-5)", async (arch, trainFrom) => {
+    const data = await small(24);
+    const val = await small(8);
+    const start = join(tmp, `prefix-${arch}.pth`);
+    const init = await Model.create({ arch, numClasses: 2, classes: data.classes });
+    await init.save(start);
+    init.dispose();
+    const run = async (featureCache: boolean) => {
+      const m = await Model.load(start);
+      const tr = new Trainer(m, { strategy: 'partial', trainFrom, epochs: 2, optimizer: 'sgd', lr: 1e-2, seed: 3, precision: 'fp32', featureCache });
+      const events: unknown[] = [];
+      tr.on('featureCache', (e) => events.push(e));
+      const res = await tr.fit(new DataLoader(data, { batchSize: 8, shuffle: true, seed: 4 }), new DataLoader(val, { batchSize: 8 }));
+      const sd = await m.stateDict();
+      m.dispose();
+      return { res, sd, events };
+    };
+    const a = await run(true);
+    const b = await run(false);
+    // the training cache, then the validation maps added to the bytes held
+    expect(a.events).toEqual([{ bytes: expect.any(Number), enabled: true, views: 1 }]);
+    expect(a.res.history[0].featureCacheBytes).toBeGreaterThan((a.events[0] as { bytes: number }).bytes);
+    expect(b.res.history[0].featureCacheBytes).toBe(0);
+    const before = (await readStateDict(start)).tensors;
+    let moved = 0;
+    for (const k of Object.keys(a.sd)) {
+      expect(maxAbsDiff(a.sd[k].data, b.sd[k].data)).toBeLessThanOrEqual(1e-5);
+      if (maxAbsDiff(a.sd[k].data, before[k].data) > 0) moved++;
+    }
+    expect(moved).toBeGreaterThan(2); // more than the head trained
+    a.res.history.forEach((h, i) => {
+      expect(Math.abs(h.loss - b.res.history[i].loss)).toBeLessThan(1e-5);
+      expect(Math.abs((h.valLoss ?? NaN) - (b.res.history[i].valLoss ?? NaN))).toBeLessThan(1e-5);
+    });
+  });
+
+  test('an unfreeze event rebuilds the cache at the new boundary; freezeBatchNormStats false cannot be cached', async () => {
+    const data = await small(16);
+    const m = await Model.create({ arch: 'resnet18', numClasses: 2, classes: data.classes });
+    const tr = new Trainer(m, { strategy: 'feature-extract', epochs: 2, lr: 1e-2, seed: 3, precision: 'fp32', unfreeze: [{ epoch: 1, from: 'layer4' }] });
+    const events: { bytes: number; enabled: boolean }[] = [];
+    tr.on('featureCache', (e) => events.push(e));
+    const res = await tr.fit(new DataLoader(data, { batchSize: 8 }));
+    expect(events.map((e) => e.enabled)).toEqual([true, true]);
+    // pooled features (512 floats) first, then layer4's input (256 × 4 × 4 floats for 64² images)
+    expect(res.history.map((h) => h.featureCacheBytes)).toEqual([16 * 512 * 4, 16 * 256 * 4 * 4 * 4]);
+    expect(() => new Trainer(m, { strategy: 'partial', trainFrom: 'layer4', featureCache: true, freezeBatchNormStats: false })).toThrow(/freezeBatchNormStats/);
+    m.dispose();
+  });
 });
 
 describe('options', () => {
