@@ -1,6 +1,8 @@
 """Python side of bench:train: the tutorial-style loop (torchvision DataLoader num_workers=2, Adam).
 
-usage: train_py.py DATA_ROOT ARCH STRATEGY EPOCHS WEIGHTS_OR_- THREADS
+usage: train_py.py DATA_ROOT ARCH STRATEGY EPOCHS WEIGHTS_OR_- THREADS [best]
+STRATEGY: full | feature-extract | feature-extract-fixed (eval transform) | partial-STAGE (ResNets: the stages before
+STAGE frozen, their BatchNorm layers in eval mode, as the library's default freezeBatchNormStats)
 Prints JSON: seconds per epoch (train + val), total seconds, final val accuracy.
 """
 import json
@@ -11,9 +13,11 @@ import torch
 import torchvision
 from torchvision import datasets, transforms
 
+from peer import best_autocast
+
 root, arch, strategy, epochs, weights, threads = sys.argv[1:7]
-# best: PyTorch's best CPU configuration (channels_last, bf16 autocast, inference_mode for validation); run it with
-# jemalloc preloaded (decay off).
+# best: PyTorch's best CPU configuration (channels_last, bf16 autocast where the CPU has native BF16, inference_mode
+# for validation); run it with jemalloc preloaded (decay off).
 best = len(sys.argv) > 7 and sys.argv[7] == "best"
 epochs, threads = int(epochs), int(threads)
 torch.set_num_threads(threads)
@@ -41,17 +45,27 @@ else:
 if strategy.startswith("feature-extract"):
     for n, p in model.named_parameters():
         p.requires_grad = n.startswith(head)
+frozen_bn = []
+if strategy.startswith("partial-"):
+    stages = ["conv1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    first = stages.index(strategy[len("partial-"):])
+    trainable = tuple(s + "." for s in stages[first:])
+    for n, p in model.named_parameters():
+        p.requires_grad = n.startswith(trainable)
+    frozen_bn = [m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and not n.startswith(trainable)]
 opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 if best:
     model = model.to(memory_format=torch.channels_last)
 cl = (lambda t: t.contiguous(memory_format=torch.channels_last)) if best else (lambda t: t)
-amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if best else (lambda: torch.autocast("cpu", enabled=False))
+amp = best_autocast if best else (lambda: torch.autocast("cpu", enabled=False))
 no_grad = torch.inference_mode if best else torch.no_grad
 times, acc = [], 0.0
 t_all = time.perf_counter()
 for epoch in range(epochs):
     t0 = time.perf_counter()
     model.train()
+    for m in frozen_bn:
+        m.eval()
     for x, y in train:
         opt.zero_grad()
         with amp():
