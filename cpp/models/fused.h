@@ -60,11 +60,6 @@ class FoldCache {
     }
     return e.plan;
   }
-  void clear() {
-    std::lock_guard<std::mutex> lock(mu_);
-    entries_.clear();
-  }
-
  private:
   using Key = std::vector<std::pair<const void*, uint32_t>>;
   static Key signature(const torch::nn::Module& m) {

@@ -201,8 +201,7 @@ torch::Tensor ResNetImpl::feature_map(torch::Tensor x) {
     for (const auto& b : f->blocks) x = b.forward(x);
     return x;
   }
-  x = maxpool_->forward(bn1_->forward(conv1_->forward(x)).relu_());
-  return layer4_->forward(layer3_->forward(layer2_->forward(layer1_->forward(x))));
+  return layer4_->forward(prefix(x, 4));
 }
 
 torch::Tensor ResNetImpl::prefix(torch::Tensor x, size_t stage) {

@@ -34,7 +34,7 @@ export async function unfreezeAt(ctx: FitContext, epoch: number, run: FitRun): P
     run.trainFrom = u.stage;
     run.lrScale = u.lrScale;
     ctx.emit('unfreeze', { epoch, from: u.from });
-    if (run.cached) await ctx.model._run(() => run.nt.clearCache());
+    // setTrainFrom dropped the native cache (its stages now train)
     run.cached = run.valCached = false;
     run.cacheBytes = 0;
     // the cache is rebuilt at the new boundary when it can serve it (LP-FT's and 'auto''s fine-tuning phase)
