@@ -2,6 +2,8 @@
 #include <napi.h>
 
 #include <chrono>
+#include <cstdio>
+#include <unistd.h>
 
 #include "../cpp/runtime/cpu_allocator.h"
 #include "../cpp/device.h"
@@ -204,6 +206,14 @@ Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
   tl::empty_cpu_cache();
   return info.Env().Undefined();
 }
+// Ends the process at once with the given code. process.exit() joins libuv's thread pool first, so it waits for the
+// native step in flight (seconds for a training step); stdio is flushed, and every file this library writes is atomic.
+Napi::Value ExitNow(const Napi::CallbackInfo& info) {
+  int code = info[0].As<Napi::Number>().Int32Value();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::_exit(code);
+}
 Napi::Value CpuCacheStats(const Napi::CallbackInfo& info) {
   auto s = tl::cpu_cache_stats();
   Napi::Object o = Napi::Object::New(info.Env());
@@ -246,6 +256,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, guarded<SetCpuCacheLimit>));
   exports.Set("emptyCpuCache", Napi::Function::New(env, guarded<EmptyCpuCache>));
   exports.Set("cpuCacheStats", Napi::Function::New(env, guarded<CpuCacheStats>));
+  exports.Set("exitNow", Napi::Function::New(env, ExitNow));
   return exports;
 }
 

@@ -223,6 +223,8 @@ export interface NativeAddon {
   setCpuCacheLimit(bytes: number): void;
   emptyCpuCache(): void;
   cpuCacheStats(): CpuCacheStats;
+  /** Ends the process with `code` without joining libuv's thread pool (optional: a binary built before it lacks it). */
+  exitNow?(code: number): never;
   createModel(opts: { arch: string; numClasses: number; dropout: number; device: string; channelsLast: boolean; fuse: boolean; head: string }): Promise<NativeModel>;
   readCheckpoint(path: string): Promise<{ keys: string[]; tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   readCheckpointMetadata(path: string): Promise<Record<string, string>>;
@@ -275,6 +277,15 @@ let loaded: LoadedBinary | undefined;
 /** The libtorch and binary in use (after the first native call), for `doctor` and error messages. */
 export function loadedBinary(): LoadedBinary | undefined {
   return loaded;
+}
+
+/**
+ * Ends the process now with `code`. `process.exit` joins libuv's thread pool first, so it waits for the native call
+ * in flight (a training step can take seconds); once the addon is loaded this exits without that wait.
+ */
+export function exitProcessNow(code: number): never {
+  if (addon?.exitNow) addon.exitNow(code);
+  process.exit(code);
 }
 
 /** The fixes for this machine, as commands: the set-up command first, then what it would run. */

@@ -85,7 +85,9 @@ export function python(code: string, args: string[] = []): string {
 export function serveHarness(prefix: string, what: 'cli' | 'example' = 'cli'): { tmp: string; start: (modelPath: string, extra: string[]) => Promise<string>; proc: () => ChildProcess } {
   const tmp = mkdtempSync(join(tmpdir(), prefix));
   let proc: ChildProcess | undefined;
+  let stopping = false;
   afterAll(() => {
+    stopping = true;
     // tsx runs the example in a child process and relays SIGTERM to it (a SIGKILL would orphan that child)
     proc?.kill(what === 'cli' ? 'SIGKILL' : 'SIGTERM');
     rmSync(tmp, { recursive: true, force: true });
@@ -105,7 +107,11 @@ export function serveHarness(prefix: string, what: 'cli' | 'example' = 'cli'): {
         if (m) resolvePromise(m[1]);
       });
       proc.stderr!.on('data', (d) => (err += d));
-      proc.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)));
+      proc.on('exit', (code, signal) => {
+        reject(new Error(`server exited ${code}: ${err}`));
+        // after it started (the promise is settled): a crash mid-test shows up here, not as a bare "fetch failed"
+        if (!stopping && out.includes('on http://')) console.error(`the server exited during the test (${code ?? signal}); its stderr:\n${err}`);
+      });
     });
   return { tmp, start, proc: () => proc! };
 }

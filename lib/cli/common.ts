@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { LOADER_DEFAULTS } from '../data';
 import { InvalidOptionError } from '../errors';
 import { ARCHS, Arch } from '../model';
+import { exitProcessNow } from '../native';
 import { Schedule, validateSchedule } from '../schedule';
 import { TrainerOptions } from '../trainer';
 import { Output } from './progress';
@@ -88,7 +89,7 @@ const INTERRUPT_EXIT = { SIGINT: EXIT.interrupted, SIGTERM: EXIT.terminated } as
  */
 function exitNow(code: number): never {
   process.stderr.write(`exiting now (${code})\n`);
-  process.exit(code);
+  exitProcessNow(code);
 }
 
 /**

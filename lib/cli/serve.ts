@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { Model, PRECISIONS, Precision } from '../model';
+import { exitProcessNow } from '../native';
 import { BATCH_PREDICTOR_DEFAULTS, BatchPredictor } from '../serve/predictor';
 import { PredictionServer, SERVER_DEFAULTS } from '../serve/http';
 import { EXIT, int, nonNegative, positive } from './common';
@@ -25,6 +26,7 @@ export function addServeCommand(program: Command, out: () => Output): void {
     .option('--timeout-ms <ms>', `a request not computed within this time is dropped with 503 (default ${B.timeoutMs})`, positive)
     .option('--max-bytes <n>', `request body limit (default ${SERVER_DEFAULTS.maxBytes})`, int(1))
     .option('--request-timeout-ms <ms>', `headers and body must arrive within this time (default ${SERVER_DEFAULTS.requestTimeoutMs})`, int(1))
+    .option('--keep-alive-ms <ms>', `an idle keep-alive connection is closed after this time (default ${SERVER_DEFAULTS.keepAliveMs})`, int(1))
     .option('--grace-ms <ms>', `on SIGTERM/SIGINT, how long accepted requests may take to finish (default ${SERVE_DEFAULTS.graceMs})`, int(0))
     .addOption(new Option('--precision <p>', "'auto' = bf16 where the CPU has BF16 (default: the model's)").choices([...PRECISIONS]))
     .action(async (o) => {
@@ -32,7 +34,7 @@ export function addServeCommand(program: Command, out: () => Output): void {
       const file = resolve(o.model);
       const precision = o.precision as Precision | undefined;
       const predictor = new BatchPredictor(await Model.load(file, { precision }), { maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, maxQueue: o.maxQueue, timeoutMs: o.timeoutMs });
-      const server = new PredictionServer(predictor, { maxBytes: o.maxBytes, requestTimeoutMs: o.requestTimeoutMs });
+      const server = new PredictionServer(predictor, { maxBytes: o.maxBytes, requestTimeoutMs: o.requestTimeoutMs, keepAliveMs: o.keepAliveMs });
       const addr = await server.listen(o.port ?? SERVE_DEFAULTS.port, o.host ?? SERVE_DEFAULTS.host);
       const m = predictor.current;
       process.stdout.write(`serving ${m.arch} (${m.numClasses} classes) from ${file} on http://${addr.address}:${addr.port}\n`);
@@ -44,7 +46,7 @@ export function addServeCommand(program: Command, out: () => Output): void {
           if (stopping) {
             // a second signal: stop waiting for the accepted requests
             process.stderr.write(`${sig} again: exiting now\n`);
-            process.exit(sig === 'SIGINT' ? EXIT.interrupted : EXIT.terminated);
+            exitProcessNow(sig === 'SIGINT' ? EXIT.interrupted : EXIT.terminated);
           }
           stopping = true;
           output.log(`${sig}: draining (new requests get 503; accepted ones finish within ${grace} ms; ${sig} again exits now)`);

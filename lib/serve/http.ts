@@ -8,13 +8,19 @@ import { TorchResNetError } from '../errors';
 import * as v from '../validate';
 import { BatchEvent, BatchPredictor } from './predictor';
 
-export const SERVER_DEFAULTS = { maxBytes: 10 * 1024 * 1024, requestTimeoutMs: 30_000, backlog: 4096 };
+export const SERVER_DEFAULTS = { maxBytes: 10 * 1024 * 1024, requestTimeoutMs: 30_000, keepAliveMs: 65_000, backlog: 4096 };
 
 export interface PredictionServerOptions {
   /** Request body limit in bytes, enforced while streaming (413 past it). Default 10 MiB. */
   maxBytes?: number;
   /** Headers and body must arrive within this many ms (slow clients cannot hold sockets). Default 30 000. */
   requestTimeoutMs?: number;
+  /**
+   * An idle keep-alive connection is closed after this many ms (advertised as `Keep-Alive: timeout=`). Default 65 000:
+   * longer than the usual proxy idle timeout (60 s) so the proxy closes first, and long enough that a client reusing
+   * a connection after a pause does not race the close (a POST on a socket the server is closing fails, unretried).
+   */
+  keepAliveMs?: number;
 }
 
 /** An HTTP error with its status and a stable code for the JSON body. */
@@ -49,7 +55,7 @@ export class PredictionServer {
     readonly predictor: BatchPredictor,
     options: PredictionServerOptions = {},
   ) {
-    v.knownKeys('options', v.plainObject('options', options), ['maxBytes', 'requestTimeoutMs']);
+    v.knownKeys('options', v.plainObject('options', options), ['maxBytes', 'requestTimeoutMs', 'keepAliveMs']);
     this.maxBytes = options.maxBytes === undefined ? SERVER_DEFAULTS.maxBytes : v.positiveInt('maxBytes', options.maxBytes);
     const timeout = options.requestTimeoutMs === undefined ? SERVER_DEFAULTS.requestTimeoutMs : v.positiveInt('requestTimeoutMs', options.requestTimeoutMs);
     this.requests = new Counter({ name: 'tl_requests_total', help: 'Prediction requests by HTTP status', labelNames: ['status'], registers: [this.registry] });
@@ -66,7 +72,8 @@ export class PredictionServer {
     new Gauge({ name: 'tl_draining', help: '1 while the server drains', registers: [this.registry], collect() {
       this.set(predictor.isDraining ? 1 : 0);
     } });
-    this.server = createServer({ requestTimeout: timeout, headersTimeout: Math.min(timeout, 10_000) }, (req, res) => void this.handle(req, res));
+    const keepAlive = options.keepAliveMs === undefined ? SERVER_DEFAULTS.keepAliveMs : v.positiveInt('keepAliveMs', options.keepAliveMs);
+    this.server = createServer({ requestTimeout: timeout, headersTimeout: Math.min(timeout, 10_000), keepAliveTimeout: keepAlive }, (req, res) => void this.handle(req, res));
   }
 
   /** Listens on `port` (0: any free port) and `host`; resolves with the address. */
