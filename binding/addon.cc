@@ -208,8 +208,12 @@ Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
 }
 // Ends the process at once with the given code. process.exit() joins libuv's thread pool first, so it waits for the
 // native step in flight (seconds for a training step); stdio is flushed, and every file this library writes is atomic.
+// Strict arguments (exactly one integer exit code, 0-255): anything else is an invalid option, never an exit.
 Napi::Value ExitNow(const Napi::CallbackInfo& info) {
-  int code = info[0].As<Napi::Number>().Int32Value();
+  const double c = info.Length() == 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1.0;
+  if (!(c >= 0 && c <= 255 && c == static_cast<double>(static_cast<int>(c))))
+    throw std::invalid_argument("exitNow(code): code must be one integer from 0 to 255");
+  const int code = static_cast<int>(c);
   std::fflush(stdout);
   std::fflush(stderr);
   ::_exit(code);
@@ -256,7 +260,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, guarded<SetCpuCacheLimit>));
   exports.Set("emptyCpuCache", Napi::Function::New(env, guarded<EmptyCpuCache>));
   exports.Set("cpuCacheStats", Napi::Function::New(env, guarded<CpuCacheStats>));
-  exports.Set("exitNow", Napi::Function::New(env, ExitNow));
+  exports.Set("exitNow", Napi::Function::New(env, guarded<ExitNow>));
   return exports;
 }
 
