@@ -42,6 +42,7 @@ class FeatureBankWrap : public Napi::ObjectWrap<FeatureBankWrap>, public Guarded
                        {InstanceMethod("add", &FeatureBankWrap::template call<&FeatureBankWrap::Add>),
                         InstanceMethod("assess", &FeatureBankWrap::template call<&FeatureBankWrap::Assess>),
                         InstanceMethod("fitHead", &FeatureBankWrap::template call<&FeatureBankWrap::FitHead>),
+                        InstanceMethod("fitPrototypes", &FeatureBankWrap::template call<&FeatureBankWrap::FitPrototypes>),
                         InstanceMethod("size", &FeatureBankWrap::template call<&FeatureBankWrap::Size>)});
   }
 
@@ -140,6 +141,49 @@ class FeatureBankWrap : public Napi::ObjectWrap<FeatureBankWrap>, public Guarded
           o.Set("cvAccuracy", out->cv_accuracy);
           o.Set("trainAccuracy", out->train_accuracy);
           o.Set("trainLoss", out->train_loss);
+          return o;
+        },
+        {Value(), model_ref_.Value()});
+  }
+
+  // fitPrototypes({numClasses, scale, base: null | {data: Float32Array, shape: [C, D]}})
+  //   -> Promise<{scale, looAccuracy, looSamples, fitted}>: the prototypes become the (linear, bias-free) head.
+  Napi::Value FitPrototypes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw std::invalid_argument("fitPrototypes expects an options object");
+    auto o = info[0].As<Napi::Object>();
+    const int64_t classes = static_cast<int64_t>(need_number(o, "numClasses"));
+    const double scale = need_number(o, "scale");
+    torch::Tensor base;
+    auto b = o.Get("base");
+    if (!b.IsNull()) {
+      if (!b.IsObject()) throw std::invalid_argument("base must be null or {data, shape}");
+      auto bo = b.As<Napi::Object>();
+      base = copy_float32(bo.Get("data"), to_shape(bo.Get("shape"), "base.shape"), "base.data");
+    }
+    auto bank = bank_;
+    auto r = runner_;
+    auto out = std::make_shared<tl::PrototypeFit>();
+    return PromiseWorker::Start(
+        env, "tl.fitPrototypes",
+        [r, bank, classes, scale, base, out] {
+          tl::apply_threads();
+          auto x = bank->features();
+          *out = tl::fit_prototypes(x, bank->labels().to(x.device()), classes, base, scale);
+          tl::LinearProbe head;
+          head.weight = out->weight;
+          head.bias = torch::zeros({classes}, out->weight.options());
+          std::lock_guard<std::mutex> lock(r->mutex());
+          tl::apply_linear_probe(*r->module(), head);
+        },
+        [out](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("scale", out->scale);
+          o.Set("looAccuracy", out->loo_accuracy < 0 ? e.Null() : Napi::Number::New(e, out->loo_accuracy));
+          o.Set("looSamples", static_cast<double>(out->loo_samples));
+          Napi::Array f = Napi::Array::New(e, out->fitted.size());
+          for (size_t i = 0; i < out->fitted.size(); ++i) f.Set(static_cast<uint32_t>(i), static_cast<double>(out->fitted[i]));
+          o.Set("fitted", f);
           return o;
         },
         {Value(), model_ref_.Value()});

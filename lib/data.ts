@@ -158,6 +158,13 @@ export class ImageList extends ImageDataset {
     return new ImageList({ paths, labels }, classes, [], datasetOptions(rest));
   }
 
+  /** @internal File paths and encoded Buffers mixed, with class indices into `classes`. */
+  static _fromInputs(items: { input: string | Buffer; label: number }[], classes: string[], options: DatasetOptions = {}): ImageList {
+    const buffers = items.map((it) => (Buffer.isBuffer(it.input) ? it.input : null));
+    const paths = items.map((it, i) => (typeof it.input === 'string' ? resolve(it.input) : `<buffer ${i}>`));
+    return new ImageList({ paths, labels: Int32Array.from(items, (it) => it.label), buffers }, classes, [], datasetOptions(options));
+  }
+
   /** From a CSV file with a header holding `path` and `label` columns; relative paths are relative to the CSV. */
   static fromCsv(file: string, options: DatasetOptions & { classes?: string[] } = {}): ImageList {
     v.nonEmptyString('file', file);

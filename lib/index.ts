@@ -2,6 +2,8 @@ export { Model, ResNet, ARCHS, HEAD_KINDS } from './model';
 export type { Arch, ResNetArch, ModelOptions, ResNetOptions, LoadReport, ForwardOptions, Precision, Prediction, PredictOptions, HeadKind, Explanation, ExplainOptions } from './model';
 export { assess, recommend, ASSESS_DEFAULTS, COLLAPSE_DEFAULTS } from './transfer';
 export { ONNX_DEFAULTS } from './onnx';
+export { PROTOTYPE_DEFAULTS } from './prototypes';
+export type { PrototypeOptions, PrototypeInfo } from './prototypes';
 export type { OnnxExportOptions } from './onnx';
 export type { Assessment, AssessOptions, ProbeOptions, Recommendation, Collapse } from './transfer';
 export { Transform, IMAGENET_MEAN, IMAGENET_STD } from './transform';

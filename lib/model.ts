@@ -11,6 +11,7 @@ import { getNative, NativeModel, TensorData } from './native';
 import * as v from './validate';
 import { fetchWeights, HubOptions, WeightsName } from './weights';
 import { exportOnnx, OnnxExportOptions } from './onnx';
+import { parsePrototypeInfo, PrototypeInfo, PrototypeOptions, withPrototypes } from './prototypes';
 
 /** Every architecture of the zoo (torchvision names). */
 export const ARCHS = [
@@ -232,6 +233,11 @@ export class Model {
   private device_: string;
   /** Precision used when a call gives none (`'auto'` unless set at creation). */
   defaultPrecision: Precision = 'auto';
+  /**
+   * Set when the head is a prototype head (`withPrototypes`): the scale and the examples per class. Saved with the
+   * weights; cleared when a Trainer trains the model (its head is no longer the prototypes).
+   */
+  prototypes: PrototypeInfo | undefined;
 
   private fitting?: object;
 
@@ -285,13 +291,16 @@ export class Model {
     v.nonEmptyString('path', path);
     const abs = resolvePath(path);
     if (!existsSync(abs)) throw new CheckpointError(`${abs}: no such file`);
-    const meta = checkpointMetadata(abs, await getNative().readCheckpointMetadata(abs));
+    const raw = await getNative().readCheckpointMetadata(abs);
+    const meta = checkpointMetadata(abs, raw);
+    const prototypes = parsePrototypeInfo(abs, raw.prototypes);
     const Target = meta.arch !== 'squeezenet1_1' ? ResNetCtor() : Model;
     const model = await Target.build({ ...meta, weights: abs, device: options.device, channelsLast: options.channelsLast, fuse: options.fuse, precision: options.precision });
     if (model.loadReport.headReinitialized.length) {
       model.dispose();
       throw new CheckpointError(`${abs}: metadata num_classes ${meta.numClasses} does not match the file's head (${model.loadReport.headReinitialized.join('; ')})`);
     }
+    model.prototypes = prototypes;
     return model;
   }
 
@@ -361,6 +370,7 @@ export class Model {
     if (!['.pth', '.pt', '.safetensors'].includes(ext)) throw v.invalid('path', 'a .pth, .pt or .safetensors file name', path);
     const meta: Record<string, string> = { format: META_FORMAT, arch: this.arch, num_classes: String(this.numClasses), head: this.head };
     if (this.classes) meta.classes = JSON.stringify(this.classes);
+    if (this.prototypes) meta.prototypes = JSON.stringify(this.prototypes);
     const abs = resolvePath(path);
     return this.enqueue((h) => h.save(abs, meta));
   }
@@ -463,6 +473,21 @@ export class Model {
   }
 
   /**
+   * Few-shot classes without training: a new model with this backbone whose head classifies by cosine similarity to
+   * class prototypes, each the normalised mean of the L2-normalised embeddings of its example images. Scores are
+   * s·cos(embedding, prototype) as one bias-free Linear layer (rows: prototype·s/r, r the examples' mean embedding
+   * norm), so the prediction is exactly the nearest prototype and `predict`, `save`/`load`, `exportOnnx` and the
+   * Trainer work unchanged. On a prototype model, classes the call does not name keep their prototypes: adding or
+   * replacing a class is one call. This model is not changed.
+   *
+   *     const fewShot = await model.withPrototypes({ ants: ['a1.jpg', 'a2.jpg'], bees: ['b1.jpg', 'b2.jpg'] });
+   *     const more = await fewShot.withPrototypes({ wasps: ['w1.jpg', 'w2.jpg'] });
+   */
+  withPrototypes(examples: Record<string, (string | Buffer)[]>, options: PrototypeOptions = {}): Promise<Model> {
+    return withPrototypes(this, examples, options);
+  }
+
+  /**
    * Grad-CAM (Selvaraju et al. 2017) on the last convolutional feature map (`layer4` for ResNets, `features` for
    * squeezenet1_1): where the image supports the class. fp32, eval mode, off the JS thread.
    */
@@ -506,6 +531,7 @@ export class Model {
   async _fit<T>(owner: object, fn: () => Promise<T>): Promise<T> {
     if (this.fitting) throw new BusyError(`this ${this.arch} model is being trained by another Trainer.fit; await it (or abort its signal) before starting another`);
     this.fitting = owner;
+    this.prototypes = undefined;
     try {
       return await fitContext.run(owner, fn);
     } finally {

@@ -69,6 +69,7 @@ export interface NativeFeatureBank {
   add(batch: NativeBatch, precision: string, bnSamples: number): Promise<number>;
   assess(opts: { numClasses: number; k: number; probe: NativeProbeConfig }): Promise<{ knn: number; linear: number; l2: number; logme: number; bnShift: number | null; bnLayers: number; count: number; classCounts: number[] }>;
   fitHead(opts: { numClasses: number; probe: NativeProbeConfig }): Promise<{ l2: number; cvAccuracy: number; trainAccuracy: number; trainLoss: number }>;
+  fitPrototypes(opts: { numClasses: number; scale: number; base: { data: Float32Array; shape: number[] } | null }): Promise<{ scale: number; looAccuracy: number | null; looSamples: number; fitted: number[] }>;
   size(): number;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -130,6 +131,75 @@ void apply_linear_probe(ClassifierImpl& model, const LinearProbe& probe) {
   torch::NoGradGuard guard;
   head->weight.copy_(probe.weight);
   head->bias.copy_(probe.bias);
+}
+
+PrototypeFit fit_prototypes(const torch::Tensor& features, const torch::Tensor& labels, int64_t num_classes,
+                            const torch::Tensor& base, double scale) {
+  if (features.dim() != 2 || labels.dim() != 1 || features.size(0) != labels.size(0) || features.size(0) < 1)
+    throw std::invalid_argument("features must be [N, D] and labels [N], N >= 1");
+  if (num_classes < 2) throw std::invalid_argument("a prototype head needs at least 2 classes");
+  auto x = features.to(torch::kDouble);
+  auto y = labels.to(torch::kLong).to(x.device());
+  if (y.min().item<int64_t>() < 0 || y.max().item<int64_t>() >= num_classes)
+    throw std::invalid_argument("labels must lie in [0, " + std::to_string(num_classes - 1) + "]");
+  const int64_t d = x.size(1);
+  if (base.defined() && (base.dim() != 2 || base.size(0) != num_classes || base.size(1) != d))
+    throw std::invalid_argument("the kept head rows must be [" + std::to_string(num_classes) + ", " + std::to_string(d) + "]");
+  namespace F = torch::nn::functional;
+  auto z = F::normalize(x, F::NormalizeFuncOptions().dim(1));
+  auto counts = torch::bincount(y.cpu(), {}, num_classes);
+  auto sums = torch::zeros({num_classes, d}, x.options()).index_add_(0, y, z);
+  auto proto = F::normalize(sums, F::NormalizeFuncOptions().dim(1));
+  PrototypeFit out;
+  std::vector<int64_t> kept;
+  for (int64_t c = 0; c < num_classes; ++c) (counts[c].item<int64_t>() > 0 ? out.fitted : kept).push_back(c);
+  double row_norm = 0;
+  if (!kept.empty()) {
+    if (!base.defined()) throw std::invalid_argument("class " + std::to_string(kept.front()) + " has no examples");
+    auto b = base.to(x.options());
+    auto k = torch::tensor(kept, torch::kLong).to(x.device());
+    auto kept_rows = b.index_select(0, k);
+    row_norm = kept_rows.norm(2, 1).mean().item<double>();
+    if (!(row_norm > 0)) throw std::invalid_argument("the kept head rows are zero: not a prototype head");
+    proto.index_copy_(0, k, F::normalize(kept_rows, F::NormalizeFuncOptions().dim(1)));
+  }
+  // leave-one-out: a sample of a class with n >= 2 examples against its class's prototype without it
+  auto cos = z.matmul(proto.t());  // [N, C]
+  auto own = sums.index_select(0, y);
+  auto zs = (z * own).sum(1);  // z_i · S_c
+  auto n_own = counts.to(x.device()).index_select(0, y);
+  auto loo_mask = n_own.ge(2);
+  out.loo_samples = loo_mask.sum().item<int64_t>();
+  torch::Tensor loo_cos;
+  if (out.loo_samples > 0) {
+    auto rest_norm = (own.pow(2).sum(1) - 2 * zs + 1).clamp_min(1e-12).sqrt();
+    auto own_cos = (zs - 1) / rest_norm;
+    loo_cos = cos.clone();
+    loo_cos.scatter_(1, y.unsqueeze(1), own_cos.unsqueeze(1));
+    loo_cos = loo_cos.index_select(0, loo_mask.nonzero().squeeze(1));
+    auto loo_y = y.index_select(0, loo_mask.nonzero().squeeze(1));
+    out.loo_accuracy = accuracy(loo_cos, loo_y);
+    if (scale <= 0 && kept.empty()) {
+      double best = std::numeric_limits<double>::infinity();
+      for (int i = 0; i <= 40; ++i) {
+        const double s = std::pow(10.0, 2.5 * i / 40.0);  // 1 … 316
+        const double ce = F::cross_entropy(loo_cos * s, loo_y).item<double>();
+        if (ce < best) {
+          best = ce;
+          scale = s;
+        }
+      }
+    }
+  }
+  const double mean_norm = x.norm(2, 1).mean().item<double>();
+  if (!(mean_norm > 0)) throw std::invalid_argument("the examples' embeddings are all zero");
+  // a given scale re-scales the kept rows too; otherwise they keep theirs and the new rows take it
+  if (!kept.empty() && scale <= 0) scale = row_norm * mean_norm;
+  if (scale <= 0) scale = 10.0;
+  row_norm = scale / mean_norm;
+  out.scale = scale;
+  out.weight = (proto * row_norm).to(torch::kFloat).contiguous();
+  return out;
 }
 
 double knn_accuracy(const torch::Tensor& features, const torch::Tensor& labels, int64_t num_classes, int k, int folds,

@@ -32,6 +32,24 @@ LinearProbe fit_linear_probe(const torch::Tensor& x, const torch::Tensor& y, int
 // Copies the probe into the model's linear head; throws when the head is not one Linear layer.
 void apply_linear_probe(ClassifierImpl& model, const LinearProbe& probe);
 
+// Nearest-prototype classifier as a linear head (few-shot classes without training). Each embedding is L2-normalised,
+// a class's prototype is the normalised mean of its examples' normalised embeddings, and a class scores
+// s·cos(x, p_c). Cosine scores without a bias keep their argmax when the query is not normalised, so the head is one
+// bias-free Linear layer with rows p_c·s/r (r: the mean embedding norm of the examples): predictions are exactly the
+// nearest prototype, probabilities softmax(s·cos·|x|/r).
+struct PrototypeFit {
+  torch::Tensor weight;       // float [C, D]
+  double scale = 0;           // s
+  double loo_accuracy = -1;   // leave-one-out nearest-prototype accuracy over classes with >= 2 examples; -1: none
+  int64_t loo_samples = 0;
+  std::vector<int64_t> fitted;  // classes whose prototype came from the examples
+};
+// `base` [C, D] (or undefined): the rows of classes without examples are kept from it, and every new row gets the
+// kept rows' norm (one scale for the whole head). `scale` > 0 is used as given; otherwise, with no kept rows, the
+// leave-one-out cross-entropy over the examples picks it (10 when no class has two examples).
+PrototypeFit fit_prototypes(const torch::Tensor& x, const torch::Tensor& y, int64_t num_classes, const torch::Tensor& base,
+                            double scale);
+
 // k-nearest-neighbour accuracy (cosine similarity, votes weighted by exp(sim / 0.07)), cross-validated over `folds`.
 double knn_accuracy(const torch::Tensor& x, const torch::Tensor& y, int64_t num_classes, int k, int folds, uint64_t seed);
 
