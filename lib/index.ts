@@ -3,6 +3,8 @@ export type { Arch, ResNetArch, ModelOptions, ResNetOptions, LoadReport, Forward
 export { assess, recommend, ASSESS_DEFAULTS, COLLAPSE_DEFAULTS } from './transfer';
 export { ONNX_DEFAULTS } from './onnx';
 export { PROTOTYPE_DEFAULTS } from './prototypes';
+export { chooseModel, RANKING_ORDER } from './candidates';
+export type { Candidate, RankedCandidate, CandidateRanking } from './candidates';
 export type { PrototypeOptions, PrototypeInfo } from './prototypes';
 export type { OnnxExportOptions } from './onnx';
 export type { Assessment, AssessOptions, ProbeOptions, Recommendation, Collapse } from './transfer';

@@ -9,6 +9,7 @@ import { HeadKind, Model, Precision } from './model';
 import { getNative, NativeFeatureBank, NativeProbeConfig } from './native';
 import * as v from './validate';
 import { TRAINER_DEFAULTS } from './trainer/defaults';
+import { Candidate, CandidateRanking, rankCandidates } from './candidates';
 
 /** Settings of the linear probe (`strategy: 'linear-probe' | 'lp-ft'`, `assess`). */
 export interface ProbeOptions {
@@ -160,8 +161,20 @@ export async function embedDataset(model: Model, data: DataLoader, o: { precisio
  * deterministic transform, e.g. `Transform.imagenetEval()`), and recommends a strategy. Seconds to a minute for
  * a few thousand images on a CPU.
  */
-export async function assess(model: Model, data: DataLoader, options: AssessOptions = {}): Promise<Assessment> {
-  if (!(model instanceof Model)) throw v.invalid('model', 'Model', model);
+export function assess(model: Model, data: DataLoader, options?: AssessOptions): Promise<Assessment>;
+/**
+ * Source-model choice: assesses each candidate (arch + weights) on `data` and ranks them, best first, by
+ * cross-validated linear-probe accuracy, then LogME, then k-NN accuracy (see `RANKING_ORDER`). One model at a time.
+ */
+export function assess(candidates: Candidate[], data: DataLoader, options?: AssessOptions & { device?: string }): Promise<CandidateRanking>;
+export async function assess(model: Model | Candidate[], data: DataLoader, options: AssessOptions & { device?: string } = {}): Promise<Assessment | CandidateRanking> {
+  if (Array.isArray(model)) {
+    if (!(data instanceof DataLoader)) throw v.invalid('data', 'DataLoader', data);
+    const { device, ...rest } = v.plainObject('options', options) as AssessOptions & { device?: string };
+    const r = await rankCandidates(model, data, { ...validateAssessOptions(rest, 'options'), device });
+    return { ranking: r.ranking, orderedBy: r.orderedBy, seconds: r.seconds };
+  }
+  if (!(model instanceof Model)) throw v.invalid('model', 'Model or an array of candidates', model);
   if (!(data instanceof DataLoader)) throw v.invalid('data', 'DataLoader', data);
   const o = validateAssessOptions(options, 'options');
   const t0 = performance.now();
