@@ -2,6 +2,7 @@
 // linear-probe accuracy, LogME, from one pass of embeddings — and the candidates are ranked, best first. The figures
 // come from lib/transfer.ts (natively computed); this file owns the candidates, the order and the words.
 import type { DataLoader } from './data';
+import { manualSeed } from './device';
 import { InvalidOptionError } from './errors';
 import { ARCHS, Arch, HEAD_KINDS, HeadKind, Model, ResNet } from './model';
 import { Assessment, AssessOptions, assessBank, ASSESS_DEFAULTS, embedDataset } from './transfer';
@@ -82,6 +83,8 @@ export async function rankCandidates(candidates: Candidate[], data: DataLoader, 
   let best: { model: Model; a: Assessment } | undefined;
   try {
     for (const c of list) {
+      // random-initialised candidates are drawn from `seed`: the same ranking on every run
+      manualSeed(assessOptions.seed ?? ASSESS_DEFAULTS.seed);
       const Ctor = c.arch === 'squeezenet1_1' ? Model : ResNet;
       const model = await (Ctor as typeof Model).create({ arch: c.arch, weights: c.weights, head: c.head, numClasses, classes, device, precision: assessOptions.precision } as never);
       let kept = false;
@@ -110,7 +113,9 @@ export async function rankCandidates(candidates: Candidate[], data: DataLoader, 
 }
 
 /**
- * Ranks the candidates on `data` (a DataLoader with a deterministic transform, e.g. `Transform.imagenetEval()`) and
+ * Ranks the candidates on `data` (a DataLoader with a deterministic transform, e.g. `Transform.imagenetEval()`;
+ * `options.seed`, default 0, also seeds the global generator before each candidate is created, so random-initialised
+ * candidates are the same on every run) and
  * returns the best one as a model with `data`'s classes and a fresh head, ready for a Trainer (`strategy: 'auto'`
  * then chooses how to train it), with the ranking.
  */

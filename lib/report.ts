@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import type { EvalReport } from './metrics';
 import type { EpochRecord } from './trainer';
 import type { Assessment, Collapse } from './transfer';
+import type { CandidateRanking } from './candidates';
 
 /** Everything a training run reports. Serialised as-is into metrics.json. */
 export interface RunSummary {
@@ -34,6 +35,8 @@ export interface RunSummary {
   targetEvaluation?: { data: string; accuracy: number; loss: number; count: number };
   /** `strategy: 'auto'`: the assessment and its recommendation. */
   assessment?: Assessment;
+  /** `--candidates`: the source models ranked on the training images, best (the one trained) first. */
+  ranking?: CandidateRanking;
   /** Epochs whose validation predictions collapsed to one class, and what 'auto' did about it. */
   collapses?: Collapse[];
   recoveries?: { epoch: number; action: string }[];
@@ -143,6 +146,15 @@ function assessmentHtml(s: RunSummary): string {
 <p><b>Chosen: ${escapeHtml(r.strategy)}${r.trainFrom ? ` from ${escapeHtml(r.trainFrom)}` : ''}</b>${r.epochs ? `, ${r.epochs} fine-tuning epochs at lr ${r.lr} / backbone ${r.backboneLr}` : ''}. ${escapeHtml(r.reason)}</p>`;
 }
 
+function rankingHtml(s: RunSummary): string {
+  const r = s.ranking;
+  if (!r) return '';
+  const rows = r.ranking
+    .map((x) => `<tr><td>${x.rank}</td><td>${escapeHtml(x.name)}</td><td>${pct(x.assessment.linearProbeAccuracy)}</td><td>${x.assessment.logme.toFixed(4)}</td><td>${pct(x.assessment.knnAccuracy)}</td><td>${x.assessment.seconds.toFixed(1)} s</td></tr>`)
+    .join('');
+  return `<h2>Source model (ranked on the training images)</h2><p>Ordered by ${escapeHtml(r.orderedBy)}; the first was trained.</p><table><tr><th>rank</th><th>candidate</th><th>linear probe (cv)</th><th>LogME</th><th>k-NN (cv)</th><th>time</th></tr>${rows}</table>`;
+}
+
 function collapseHtml(s: RunSummary): string {
   if (!s.collapses?.length) return '';
   const items = s.collapses.map((c) => `<li>epoch ${c.epoch + 1}: ${pct(c.predictedShare)} of validation predictions were '${escapeHtml(c.class)}', which is ${pct(c.dataShare)} of the data</li>`).join('');
@@ -236,6 +248,7 @@ ${s.targetEvaluation ? `<tr><td>target-domain accuracy (${s.targetEvaluation.cou
 ${last?.adaptation ? `<tr><td>adaptation loss (last epoch)${last.adaptation.domainAccuracy !== undefined ? ' / domain-classifier accuracy' : ''}</td><td>${last.adaptation.loss.toFixed(4)}${last.adaptation.domainAccuracy !== undefined ? ` / ${pct(last.adaptation.domainAccuracy)}` : ''}</td></tr>` : ''}</table>
 ${skippedHtml(s)}
 ${s.interrupted ? `<div class="warn interrupted"><p><b>Interrupted</b> after ${s.history.length} complete epoch${s.history.length === 1 ? '' : 's'}: ${s.bestWeights ? `the weights file is ${escapeHtml(s.bestWeights)}` : 'no epoch finished, so no weights were written'}; the model was not evaluated. Resume with <code>train --resume</code> on this run's folder.</p></div>` : ''}
+${rankingHtml(s)}
 ${assessmentHtml(s)}
 ${collapseHtml(s)}
 <h2>Curves</h2>

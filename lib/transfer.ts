@@ -164,7 +164,8 @@ export async function embedDataset(model: Model, data: DataLoader, o: { precisio
 export function assess(model: Model, data: DataLoader, options?: AssessOptions): Promise<Assessment>;
 /**
  * Source-model choice: assesses each candidate (arch + weights) on `data` and ranks them, best first, by
- * cross-validated linear-probe accuracy, then LogME, then k-NN accuracy (see `RANKING_ORDER`). One model at a time.
+ * cross-validated linear-probe accuracy, then LogME, then k-NN accuracy (see `RANKING_ORDER`). One model at a time;
+ * `options.seed` (default 0) also seeds the global generator before each candidate is created.
  */
 export function assess(candidates: Candidate[], data: DataLoader, options?: AssessOptions & { device?: string }): Promise<CandidateRanking>;
 export async function assess(model: Model | Candidate[], data: DataLoader, options: AssessOptions & { device?: string } = {}): Promise<Assessment | CandidateRanking> {

@@ -7,6 +7,7 @@ import { ARCHS, Arch } from '../model';
 import { exitProcessNow } from '../native';
 import { Schedule, validateSchedule } from '../schedule';
 import { TrainerOptions } from '../trainer';
+import type { Candidate } from '../candidates';
 import { Output } from './progress';
 import { RunConfig, splitConfig } from './run';
 
@@ -68,6 +69,23 @@ export const strategyList = (value: string): string[] => {
 export const weightsArg = (value: string): string => value;
 /** A --weights value as the library takes it: 'none' / 'null' mean random initialisation. */
 export const weightsOf = (w: string | null): string | null => (w === 'none' || w === 'null' || w === null ? null : w);
+
+/**
+ * A --candidates value: `arch[:weights],…`; weights `none` means random initialisation, no weights the command's
+ * default (--weights, else ${C.weights}). Parsed here, checked by the library.
+ */
+export const candidatesArg = (value: string): { arch: string; weights?: string | null; name: string }[] =>
+  value.split(',').map((item) => {
+    const s = item.trim();
+    const i = s.indexOf(':');
+    if (i < 0) return { arch: s, name: s };
+    const w = weightsOf(s.slice(i + 1));
+    return { arch: s.slice(0, i), weights: w, name: w === null ? `${s.slice(0, i)} (random init)` : s };
+  });
+
+/** Candidates without weights get the command's. */
+export const withDefaultWeights = (list: { arch: string; weights?: string | null; name: string }[], weights: string | null): Candidate[] =>
+  list.map((c) => (c.weights === undefined ? { ...c, weights, name: weights === null ? `${c.arch} (random init)` : `${c.arch}:${weights}` } : c) as Candidate);
 
 export function exitCodeOf(e: unknown): number {
   const code = (e as { code?: string }).code;

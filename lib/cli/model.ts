@@ -10,9 +10,9 @@ import { ARCHS, Model } from '../model';
 import { assess } from '../transfer';
 import { ONNX_DEFAULTS } from '../onnx';
 import { Trainer } from '../trainer';
-import { Output, table } from './progress';
+import { Output, rankingTable, table } from './progress';
 import { evalTransform } from './run';
-import { archOption, C, int, pct, print, weightsArg, weightsOf } from './common';
+import { archOption, C, candidatesArg, int, pct, print, weightsArg, weightsOf, withDefaultWeights } from './common';
 
 /** `assess` */
 export function addAssessCommand(program: Command, out: () => Output): void {
@@ -24,11 +24,17 @@ export function addAssessCommand(program: Command, out: () => Output): void {
     .option('--weights <w>', `IMAGENET1K_V1 | IMAGENET1K_V2 | DEFAULT | file (default ${C.weights})`, weightsArg)
     .option('--image-size <n>', `centre-crop size (default ${C.imageSize})`, int(16))
     .option('--batch-size <n>', `batch size (default ${C.batchSize})`, int(1))
+    .option('--candidates <list>', 'rank source models instead: arch[:weights],… (weights: a file, IMAGENET1K_V1…, or none for random init; default --weights)', candidatesArg)
     .action(async (o) => {
       const output = out();
       const dir = existsSync(join(o.data, 'train')) ? join(o.data, 'train') : o.data;
       const ds = await ImageFolder.open(dir, { transform: evalTransform(o.imageSize ?? C.imageSize), onError: 'skip' });
       const weights = o.weights === undefined ? C.weights : weightsOf(o.weights);
+      if (o.candidates) {
+        const r = await assess(withDefaultWeights(o.candidates, weights), new DataLoader(ds, { batchSize: o.batchSize ?? C.batchSize }));
+        print(output, () => `${dir}: ${ds.length} images, ${ds.classes.length} classes — ${r.seconds.toFixed(1)} s; ordered by ${r.orderedBy}\n\n${rankingTable(r)}\n\nbest: ${r.ranking[0].name}`, () => r);
+        return;
+      }
       if (weights === null) throw new InvalidOptionError('weights', 'assess measures pretrained features: give --weights');
       const model = await Model.create({ arch: o.arch ?? C.arch, numClasses: ds.classes.length, classes: ds.classes, weights });
       try {

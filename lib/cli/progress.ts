@@ -3,6 +3,7 @@
 import { MultiBar, Presets, SingleBar } from 'cli-progress';
 import type { BatchEndEvent, EpochRecord, Trainer } from '../trainer';
 import type { Assessment, Collapse } from '../transfer';
+import type { CandidateRanking } from '../candidates';
 
 export interface Output {
   json: boolean;
@@ -93,4 +94,12 @@ export function table(header: string[], rows: (string | number)[][]): string {
   const right = header.map((_, i) => rows.length > 0 && cells.slice(1).every((r) => numeric(r[i] ?? '')));
   const line = (r: string[]) => r.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+/** The ranking of `assess --candidates` and `train --candidates`. */
+export function rankingTable(r: CandidateRanking): string {
+  return table(
+    ['rank', 'candidate', 'linear probe (cv)', 'LogME', 'k-NN (cv)', 'time (s)'],
+    r.ranking.map((x) => [x.rank, x.name, `${(100 * x.assessment.linearProbeAccuracy).toFixed(1)}%`, x.assessment.logme.toFixed(4), `${(100 * x.assessment.knnAccuracy).toFixed(1)}%`, x.assessment.seconds.toFixed(1)]),
+  );
 }

@@ -14,10 +14,11 @@ import { DOMAIN_ADAPTATION_METHODS, DomainAdaptationMethod, Trainer, TRAINER_OPT
 import type { EvalReport } from '../metrics';
 import { Transform } from '../transform';
 import * as v from '../validate';
-import { attachProgress, Output } from './progress';
+import { attachProgress, Output, rankingTable } from './progress';
+import { Candidate, CandidateRanking, chooseModel } from '../candidates';
 
 /** Keys a `--config` file may hold besides the Trainer's options. */
-export const RUN_KEYS = ['data', 'targetData', 'adapt', 'out', 'arch', 'weights', 'head', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix', 'maxSkipped'] as const;
+export const RUN_KEYS = ['data', 'targetData', 'adapt', 'out', 'arch', 'candidates', 'weights', 'head', 'dropout', 'channelsLast', 'device', 'imageSize', 'batchSize', 'workers', 'cache', 'mixup', 'cutmix', 'maxSkipped'] as const;
 
 /** Default share of a split's image files that may be undecodable before a run fails (exit code 3). */
 export const DEFAULT_MAX_SKIPPED = 0.05;
@@ -32,6 +33,8 @@ export interface RunConfig {
   adapt?: DomainAdaptationMethod;
   out: string;
   arch: Arch;
+  /** Source models to rank on the training images (centre crops) before training: the best replaces `arch`/`weights`. */
+  candidates?: Candidate[];
   /** WeightsName, file path, or null (random initialisation). */
   weights: string | null;
   /** Demo behaviour: when the weights cannot be had, train from random initialisation with a notice. */
@@ -275,7 +278,14 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
   const guard = new SkipGuard(maxSkipped, stop, cfg.workers);
   const seed = cfg.trainer.seed ?? 0;
   manualSeed(seed);
-  const model = await createModel(cfg, train.classes, out, label);
+  let ranking: CandidateRanking | undefined;
+  let model: Model;
+  if (cfg.candidates) {
+    const probe = new DataLoader(await ImageFolder.open(roots.train, { transform: evalTransform(cfg.imageSize), onError: 'skip' }), { batchSize: cfg.batchSize, workers: cfg.workers });
+    const chosen = await chooseModel(cfg.candidates, probe, { device: rankDevice(cfg.device), precision: cfg.trainer.precision, signal: stop.signal });
+    ({ model, ranking } = chosen);
+    out.log(`${label}source model: ${ranking.ranking[0].name} (of ${ranking.ranking.length}, ordered by ${ranking.orderedBy})\n${rankingTable(ranking)}`);
+  } else model = await createModel(cfg, train.classes, out, label);
   try {
     out.log(`${label}${model.arch}: ${model.loadReport.message}; ${train.length} training / ${val?.length ?? 0} validation images, ${train.classes.length} classes`);
     const target = await openTarget(cfg, seed, out, label);
@@ -318,6 +328,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
       history: fit.history,
       best: fit.best,
       ...(fit.assessment ? { assessment: fit.assessment } : {}),
+      ...(ranking ? { ranking } : {}),
       ...(fit.collapses.length ? { collapses: fit.collapses, recoveries: fit.recoveries } : {}),
       seconds,
       evaluation,

@@ -14,7 +14,7 @@ import { DOMAIN_ADAPTATION_METHODS, OPTIMIZERS, STRATEGIES, TRAINER_DEFAULTS, Tr
 import { Transform } from '../transform';
 import { makeOutput, Output, table } from './progress';
 import { DEFAULT_MAX_SKIPPED, RunConfig, trainRun } from './run';
-import { archList, archOption, C, EXIT, EXP_STRATEGIES, int, interruptSignal, nonNegative, pct, positive, print, readConfig, scheduleArg, share, strategyList, weightsArg, weightsOf } from './common';
+import { archList, archOption, C, candidatesArg, EXIT, EXP_STRATEGIES, int, interruptSignal, nonNegative, pct, positive, print, readConfig, scheduleArg, share, strategyList, weightsArg, weightsOf, withDefaultWeights } from './common';
 
 
 function historyTable(r: Awaited<ReturnType<typeof trainRun>>): string {
@@ -82,6 +82,7 @@ export function addTrainCommand(program: Command, out: () => Output): void {
         new Option('--strategy <s>', "which layers train: feature-extract | partial | full | linear-probe (closed-form head on frozen features) | lp-ft (probe, then fine-tune) | auto (assess the data, choose, recover from collapse); default feature-extract with weights, else full").choices([...STRATEGIES]),
       )
       .option('--train-from <stage>', 'first trainable stage for --strategy partial or lp-ft (e.g. layer3)')
+      .option('--candidates <list>', 'choose the source model first: rank arch[:weights],… on the training images (as `assess --candidates`) and train the best (replaces --arch; weights: a file, IMAGENET1K_V1…, none; default --weights)', candidatesArg)
       .addOption(new Option('--head <kind>', "classifier head: torchvision (the arch's own, default) | linear (one Linear layer on the pooled features; what probes need)").choices([...HEAD_KINDS]))
       .option('--out <dir>', 'run directory (default runs/<time>)')
       .option('--resume <dir>', 'continue an interrupted run in its directory from its newest complete checkpoint')
@@ -109,6 +110,7 @@ export function addTrainCommand(program: Command, out: () => Output): void {
       resume: o.resume !== undefined,
       out: o.resume ?? o.out ?? cfg.run.out ?? join('runs', new Date().toISOString().replace(/[:.]/g, '-')),
       arch: o.arch ?? cfg.run.arch ?? C.arch,
+      ...(o.candidates ? { candidates: withDefaultWeights(o.candidates, o.weights !== undefined ? weightsOf(o.weights) : cfg.run.weights !== undefined ? cfg.run.weights : C.weights) } : {}),
       head: o.head ?? cfg.run.head,
       targetData: o.targetData ?? cfg.run.targetData,
       adapt: o.adapt ?? cfg.run.adapt,
