@@ -35,6 +35,12 @@ export interface CandidateRanking {
   ranking: RankedCandidate[];
   /** The score that orders the ranking, in words. */
   orderedBy: string;
+  /**
+   * The first two are within noise: their cross-validated linear-probe accuracies differ by less than two standard
+   * errors of the difference (√(p(1−p)/n) each). Either may do better on new data; `closeCallReason` says so in words.
+   */
+  closeCall: boolean;
+  closeCallReason?: string;
   seconds: number;
 }
 
@@ -109,7 +115,19 @@ export async function rankCandidates(candidates: Candidate[], data: DataLoader, 
   }
   scored.sort((x, y) => better(x.a, y.a));
   const ranking = scored.map(({ c, a }, i) => ({ rank: i + 1, name: c.name, arch: c.arch, weights: c.weights, assessment: a }));
-  return { ranking, orderedBy: RANKING_ORDER, seconds: (performance.now() - t0) / 1000, ...(best ? { model: best.model } : {}) };
+  const close = closeCall(ranking);
+  return { ranking, orderedBy: RANKING_ORDER, ...close, seconds: (performance.now() - t0) / 1000, ...(best ? { model: best.model } : {}) };
+}
+
+/** @internal Whether the first two are within noise (see `CandidateRanking.closeCall`). */
+export function closeCall(r: RankedCandidate[]): { closeCall: boolean; closeCallReason?: string } {
+  if (r.length < 2) return { closeCall: false };
+  const [a, b] = [r[0].assessment, r[1].assessment];
+  const se = (x: Assessment) => Math.sqrt((x.linearProbeAccuracy * (1 - x.linearProbeAccuracy)) / Math.max(1, x.count));
+  const twoSe = 2 * Math.hypot(se(a), se(b));
+  if (a.linearProbeAccuracy - b.linearProbeAccuracy >= twoSe) return { closeCall: false };
+  const p = (x: number) => `${(100 * x).toFixed(1)}%`;
+  return { closeCall: true, closeCallReason: `${r[0].name} (${p(a.linearProbeAccuracy)}) and ${r[1].name} (${p(b.linearProbeAccuracy)}) are within two standard errors (${p(twoSe)}) on ${a.count} images: either may do better on new data` };
 }
 
 /**

@@ -152,7 +152,7 @@ function rankingHtml(s: RunSummary): string {
   const rows = r.ranking
     .map((x) => `<tr><td>${x.rank}</td><td>${escapeHtml(x.name)}</td><td>${pct(x.assessment.linearProbeAccuracy)}</td><td>${x.assessment.logme.toFixed(4)}</td><td>${pct(x.assessment.knnAccuracy)}</td><td>${x.assessment.seconds.toFixed(1)} s</td></tr>`)
     .join('');
-  return `<h2>Source model (ranked on the training images)</h2><p>Ordered by ${escapeHtml(r.orderedBy)}; the first was trained.</p><table><tr><th>rank</th><th>candidate</th><th>linear probe (cv)</th><th>LogME</th><th>k-NN (cv)</th><th>time</th></tr>${rows}</table>`;
+  return `<h2>Source model (ranked on the training images)</h2><p>Ordered by ${escapeHtml(r.orderedBy)}; the first was trained.${r.closeCallReason ? ` <b>Close call:</b> ${escapeHtml(r.closeCallReason)}.` : ''}</p><table><tr><th>rank</th><th>candidate</th><th>linear probe (cv)</th><th>LogME</th><th>k-NN (cv)</th><th>time</th></tr>${rows}</table>`;
 }
 
 function collapseHtml(s: RunSummary): string {

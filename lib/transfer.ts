@@ -173,7 +173,7 @@ export async function assess(model: Model | Candidate[], data: DataLoader, optio
     if (!(data instanceof DataLoader)) throw v.invalid('data', 'DataLoader', data);
     const { device, ...rest } = v.plainObject('options', options) as AssessOptions & { device?: string };
     const r = await rankCandidates(model, data, { ...validateAssessOptions(rest, 'options'), device });
-    return { ranking: r.ranking, orderedBy: r.orderedBy, seconds: r.seconds };
+    return { ranking: r.ranking, orderedBy: r.orderedBy, closeCall: r.closeCall, ...(r.closeCallReason ? { closeCallReason: r.closeCallReason } : {}), seconds: r.seconds };
   }
   if (!(model instanceof Model)) throw v.invalid('model', 'Model or an array of candidates', model);
   if (!(data instanceof DataLoader)) throw v.invalid('data', 'DataLoader', data);

@@ -32,7 +32,7 @@ export function addAssessCommand(program: Command, out: () => Output): void {
       const weights = o.weights === undefined ? C.weights : weightsOf(o.weights);
       if (o.candidates) {
         const r = await assess(withDefaultWeights(o.candidates, weights), new DataLoader(ds, { batchSize: o.batchSize ?? C.batchSize }));
-        print(output, () => `${dir}: ${ds.length} images, ${ds.classes.length} classes — ${r.seconds.toFixed(1)} s; ordered by ${r.orderedBy}\n\n${rankingTable(r)}\n\nbest: ${r.ranking[0].name}`, () => r);
+        print(output, () => `${dir}: ${ds.length} images, ${ds.classes.length} classes — ${r.seconds.toFixed(1)} s; ordered by ${r.orderedBy}\n\n${rankingTable(r)}\n\nbest: ${r.ranking[0].name}${r.closeCallReason ? `\nclose call: ${r.closeCallReason}` : ''}`, () => r);
         return;
       }
       if (weights === null) throw new InvalidOptionError('weights', 'assess measures pretrained features: give --weights');

@@ -284,7 +284,7 @@ export async function trainRun(cfg: RunConfig, out: Output, signal?: AbortSignal
     const probe = new DataLoader(await ImageFolder.open(roots.train, { transform: evalTransform(cfg.imageSize), onError: 'skip' }), { batchSize: cfg.batchSize, workers: cfg.workers });
     const chosen = await chooseModel(cfg.candidates, probe, { device: rankDevice(cfg.device), precision: cfg.trainer.precision, signal: stop.signal });
     ({ model, ranking } = chosen);
-    out.log(`${label}source model: ${ranking.ranking[0].name} (of ${ranking.ranking.length}, ordered by ${ranking.orderedBy})\n${rankingTable(ranking)}`);
+    out.log(`${label}source model: ${ranking.ranking[0].name} (of ${ranking.ranking.length}, ordered by ${ranking.orderedBy})\n${rankingTable(ranking)}${ranking.closeCallReason ? `\nclose call: ${ranking.closeCallReason}` : ''}`);
   } else model = await createModel(cfg, train.classes, out, label);
   try {
     out.log(`${label}${model.arch}: ${model.loadReport.message}; ${train.length} training / ${val?.length ?? 0} validation images, ${train.classes.length} classes`);
