@@ -186,24 +186,36 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
   res.end(text);
-  // a request refused before its body was read: the body is discarded as it arrives and the connection stays open
-  // (closing a socket with unread bytes makes the kernel reset it, and the client may lose this answer); only a
-  // body over the size limit closes the connection
-  if (!res.req.readableEnded) res.req.resume();
+  // a request refused before its body was read (or past the size limit): the body is discarded as it arrives and the
+  // connection stays open. Closing a socket with unread bytes makes the kernel reset it, and the client — still
+  // sending — loses this answer (a bare "fetch failed" instead of the 413). Past DRAIN_LIMIT_BYTES discarded the
+  // connection is cut: nobody uploads that much to be refused.
+  const req = res.req;
+  if (!req.readableEnded) {
+    let drained = 0;
+    req.on('data', (c: Buffer) => {
+      drained += c.length;
+      if (drained > DRAIN_LIMIT_BYTES) req.socket.destroy();
+    });
+    req.resume();
+  }
 }
+
+/** The most a refused request's body is read (and discarded) so that its client receives the answer. */
+const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** The request body, refused with 413 past `maxBytes` (declared or counted while streaming). */
 function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
-    if (declared > maxBytes) return reject(new HttpError(413, 'ERR_TOO_LARGE', `image of ${declared} bytes exceeds the limit of ${maxBytes} bytes`, { connection: 'close' }));
+    if (declared > maxBytes) return reject(new HttpError(413, 'ERR_TOO_LARGE', `image of ${declared} bytes exceeds the limit of ${maxBytes} bytes`));
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size <= maxBytes) return void chunks.push(c);
       req.removeAllListeners('data');
-      reject(new HttpError(413, 'ERR_TOO_LARGE', `image exceeds the limit of ${maxBytes} bytes`, { connection: 'close' }));
+      reject(new HttpError(413, 'ERR_TOO_LARGE', `image exceeds the limit of ${maxBytes} bytes`));
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
