@@ -4,6 +4,8 @@ export { assess, recommend, ASSESS_DEFAULTS, COLLAPSE_DEFAULTS } from './transfe
 export { ONNX_DEFAULTS } from './onnx';
 export { PROTOTYPE_DEFAULTS } from './prototypes';
 export { chooseModel, RANKING_ORDER } from './candidates';
+export { tune, tuneSpace, TUNE_DEFAULTS } from './tune';
+export type { TuneOptions, TuneResult, TuneSpace, TuneConfig, TuneDimension, TuneTrialResult } from './tune';
 export type { Candidate, RankedCandidate, CandidateRanking } from './candidates';
 export type { PrototypeOptions, PrototypeInfo } from './prototypes';
 export type { OnnxExportOptions } from './onnx';

@@ -260,6 +260,34 @@ ${collapseHtml(s)}
 }
 
 /** metrics.json + report.html in `dir`. Returns the report path. */
+/** What `tune` reports (lib/tune.ts). */
+export interface TuneReport {
+  title: string;
+  rungs: number;
+  results: { trial: number; rung: number; epochs: number; config: Record<string, unknown>; valAccuracy: number; valLoss: number; seconds: number }[];
+  best: { trial: number; rung: number; valAccuracy: number };
+  weights: string;
+  epochs: number;
+  seconds: number;
+}
+
+/** report.html of a hyperparameter search: every fit by rung, best first, the chosen one marked. */
+export async function writeTuneReport(dir: string, t: TuneReport): Promise<string> {
+  const fmt = (x: unknown) => (typeof x === 'number' ? (Number.isInteger(x) ? String(x) : x.toPrecision(3)) : x === null ? 'head only' : String(x));
+  const keys = t.results.length ? Object.keys(t.results[0].config) : [];
+  const rows = [...t.results]
+    .sort((a, b) => b.rung - a.rung || b.valAccuracy - a.valAccuracy || a.valLoss - b.valLoss)
+    .map((r) => `<tr${r.trial === t.best.trial && r.rung === t.best.rung ? ' class="best"' : ''}><td>${r.rung + 1}</td><td>${r.trial}</td><td>${r.epochs}</td>${keys.map((k) => `<td>${escapeHtml(fmt(r.config[k]))}</td>`).join('')}<td>${pct(r.valAccuracy)}</td><td>${r.valLoss.toFixed(4)}</td><td>${r.seconds.toFixed(1)}</td></tr>`)
+    .join('');
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(t.title)}</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}tr.best{background:#dfd;font-weight:bold}</style></head><body>
+<h1>${escapeHtml(t.title)}</h1>
+<p>Successive halving over ${t.rungs} rung${t.rungs === 1 ? '' : 's'}: ${t.results.length} fits, ${t.epochs} epochs, ${t.seconds.toFixed(1)} s. Best: trial ${t.best.trial} at rung ${t.best.rung + 1}, validation accuracy ${pct(t.best.valAccuracy)}; weights ${escapeHtml(t.weights)}.</p>
+<table><tr><th>rung</th><th>trial</th><th>epochs</th>${keys.map((k) => `<th>${escapeHtml(k)}</th>`).join('')}<th>val acc</th><th>val loss</th><th>seconds</th></tr>${rows}</table></body></html>`;
+  const path = join(dir, 'report.html');
+  await writeFileDurable(path, html);
+  return path;
+}
+
 export async function writeRunReport(dir: string, s: RunSummary): Promise<string> {
   const { misclassified, ...rest } = s;
   await writeFileDurable(join(dir, 'metrics.json'), JSON.stringify({ ...rest, misclassified: misclassified.map(({ thumbnail, cam, ...m }) => m) }, null, 1));

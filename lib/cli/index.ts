@@ -12,6 +12,7 @@ import { EXIT, exitCodeOf, int, interruptedExit } from './common';
 import { addAssessCommand, addEvalCommand, addExportCommand, addInfoCommand, addPredictCommand } from './model';
 import { addDemoCommand, addExperimentCommand, addLaunchCommand, addTrainCommand } from './train';
 import { addServeCommand } from './serve';
+import { addTuneCommand } from './tune';
 
 export function buildProgram(): Command {
   const program = new Command('torch-resnet-tl')
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   addInfoCommand(program, out);
   addDemoCommand(program, out);
   addExperimentCommand(program, out);
+  addTuneCommand(program, out);
   addLaunchCommand(program, out);
   addServeCommand(program, out);
   addSetupCommands(program, out);
