@@ -190,17 +190,20 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   const journalPath = join(dir, 'tune.json');
   const identity = JSON.stringify({ model: { ...o.model, signal: undefined }, trials, eta, maxEpochs, rungs, seed, space, batchSize: o.batchSize ?? null, trainer: o.trainer ?? {}, train: o.train.length, val: o.val.length, classes });
   let done: TuneTrialResult[] = [];
+  let journaledBest: TuneTrialResult | undefined;
   if (existsSync(journalPath)) {
-    const j = JSON.parse(readFileSync(journalPath, 'utf8')) as { identity: string; results: TuneTrialResult[] };
+    const j = JSON.parse(readFileSync(journalPath, 'utf8')) as { identity: string; results: TuneTrialResult[]; best: TuneTrialResult | null };
     if (j.identity !== identity) throw new InvalidOptionError('dir', `${journalPath} belongs to another search (other options or data); use another --out`);
     done = j.results;
+    journaledBest = j.best ?? undefined;
   }
   const resumedFits = done.length;
   const journal = (results: TuneTrialResult[], best?: TuneTrialResult) => writeFileDurable(journalPath, JSON.stringify({ identity, results, best: best ?? null }, null, 1));
   const t0 = performance.now();
   const results = [...done];
   const bestPath = join(dir, 'best.pth');
-  let bestFinal: TuneTrialResult | undefined = [...results].sort(better)[0];
+  // the fit whose weights best.pth holds
+  let bestFinal: TuneTrialResult | undefined = journaledBest;
   let alive = configs.map((_, i) => i);
   for (let r = 0; r < rungs; r++) {
     const epochs = rungEpochs(maxEpochs, eta, rungs, r);
