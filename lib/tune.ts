@@ -143,8 +143,8 @@ function rungEpochs(maxEpochs: number, eta: number, rungs: number, r: number): n
 // validation accuracy, then loss, then the longer training, then the earlier trial
 const better = (a: TuneTrialResult, b: TuneTrialResult) => b.valAccuracy - a.valAccuracy || a.valLoss - b.valLoss || b.rung - a.rung || a.trial - b.trial;
 
-/** Searches hyperparameters by successive halving; see the file comment. */
-export async function tune(options: TuneOptions): Promise<TuneResult> {
+/** The options checked and filled. */
+function resolveTune(options: TuneOptions) {
   const o = v.plainObject('options', options) as unknown as TuneOptions;
   v.knownKeys('options', o as unknown as Record<string, unknown>, ['model', 'train', 'val', 'space', 'trials', 'eta', 'maxEpochs', 'rungs', 'seed', 'batchSize', 'trainer', 'dir', 'signal', 'onTrial']);
   if (!(o.train instanceof ImageDataset)) throw v.invalid('train', 'ImageDataset', o.train);
@@ -155,14 +155,15 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   const maxEpochs = o.maxEpochs === undefined ? TUNE_DEFAULTS.maxEpochs : v.positiveInt('maxEpochs', o.maxEpochs);
   // every rung trains eta times longer than the one before: no more rungs than the trials and the epochs allow
   const logEta = (x: number) => Math.floor(Math.log(x) / Math.log(eta) + 1e-9);
-  const fit_ = Math.min(logEta(trials), logEta(maxEpochs)) + 1;
-  const rungs = o.rungs === undefined ? Math.min(TUNE_DEFAULTS.maxRungs, fit_) : v.positiveInt('rungs', o.rungs);
-  if (rungs > fit_) throw new InvalidOptionError('rungs', `${rungs} rungs need at least eta^${rungs - 1} = ${eta ** (rungs - 1)} trials and maxEpochs (got ${trials} trials, maxEpochs ${maxEpochs})`);
+  const possible = Math.min(logEta(trials), logEta(maxEpochs)) + 1;
+  const rungs = o.rungs === undefined ? Math.min(TUNE_DEFAULTS.maxRungs, possible) : v.positiveInt('rungs', o.rungs);
+  if (rungs > possible) throw new InvalidOptionError('rungs', `${rungs} rungs need at least eta^${rungs - 1} = ${eta ** (rungs - 1)} trials and maxEpochs (got ${trials} trials, maxEpochs ${maxEpochs})`);
   const seed = o.seed === undefined ? TUNE_DEFAULTS.seed : v.nonNegativeInt('seed', o.seed);
-  const dir = resolve(v.nonEmptyString('dir', o.dir));
-  const classes = o.train.classes;
+  return { o, trials, eta, maxEpochs, rungs, seed, dir: resolve(v.nonEmptyString('dir', o.dir)), classes: o.train.classes };
+}
 
-  // the space, completed from the model's stages
+/** The space completed from the model's stages, and the configurations: trial 0 the default recipe, the rest drawn. */
+async function drawConfigs(o: TuneOptions, seed: number, trials: number, classes: string[]): Promise<{ space: TuneSpace; configs: TuneConfig[] }> {
   manualSeed(seed);
   const probe = await (o.model.arch === 'squeezenet1_1' ? Model : ResNet).create({ ...o.model, weights: null, numClasses: classes.length, classes } as never);
   const space: TuneSpace = { ...tuneSpace(probe), ...(o.space ?? {}) };
@@ -173,9 +174,9 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     if (t !== null && !stages.includes(t)) throw v.invalid('space.trainFrom', `null or a stage (${stages.join(', ')})`, t);
   const rand = generator(seed);
   // trial 0 is the Trainer's default recipe (as `train` runs it: the head only with pretrained weights, else every
-  // layer), so the search starts from what it has to beat; the others are drawn
+  // layer), so the search starts from what it has to beat
   const defaults: TuneConfig = { lr: TRAINER_DEFAULTS.lr, backboneLr: TRAINER_DEFAULTS.lr * TRAINER_DEFAULTS.backboneLrFactor, weightDecay: TRAINER_DEFAULTS.weightDecay, trainFrom: o.model.weights ? null : stages[0], labelSmoothing: TRAINER_DEFAULTS.labelSmoothing, mixup: false, cutmix: false };
-  const configs: TuneConfig[] = [defaults, ...Array.from({ length: trials - 1 }, () => ({
+  const drawn = Array.from({ length: trials - 1 }, () => ({
     lr: draw(space.lr, rand),
     backboneLr: draw(space.backboneLr, rand),
     weightDecay: draw(space.weightDecay, rand),
@@ -183,27 +184,32 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     labelSmoothing: draw(space.labelSmoothing, rand),
     mixup: draw(space.mixup, rand),
     cutmix: draw(space.cutmix, rand),
-  }))];
+  }));
+  return { space, configs: [defaults, ...drawn] };
+}
 
-  // the journal: the same search resumes, another is refused
+/** The journal of `dir`: the same search resumes from it, another is refused. */
+function openJournal(dir: string, identity: string): { done: TuneTrialResult[]; best?: TuneTrialResult; write: (results: TuneTrialResult[], best?: TuneTrialResult) => Promise<void> } {
   mkdirSync(dir, { recursive: true });
-  const journalPath = join(dir, 'tune.json');
-  const identity = JSON.stringify({ model: { ...o.model, signal: undefined }, trials, eta, maxEpochs, rungs, seed, space, batchSize: o.batchSize ?? null, trainer: o.trainer ?? {}, train: o.train.length, val: o.val.length, classes });
-  let done: TuneTrialResult[] = [];
-  let journaledBest: TuneTrialResult | undefined;
-  if (existsSync(journalPath)) {
-    const j = JSON.parse(readFileSync(journalPath, 'utf8')) as { identity: string; results: TuneTrialResult[]; best: TuneTrialResult | null };
-    if (j.identity !== identity) throw new InvalidOptionError('dir', `${journalPath} belongs to another search (other options or data); use another --out`);
-    done = j.results;
-    journaledBest = j.best ?? undefined;
-  }
-  const resumedFits = done.length;
-  const journal = (results: TuneTrialResult[], best?: TuneTrialResult) => writeFileDurable(journalPath, JSON.stringify({ identity, results, best: best ?? null }, null, 1));
+  const path = join(dir, 'tune.json');
+  const write = (results: TuneTrialResult[], best?: TuneTrialResult) => writeFileDurable(path, JSON.stringify({ identity, results, best: best ?? null }, null, 1));
+  if (!existsSync(path)) return { done: [], write };
+  const j = JSON.parse(readFileSync(path, 'utf8')) as { identity: string; results: TuneTrialResult[]; best: TuneTrialResult | null };
+  if (j.identity !== identity) throw new InvalidOptionError('dir', `${path} belongs to another search (other options or data); use another --out`);
+  return { done: j.results, best: j.best ?? undefined, write };
+}
+
+/** Searches hyperparameters by successive halving; see the file comment. */
+export async function tune(options: TuneOptions): Promise<TuneResult> {
+  const { o, trials, eta, maxEpochs, rungs, seed, dir, classes } = resolveTune(options);
+  const { space, configs } = await drawConfigs(o, seed, trials, classes);
+  const identity = JSON.stringify({ model: o.model, trials, eta, maxEpochs, rungs, seed, space, batchSize: o.batchSize ?? null, trainer: o.trainer ?? {}, train: o.train.length, val: o.val.length, classes });
+  const journal = openJournal(dir, identity);
   const t0 = performance.now();
-  const results = [...done];
+  const results = [...journal.done];
   const bestPath = join(dir, 'best.pth');
   // the fit whose weights best.pth holds
-  let bestFinal: TuneTrialResult | undefined = journaledBest;
+  let best: TuneTrialResult | undefined = journal.best;
   let alive = configs.map((_, i) => i);
   for (let r = 0; r < rungs; r++) {
     const epochs = rungEpochs(maxEpochs, eta, rungs, r);
@@ -215,21 +221,20 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       try {
         // the best fit so far, of any rung (each is a complete training run): its weights are written before the
         // journal names it
-        if (!bestFinal || better(result, bestFinal) < 0) {
+        if (!best || better(result, best) < 0) {
           await model.save(bestPath);
-          bestFinal = result;
+          best = result;
         }
       } finally {
         model.dispose();
       }
-      await journal(results, bestFinal);
+      await journal.write(results, best);
       o.onTrial?.(result);
     }
     const scored = results.filter((x) => x.rung === r).sort(better);
     alive = scored.slice(0, Math.max(1, Math.floor(alive.length / eta))).map((x) => x.trial);
   }
-  const best = bestFinal!;
-  const out: TuneResult = { results, best, weights: bestPath, epochs: results.reduce((s, x) => s + x.epochs, 0), seconds: (performance.now() - t0) / 1000, resumedFits };
+  const out: TuneResult = { results, best: best!, weights: bestPath, epochs: results.reduce((s, x) => s + x.epochs, 0), seconds: (performance.now() - t0) / 1000, resumedFits: journal.done.length };
   await writeFileDurable(join(dir, 'metrics.json'), JSON.stringify({ tune: { trials, eta, maxEpochs, rungs, seed, space }, ...out }, null, 1));
   await writeTuneReport(dir, { title: `${o.model.arch} · tune · ${trials} trials`, ...out, results: out.results as unknown as TuneReport['results'], rungs });
   return out;
