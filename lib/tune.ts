@@ -15,6 +15,7 @@ import { InvalidOptionError } from './errors';
 import { Model, ModelOptions, ResNet } from './model';
 import { TuneReport, writeTuneReport } from './report';
 import { Trainer, TRAINER_DEFAULTS, TrainerOptions } from './trainer';
+import { seededRandom } from './random';
 import * as v from './validate';
 
 /** One dimension of the space: a log-uniform range, or a list of choices. */
@@ -109,17 +110,6 @@ export function tuneSpace(model: { stages: string[] }): TuneSpace {
 
 export const TUNE_DEFAULTS = { trials: 9, eta: 3, maxEpochs: TRAINER_DEFAULTS.epochs, seed: 0, maxRungs: 3 };
 
-// mulberry32: a small seeded generator, the same draws on every platform
-function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function draw<T>(d: TuneDimension<T>, rand: () => number): T {
   if ('log' in d) return Math.exp(Math.log(d.log[0]) + rand() * (Math.log(d.log[1]) - Math.log(d.log[0]))) as T;
   return d.choices[Math.min(d.choices.length - 1, Math.floor(rand() * d.choices.length))];
@@ -172,7 +162,7 @@ async function drawConfigs(o: TuneOptions, seed: number, trials: number, classes
   for (const [k, d] of Object.entries(space)) validateDimension(k, d);
   for (const t of (space.trainFrom as { choices?: (string | null)[] }).choices ?? [])
     if (t !== null && !stages.includes(t)) throw v.invalid('space.trainFrom', `null or a stage (${stages.join(', ')})`, t);
-  const rand = generator(seed);
+  const rand = seededRandom(seed);
   // trial 0 is the Trainer's default recipe (as `train` runs it: the head only with pretrained weights, else every
   // layer), so the search starts from what it has to beat
   const defaults: TuneConfig = { lr: TRAINER_DEFAULTS.lr, backboneLr: TRAINER_DEFAULTS.lr * TRAINER_DEFAULTS.backboneLrFactor, weightDecay: TRAINER_DEFAULTS.weightDecay, trainFrom: o.model.weights ? null : stages[0], labelSmoothing: TRAINER_DEFAULTS.labelSmoothing, mixup: false, cutmix: false };

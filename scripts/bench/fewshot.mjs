@@ -9,6 +9,9 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
 
 const { Model } = lib;
 const { values } = parseArgs({ options: { shots: { type: 'string', default: '1,5,10,20' }, draws: { type: 'string', default: '5' } } });
@@ -20,22 +23,8 @@ const files = (split, c) => readdirSync(join(root, split, c)).filter((f) => /\.(
 const train = Object.fromEntries(classes.map((c) => [c, files('train', c)]));
 const val = classes.flatMap((c, label) => files('val', c).map((path) => ({ path, label })));
 
-// a seeded draw without replacement (mulberry32), the same list for both sides
-function sample(list, k, seed) {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const a = [...list];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a.slice(0, k);
-}
+// a seeded draw without replacement, the same list for both sides
+const { seededSample: sample } = require(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cjs', 'random.js'));
 const plan = shots.flatMap((k) => Array.from({ length: draws }, (_, d) => ({ k, draw: d, support: Object.fromEntries(classes.map((c, ci) => [c, sample(train[c], k, 1000 * k + 10 * d + ci)])) })));
 
 const base = await Model.create({ arch: 'squeezenet1_1', weights: sharedPath('weights', 'squeezenet1_1-imagenet.pth'), precision: 'fp32' });

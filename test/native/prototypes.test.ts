@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError, DatasetError, InvalidOptionError, Model, Transform } from '../../lib';
+import { seededSample } from '../../lib/random';
 import { ROOT, sharedPath } from '../helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-proto-'));
@@ -19,22 +20,7 @@ beforeAll(async () => {
   base = await Model.create({ arch: 'squeezenet1_1', weights: sharedPath('weights', 'squeezenet1_1-imagenet.pth'), precision: 'fp32' });
 });
 
-// a seeded shuffle (mulberry32)
-function draw<T>(list: T[], k: number, seed: number): T[] {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const a = [...list];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a.slice(0, k);
-}
+const draw = seededSample;
 
 const accuracy = async (m: Model, val: { path: string; label: string }[]) => {
   const preds = await m.predict(val.map((s) => s.path), { topk: 1 });
