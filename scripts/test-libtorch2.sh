@@ -12,6 +12,7 @@ export TORCH_RESNET_TL_FIXTURES="$PWD/.fixtures-pypi"
 # Only what can differ between libtorch releases runs twice: suites that exercise JS only or our own code with no
 # libtorch call in what they check (the CLI's flags and report, signal handling, event-loop scheduling, metadata
 # and option errors, the decoders' PIL agreement, the launcher's process management, the weights hub, the HTTP
-# server's load shedding, drain and reload) ran in npm test.
-SAME_ON_EVERY_LIBTORCH='test/cli/cli.test.ts|test/cli/serve-load.test.ts|test/cli/serve-ops.test.ts|test/cli/interrupt.test.ts|test/cli/launch.test.ts|test/native/responsive.test.ts|test/native/reliability.test.ts|test/native/pil-corpus.test.ts|test/native/hub.test.ts'
+# server's load shedding, drain and reload, the source-model ranking's and the search's bookkeeping over the same
+# embeddings and fits) ran in npm test.
+SAME_ON_EVERY_LIBTORCH='test/cli/cli.test.ts|test/cli/serve-load.test.ts|test/cli/serve-ops.test.ts|test/cli/interrupt.test.ts|test/cli/launch.test.ts|test/native/responsive.test.ts|test/native/reliability.test.ts|test/native/pil-corpus.test.ts|test/native/hub.test.ts|test/native/candidates.test.ts|test/cli/tune.test.ts'
 exec npx jest --runInBand "$@" --testPathIgnorePatterns "$SAME_ON_EVERY_LIBTORCH" -- test/parity test/native test/cli test/package/python-torch.test.ts
