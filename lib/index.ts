@@ -58,5 +58,5 @@ export { writeRunReport, renderRunReport, renderExperimentReport } from './repor
 export type { RunSummary, ExperimentRow } from './report';
 export { BatchPredictor, BATCH_PREDICTOR_DEFAULTS } from './serve/predictor';
 export type { BatchPredictorOptions, BatchPredictOptions, BatchEvent, BatchInput } from './serve/predictor';
-export { PredictionServer, SERVER_DEFAULTS, errorResponse } from './serve/http';
+export { PredictionServer, SERVER_DEFAULTS, errorResponse, isLoopback } from './serve/http';
 export type { PredictionServerOptions } from './serve/http';

@@ -1,6 +1,6 @@
 // `serve`: a saved model behind HTTP with dynamic batching (BatchPredictor + PredictionServer). SIGTERM / SIGINT
-// drain (accepted predictions finish, new ones get 503) and exit 0; SIGHUP reloads the model file with no failed
-// request during the swap.
+// drain (accepted predictions finish, new ones get 503) and exit 0; SIGHUP or POST /admin/reload (loopback clients
+// only) reloads the model file with no failed request during the swap.
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { Model, PRECISIONS, Precision } from '../model';
@@ -16,7 +16,7 @@ export function addServeCommand(program: Command, out: () => Output): void {
   const B = BATCH_PREDICTOR_DEFAULTS;
   program
     .command('serve')
-    .description('serve a saved model over HTTP: POST /predict (image body → top-k JSON), GET /healthz, /readyz, /metrics (Prometheus); concurrent requests are batched')
+    .description('serve a saved model over HTTP: POST /predict (image body → top-k JSON), GET /healthz, /readyz, /metrics (Prometheus), POST /admin/reload (loopback only; or SIGHUP); concurrent requests are batched')
     .requiredOption('--model <file>', 'a .pth/.safetensors saved by torch-resnet-tl')
     .option('--host <addr>', `address to listen on (default ${SERVE_DEFAULTS.host})`)
     .option('--port <n>', `port (0: any free one; default ${SERVE_DEFAULTS.port})`, int(0))
@@ -34,11 +34,11 @@ export function addServeCommand(program: Command, out: () => Output): void {
       const file = resolve(o.model);
       const precision = o.precision as Precision | undefined;
       const predictor = new BatchPredictor(await Model.load(file, { precision }), { maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, maxQueue: o.maxQueue, timeoutMs: o.timeoutMs });
-      const server = new PredictionServer(predictor, { maxBytes: o.maxBytes, requestTimeoutMs: o.requestTimeoutMs, keepAliveMs: o.keepAliveMs });
+      const server = new PredictionServer(predictor, { maxBytes: o.maxBytes, requestTimeoutMs: o.requestTimeoutMs, keepAliveMs: o.keepAliveMs, reload: () => reload(file, predictor, output, precision) });
       const addr = await server.listen(o.port ?? SERVE_DEFAULTS.port, o.host ?? SERVE_DEFAULTS.host);
       const m = predictor.current;
       process.stdout.write(`serving ${m.arch} (${m.numClasses} classes) from ${file} on http://${addr.address}:${addr.port}\n`);
-      process.on('SIGHUP', () => void reload(file, predictor, output, precision));
+      process.on('SIGHUP', () => void reload(file, predictor, output, precision).catch(() => undefined));
       const grace = o.graceMs ?? SERVE_DEFAULTS.graceMs;
       const finished = await new Promise<boolean>((done) => {
         let stopping = false;
@@ -66,16 +66,21 @@ class ServeError extends Error {
   readonly code = 'ERR_DRAIN_TIMEOUT';
 }
 
-/** Loads the model file again and swaps it in; the old model is disposed once its last batch is done. */
-async function reload(file: string, predictor: BatchPredictor, output: Output, precision: Precision | undefined): Promise<void> {
+/**
+ * Loads the model file again and swaps it in; the old model is disposed once its last batch is done. A failure is
+ * logged and rethrown (SIGHUP ignores it, POST /admin/reload answers 500); the previous model keeps serving.
+ */
+async function reload(file: string, predictor: BatchPredictor, output: Output, precision: Precision | undefined): Promise<{ reloaded: string; arch: string; numClasses: number }> {
   let fresh: Model | undefined;
   try {
     fresh = await Model.load(file, { precision });
     const old = await predictor.swap(fresh);
     old.dispose();
     output.log(`reloaded ${file}`);
+    return { reloaded: file, arch: fresh.arch, numClasses: fresh.numClasses };
   } catch (e) {
     if (fresh && predictor.current !== fresh) fresh.dispose();
     output.log(`reload of ${file} failed, still serving the previous model: ${(e as Error).message}`);
+    throw e;
   }
 }

@@ -21,6 +21,19 @@ export interface PredictionServerOptions {
    * a connection after a pause does not race the close (a POST on a socket the server is closing fails, unretried).
    */
   keepAliveMs?: number;
+  /**
+   * `POST /admin/reload`, answered for loopback clients only (403 otherwise, whatever address the server listens on):
+   * runs this (e.g. load the model file again and `predictor.swap` it in) and answers 200 with what it resolves to, or
+   * 500 `ERR_RELOAD` with its error (the previous model keeps serving). Without it the route is 404.
+   */
+  reload?: () => Promise<unknown>;
+}
+
+/** Whether a socket's remote address is this machine's loopback (127.0.0.0/8, ::1, IPv4-mapped 127.x). */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
 }
 
 /** An HTTP error with its status and a stable code for the JSON body. */
@@ -48,6 +61,7 @@ export class PredictionServer {
   readonly server: Server;
   readonly registry = new Registry();
   private readonly maxBytes: number;
+  private readonly reloadFn?: () => Promise<unknown>;
   private readonly requests: Counter<'status'>;
   private readonly latency: Histogram<'status'>;
 
@@ -55,7 +69,9 @@ export class PredictionServer {
     readonly predictor: BatchPredictor,
     options: PredictionServerOptions = {},
   ) {
-    v.knownKeys('options', v.plainObject('options', options), ['maxBytes', 'requestTimeoutMs', 'keepAliveMs']);
+    v.knownKeys('options', v.plainObject('options', options), ['maxBytes', 'requestTimeoutMs', 'keepAliveMs', 'reload']);
+    if (options.reload !== undefined && typeof options.reload !== 'function') throw v.invalid('reload', 'function', options.reload);
+    this.reloadFn = options.reload;
     this.maxBytes = options.maxBytes === undefined ? SERVER_DEFAULTS.maxBytes : v.positiveInt('maxBytes', options.maxBytes);
     const timeout = options.requestTimeoutMs === undefined ? SERVER_DEFAULTS.requestTimeoutMs : v.positiveInt('requestTimeoutMs', options.requestTimeoutMs);
     this.requests = new Counter({ name: 'tl_requests_total', help: 'Prediction requests by HTTP status', labelNames: ['status'], registers: [this.registry] });
@@ -122,13 +138,26 @@ export class PredictionServer {
         res.writeHead(200, { 'content-type': this.registry.contentType, 'content-length': String(Buffer.byteLength(text)) });
         return void res.end(text);
       }
-      if (url.pathname !== '/predict') throw new HttpError(404, 'ERR_NOT_FOUND', 'routes: POST /predict, GET /healthz, /readyz, /metrics');
+      if (url.pathname === '/admin/reload' && this.reloadFn) return await this.adminReload(req, res);
+      if (url.pathname !== '/predict') throw new HttpError(404, 'ERR_NOT_FOUND', `routes: POST /predict, GET /healthz, /readyz, /metrics${this.reloadFn ? ', POST /admin/reload (loopback)' : ''}`);
       if (req.method !== 'POST') throw new HttpError(405, 'ERR_METHOD', 'use POST /predict with the image as the request body');
       const predictions = await this.predict(req, res, url);
       this.reply(res, 200, { predictions }, t0);
     } catch (e) {
       this.fail(res, e, t0);
     }
+  }
+
+  private async adminReload(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'POST') throw new HttpError(405, 'ERR_METHOD', 'use POST /admin/reload');
+    if (!isLoopback(req.socket.remoteAddress)) throw new HttpError(403, 'ERR_FORBIDDEN', 'the admin endpoint answers loopback clients only');
+    let result: unknown;
+    try {
+      result = await this.reloadFn!();
+    } catch (e) {
+      throw new HttpError(500, 'ERR_RELOAD', `reload failed, still serving the previous model: ${(e as Error).message}`);
+    }
+    send(res, 200, result ?? { reloaded: true });
   }
 
   private get(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {

@@ -1,8 +1,9 @@
 // `torch-resnet-tl serve` operations: 2000 concurrent connections all get an HTTP answer (200, or 503 with
-// Retry-After); /metrics is Prometheus text; SIGHUP reloads the model during a 200-request stream with no failure;
+// Retry-After); /metrics is Prometheus text; SIGHUP and POST /admin/reload reload the model during a 200-request stream
+// with no failure;
 // SIGTERM drains (accepted requests complete, new ones get 503) and exits 0.
 import { request } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model } from '../../lib';
 import { serveHarness, sharedPath } from '../helpers';
@@ -85,6 +86,33 @@ test('SIGHUP reloads the model during a 200-request stream: no request fails', a
   console.log(`serve: reload during 200 requests: ${JSON.stringify(c)}`);
   expect(c).toEqual({ 200: 200 });
   expect(log).toMatch(/reloaded .*squeezenet\.pth/);
+});
+
+test('POST /admin/reload during a 200-request stream: 200, no request fails; a failed reload is 500 ERR_RELOAD and the old model serves on', async () => {
+  const modelPath = join(tmp, 'squeezenet.pth');
+  const stream = (async () => {
+    const out = [];
+    for (let i = 0; i < 20; i++) out.push(...(await Promise.all(Array.from({ length: 10 }, () => post('/predict?topk=1', photo)))));
+    return out;
+  })();
+  await new Promise((r) => setTimeout(r, 300));
+  const reload = await post('/admin/reload', Buffer.alloc(0));
+  const rs = await stream;
+  expect(tally(rs)).toEqual({ 200: 200 });
+  expect(reload.status).toBe(200);
+  expect(JSON.parse(reload.body!)).toEqual({ reloaded: modelPath, arch: 'squeezenet1_1', numClasses: 2 });
+  expect((await fetch(`${base}/admin/reload`)).status).toBe(405);
+  // the file replaced by garbage: the reload fails, the model loaded before keeps answering
+  const good = readFileSync(modelPath);
+  writeFileSync(modelPath, Buffer.from('not a checkpoint'));
+  try {
+    const failed = await post('/admin/reload', Buffer.alloc(0));
+    expect(failed.status).toBe(500);
+    expect(JSON.parse(failed.body!).error.code).toBe('ERR_RELOAD');
+    expect((await post('/predict?topk=1', photo)).status).toBe(200);
+  } finally {
+    writeFileSync(modelPath, good);
+  }
 });
 
 test('SIGTERM drains: accepted requests complete, new ones get 503, /readyz 503, exit 0', async () => {
