@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointError, DatasetError, InvalidOptionError, Model, Transform } from '../../lib';
 import { seededSample } from '../../lib/random';
-import { ROOT, sharedPath } from '../helpers';
+import { PYTHON, ROOT, sharedPath } from '../helpers';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tl-proto-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -96,7 +96,7 @@ test('predictions are the nearest prototype (cosine of the embeddings, computed 
   expect(loaded.prototypes).toEqual(m.prototypes);
   expect(await loaded.predict(query, { topk: 2, fastDecodeMinSide: 0 })).toEqual(preds);
   // PyTorch reads it back as a plain state dict with a Linear head
-  const keys = execFileSync('/usr/bin/python3', ['-c', 'import torch, sys; sd = torch.load(sys.argv[1]); print(list(sd["classifier.1.weight"].shape), "classifier.1.bias" in sd)', file], { encoding: 'utf8' }).trim();
+  const keys = execFileSync(PYTHON, ['-c', 'import torch, sys; sd = torch.load(sys.argv[1]); print(list(sd["classifier.1.weight"].shape), "classifier.1.bias" in sd)', file], { encoding: 'utf8' }).trim();
   expect(keys).toBe('[2, 512] True');
 
   // ONNX: onnxruntime-node gives the head's logits
