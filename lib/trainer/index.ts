@@ -9,6 +9,7 @@ import { EvalReport, MetricAccumulator } from '../metrics';
 import { Model } from '../model';
 import { getNative, NativeTrainer } from '../native';
 import type { Assessment, Recommendation } from '../transfer';
+import { Candidate, CandidateRanking, chooseModel } from '../candidates';
 import * as v from '../validate';
 import { classNames, epochRecord, trainEpoch, unfreezeAt, validate } from './epoch';
 import { ResolvedTrainerOptions, resolveTrainerOptions, TrainerOptions } from './options';
@@ -99,6 +100,28 @@ export class Trainer extends EventEmitter {
    * jitter are left out), in a loader of `train`'s batch size without MixUp/CutMix — `train` itself when its
    * transform is deterministic and it does not mix. Embedding randomly augmented crops gives a worse probe.
    */
+  /**
+   * `strategy: 'auto'` over several source models: ranks `candidates` on the training images (their probe view, or
+   * `options.probeData`; see `assess(candidates, …)`), makes a Trainer for the best with `options` (strategy 'auto'
+   * unless given) and fits it. Returns the trained model, its Trainer, the fit and the ranking. `options.device`
+   * places the candidates.
+   */
+  static async auto(candidates: Candidate[], train: DataLoader, val?: DataLoader, options: TrainerOptions & { probeData?: DataLoader; device?: string } = {}): Promise<{ model: Model; trainer: Trainer; fit: FitResult; ranking: CandidateRanking }> {
+    if (!(train instanceof DataLoader)) throw v.invalid('train', 'DataLoader', train);
+    const { probeData, device, ...trainerOptions } = v.plainObject('options', options) as TrainerOptions & { probeData?: DataLoader; device?: string };
+    if (probeData !== undefined && !(probeData instanceof DataLoader)) throw v.invalid('probeData', 'DataLoader', probeData);
+    const probe = probeData ?? probeView(train);
+    const { model, ranking } = await chooseModel(candidates, probe, { device, precision: trainerOptions.precision, signal: trainerOptions.signal });
+    try {
+      const trainer = new Trainer(model, { strategy: 'auto', ...trainerOptions });
+      const fit = await trainer.fit(train, val, trainer.ctx.opts.probing ? { probeData: probe } : {});
+      return { model, trainer, fit, ranking };
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
+
   async fit(train: DataLoader, val?: DataLoader, options: { probeData?: DataLoader } = {}): Promise<FitResult> {
     const o = v.plainObject('options', options);
     v.knownKeys('options', o, ['probeData']);

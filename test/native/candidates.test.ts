@@ -103,6 +103,21 @@ test('CLI: assess --candidates prints the ranking (and --json gives it); train -
   expect(bad.stderr).toMatch(/candidates\[0\]\.arch/);
 });
 
+test("Trainer.auto(candidates, …): strategy 'auto' over source models ranks them on the probe view, trains the best", async () => {
+  const root = sharedPath('data', 'hymenoptera');
+  const train = await ImageFolder.open(join(root, 'train'), { transform: Transform.imagenetTrain(224) });
+  const val = await ImageFolder.open(join(root, 'val'), { transform: Transform.imagenetEval() });
+  const r = await Trainer.auto(candidates().slice(0, 2), new DataLoader(train, { batchSize: 32, shuffle: true, seed: 0 }), new DataLoader(val, { batchSize: 32 }), { seed: 0 });
+  expect(r.ranking.ranking.map((x) => x.name)).toEqual(['squeezenet ImageNet', 'squeezenet random']);
+  expect(r.model.loadReport.source).toBe(weights());
+  expect(r.trainer.options.strategy).toBe('auto');
+  expect(r.fit.assessment?.recommendation.strategy).toBe('linear-probe');
+  // the probe view (centre crops): the ranking's figures are those of assess on the deterministic images
+  expect(r.ranking.ranking[0].assessment.linearProbeAccuracy).toBeCloseTo(r.fit.assessment!.linearProbeAccuracy, 6);
+  expect(r.fit.history[r.fit.history.length - 1].valAccuracy).toBeGreaterThan(0.85);
+  r.model.dispose();
+});
+
 test('bad candidates: typed errors naming the entry', async () => {
   const train = await ImageFolder.open(join(sharedPath('data', 'hymenoptera'), 'val'), { transform: Transform.imagenetEval() });
   const dl = new DataLoader(train, { batchSize: 32 });
