@@ -4,7 +4,7 @@
 import type { DataLoader } from './data';
 import { manualSeed } from './device';
 import { InvalidOptionError } from './errors';
-import { ARCHS, Arch, HEAD_KINDS, HeadKind, Model, ResNet } from './model';
+import { ARCHS, Arch, HEAD_KINDS, HeadKind, Model } from './model';
 import { Assessment, AssessOptions, assessBank, ASSESS_DEFAULTS, embedDataset } from './transfer';
 import * as v from './validate';
 import type { WeightsName } from './weights';
@@ -91,8 +91,7 @@ export async function rankCandidates(candidates: Candidate[], data: DataLoader, 
     for (const c of list) {
       // random-initialised candidates are drawn from `seed`: the same ranking on every run
       manualSeed(assessOptions.seed ?? ASSESS_DEFAULTS.seed);
-      const Ctor = c.arch === 'squeezenet1_1' ? Model : ResNet;
-      const model = await (Ctor as typeof Model).create({ arch: c.arch, weights: c.weights, head: c.head, numClasses, classes, device, precision: assessOptions.precision } as never);
+      const model = await Model._createForArch({ arch: c.arch, weights: c.weights, head: c.head, numClasses, classes, device, precision: assessOptions.precision });
       let kept = false;
       try {
         const t = performance.now();

@@ -286,6 +286,11 @@ export class Model {
     return model;
   }
 
+  /** @internal Creates the class the arch belongs to (ResNet for the ResNets, Model for squeezenet1_1), as `load` does. */
+  static _createForArch(options: ModelOptions): Promise<Model> {
+    return (options.arch !== 'squeezenet1_1' ? ResNetCtor() : Model).build(options);
+  }
+
   /** Restores a model saved by `save()` (arch, class names and weights), strictly. */
   static async load(path: string, options: { device?: string; channelsLast?: boolean; fuse?: boolean; precision?: Precision } = {}): Promise<Model> {
     v.nonEmptyString('path', path);

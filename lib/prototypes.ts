@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataLoader, ImageList } from './data';
 import { CheckpointError, InvalidOptionError } from './errors';
-import type { Model, Precision } from './model';
+import { Model, Precision } from './model';
 import { embedDataset } from './transfer';
 import { Transform } from './transform';
 import * as v from './validate';
@@ -73,12 +73,12 @@ export async function withPrototypes(src: Model, examples: Record<string, (strin
   const batchSize = o.batchSize === undefined ? PROTOTYPE_DEFAULTS.batchSize : v.positiveInt('batchSize', o.batchSize);
   const precision = src.precision(o.precision ?? src.defaultPrecision);
 
+  const info = src._handle().info();
   // the kept classes' rows, at their (unchanged) indices
   let base: { data: Float32Array; shape: number[] } | null = null;
   if (kept.length) {
-    const info = src._handle().info();
     const w = (await src.stateDict())[`${info.headPrefix}.weight`];
-    const d = src.featureDim;
+    const d = info.featureDim;
     if (!w || w.shape.length !== 2 || w.shape[1] !== d) throw new InvalidOptionError('keep', `the head of this ${src.arch} is not one Linear layer on ${d} features`);
     const data = new Float32Array(classes.length * d);
     for (const c of kept) {
@@ -89,14 +89,12 @@ export async function withPrototypes(src: Model, examples: Record<string, (strin
   }
 
   // the new model: this backbone, a linear head over the classes
-  const info = src._handle().info();
   const dir = mkdtempSync(join(tmpdir(), 'tl-prototypes-'));
   let model: Model;
   try {
     const file = join(dir, 'backbone.pth');
     await src.save(file);
-    const Ctor = src.constructor as typeof Model;
-    model = await Ctor.create({ arch: src.arch, classes, head: 'linear', weights: file, device: src.device, channelsLast: info.channelsLast, fuse: info.fuse, precision: src.defaultPrecision } as never);
+    model = await Model._createForArch({ arch: src.arch, classes, head: 'linear', weights: file, device: src.device, channelsLast: info.channelsLast, fuse: info.fuse, precision: src.defaultPrecision });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

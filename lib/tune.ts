@@ -12,7 +12,7 @@ import { DataLoader, ImageDataset } from './data';
 import { manualSeed } from './device';
 import { writeFileDurable } from './durable';
 import { InvalidOptionError } from './errors';
-import { Model, ModelOptions, ResNet } from './model';
+import { Model, ModelOptions } from './model';
 import { TuneReport, writeTuneReport } from './report';
 import { Trainer, TRAINER_DEFAULTS, TrainerOptions } from './trainer';
 import { seededRandom } from './random';
@@ -155,7 +155,7 @@ function resolveTune(options: TuneOptions) {
 /** The space completed from the model's stages, and the configurations: trial 0 the default recipe, the rest drawn. */
 async function drawConfigs(o: TuneOptions, seed: number, trials: number, classes: string[]): Promise<{ space: TuneSpace; configs: TuneConfig[] }> {
   manualSeed(seed);
-  const probe = await (o.model.arch === 'squeezenet1_1' ? Model : ResNet).create({ ...o.model, weights: null, numClasses: classes.length, classes } as never);
+  const probe = await Model._createForArch({ ...o.model, weights: null, numClasses: classes.length, classes });
   const space: TuneSpace = { ...tuneSpace(probe), ...(o.space ?? {}) };
   const stages = probe.stages;
   probe.dispose();
@@ -233,7 +233,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
 async function fit(o: TuneOptions, c: TuneConfig, trial: number, rung: number, epochs: number, seed: number, classes: string[]): Promise<{ model: Model; result: TuneTrialResult }> {
   const t = performance.now();
   manualSeed(seed + trial);
-  const model = await (o.model.arch === 'squeezenet1_1' ? Model : ResNet).create({ ...o.model, numClasses: classes.length, classes } as never);
+  const model = await Model._createForArch({ ...o.model, numClasses: classes.length, classes });
   try {
     const trainer = new Trainer(model, {
       ...(o.trainer ?? {}),

@@ -72,20 +72,18 @@ export const weightsOf = (w: string | null): string | null => (w === 'none' || w
 
 /**
  * A --candidates value: `arch[:weights],…`; weights `none` means random initialisation, no weights the command's
- * default (--weights, else ${C.weights}). Parsed here, checked by the library.
+ * default (`withDefaultWeights`). Parsed here; checked and named by the library.
  */
-export const candidatesArg = (value: string): { arch: string; weights?: string | null; name: string }[] =>
+export const candidatesArg = (value: string): { arch: string; weights?: string | null }[] =>
   value.split(',').map((item) => {
     const s = item.trim();
     const i = s.indexOf(':');
-    if (i < 0) return { arch: s, name: s };
-    const w = weightsOf(s.slice(i + 1));
-    return { arch: s.slice(0, i), weights: w, name: w === null ? `${s.slice(0, i)} (random init)` : s };
+    return i < 0 ? { arch: s } : { arch: s.slice(0, i), weights: weightsOf(s.slice(i + 1)) };
   });
 
 /** Candidates without weights get the command's. */
-export const withDefaultWeights = (list: { arch: string; weights?: string | null; name: string }[], weights: string | null): Candidate[] =>
-  list.map((c) => (c.weights === undefined ? { ...c, weights, name: weights === null ? `${c.arch} (random init)` : `${c.arch}:${weights}` } : c) as Candidate);
+export const withDefaultWeights = (list: { arch: string; weights?: string | null }[], weights: string | null): Candidate[] =>
+  list.map((c) => ({ ...c, weights: c.weights === undefined ? weights : c.weights }) as Candidate);
 
 export function exitCodeOf(e: unknown): number {
   const code = (e as { code?: string }).code;

@@ -16,12 +16,12 @@ test('close call: within two standard errors of the difference, never for a clea
 });
 
 test('--candidates: arch[:weights], none = random init, no weights = the command default; names are unique', () => {
-  expect(candidatesArg('resnet18:none, squeezenet1_1:/w/s.pth,resnet50')).toEqual([
+  const named = (value: string, weights: string | null) => validateCandidates(withDefaultWeights(candidatesArg(value), weights)).map(({ arch, weights: w, name }) => ({ arch, weights: w, name }));
+  expect(named('resnet18:none, squeezenet1_1:/w/s.pth,resnet50', 'DEFAULT')).toEqual([
     { arch: 'resnet18', weights: null, name: 'resnet18 (random init)' },
     { arch: 'squeezenet1_1', weights: '/w/s.pth', name: 'squeezenet1_1:/w/s.pth' },
-    { arch: 'resnet50', name: 'resnet50' },
+    { arch: 'resnet50', weights: 'DEFAULT', name: 'resnet50:DEFAULT' },
   ]);
-  expect(withDefaultWeights(candidatesArg('resnet50'), 'DEFAULT')).toEqual([{ arch: 'resnet50', weights: 'DEFAULT', name: 'resnet50:DEFAULT' }]);
   expect(() => validateCandidates(candidatesArg('resnet18:none,resnet18:none'))).toThrow(/distinct name/);
   expect(() => validateCandidates([{ arch: 'resnet18', head: 'big' }])).toThrow(/candidates\[0\]\.head/);
 });
