@@ -1,13 +1,15 @@
 // A rank for the launcher tests: writes its torchrun environment to OUTDIR/rank-<RANK>.json, then behaves as told:
 // `ok` exits 0; `fail:R:CODE` makes rank R exit with CODE after 300 ms while the others wait; `wait` waits for a
 // signal and records it. Usage: node rank.js OUTDIR MODE
-const { writeFileSync } = require('node:fs');
+const { renameSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 const [dir, mode] = process.argv.slice(2);
 const keys = ['RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'OMP_NUM_THREADS'];
 const rank = process.env.RANK;
 const threads = require('../..').getNumThreads();
-writeFileSync(join(dir, `rank-${rank}.json`), JSON.stringify({ ...Object.fromEntries(keys.map((k) => [k, process.env[k]])), threads, argv: process.argv.slice(4) }));
+// written under another name, then renamed: the test polls for rank-*.json and must never read a half-written file
+writeFileSync(join(dir, `.tmp-rank-${rank}`), JSON.stringify({ ...Object.fromEntries(keys.map((k) => [k, process.env[k]])), threads, argv: process.argv.slice(4) }));
+renameSync(join(dir, `.tmp-rank-${rank}`), join(dir, `rank-${rank}.json`));
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => {
     writeFileSync(join(dir, `signal-${rank}.txt`), sig);
